@@ -1,0 +1,131 @@
+"""The bus port, with its routing model (the same as a RabbitMQ topic exchange).
+
+Routing: every event is published to one topic exchange with a routing key of dot-separated
+words. A queue receives an event when one of its bindings matches the key, ``*`` standing for
+exactly one word and ``#`` for zero or more; a queue gets at most one copy of an event however
+many of its bindings match.
+
+Routing keys used by ChaSe (see ``chase.routing``)::
+
+    message.submitted                     gateway -> persistence worker
+    message.stored.public                 worker -> every gateway
+    message.stored.dm.<low>.<high>        worker -> gateways holding either participant
+    message.rejected.<sender_id>          worker -> gateways holding the sender
+    user.<id>.session.revoked             auth -> gateways holding that user
+    presence.<gateway_id>                 gateway -> every gateway (changes and heartbeats)
+    rpc.history                           gateway -> worker (request/reply)
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from chase.schemas import Event
+
+
+class BusUnavailable(Exception):
+    """The broker is unreachable or did not confirm a publish: the event may not be stored."""
+
+
+class RequestTimeout(Exception):
+    """No reply arrived in time to a :meth:`Bus.request`."""
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A queue, its bindings and its durability.
+
+    ``name`` is relative to the bus namespace (see :mod:`chase.routing`).
+
+    ``durable`` queues survive a broker restart (RabbitMQ: quorum queues) and must be used
+    for anything whose loss would lose a message. ``exclusive`` queues belong to the
+    connection that declared them and vanish with it (a gateway's fan-out queue).
+    ``single_active_consumer``: of all consumers only one gets deliveries; the others wait as
+    hot standbys and take over when it goes (the persistence worker's ordering guarantee).
+    """
+
+    name: str
+    bindings: tuple[str, ...] = ()
+    durable: bool = True
+    exclusive: bool = False
+    single_active_consumer: bool = False
+    #: Bounded length for queues that may be dropped from (a gateway's fan-out); None: unbounded.
+    max_length: int | None = None
+
+
+class Delivery(abc.ABC):
+    """One event taken from a queue. The handler must :meth:`ack` or :meth:`reject` it."""
+
+    event: Event
+    routing_key: str
+    redelivered: bool
+
+    @abc.abstractmethod
+    async def ack(self) -> None:
+        """The event is fully handled (for the worker: its batch is committed)."""
+
+    @abc.abstractmethod
+    async def reject(self, *, requeue: bool) -> None:
+        """Give the event back (``requeue=True``) or drop it (to the dead-letter queue if any)."""
+
+
+class Subscription(abc.ABC):
+    @abc.abstractmethod
+    async def cancel(self) -> None:
+        """Stop consuming; unacknowledged deliveries go back to the queue."""
+
+
+Handler = Callable[[Delivery], Awaitable[None]]
+Responder = Callable[[Event], Awaitable[Event]]
+
+
+class Bus(abc.ABC):
+    """Publish, consume with acks, and request/reply over one topic exchange."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Connect and declare the exchange; raises :class:`BusUnavailable` if it cannot."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Cancel consumers and disconnect. Idempotent."""
+
+    @abc.abstractmethod
+    async def publish(self, routing_key: str, event: Event) -> None:
+        """Return once the broker has taken responsibility for ``event`` (publisher confirm).
+
+        Raises :class:`BusUnavailable` when it cannot: the caller must not report success.
+        An event no queue is bound for is silently dropped, as by a topic exchange.
+        """
+
+    @abc.abstractmethod
+    async def consume(self, queue: QueueSpec, handler: Handler, *, prefetch: int = 100) -> Subscription:
+        """Declare ``queue`` with its bindings and feed its events to ``handler``.
+
+        At most ``prefetch`` deliveries are unacknowledged at once. An exception escaping
+        ``handler`` rejects the delivery with requeue.
+        """
+
+    @abc.abstractmethod
+    async def bind(self, queue_name: str, binding: str) -> None:
+        """Add a binding to a declared queue (a gateway binding a user who just connected)."""
+
+    @abc.abstractmethod
+    async def unbind(self, queue_name: str, binding: str) -> None:
+        """Remove a binding added with :meth:`bind`."""
+
+    @abc.abstractmethod
+    async def request(self, routing_key: str, event: Event, *, timeout: float = 5.0) -> Event:
+        """Publish ``event`` and wait for the one reply of the responder serving that key.
+
+        Raises :class:`RequestTimeout` after ``timeout`` seconds, :class:`BusUnavailable` when
+        the broker is unreachable.
+        """
+
+    @abc.abstractmethod
+    async def serve(self, queue: QueueSpec, responder: Responder, *, prefetch: int = 10) -> Subscription:
+        """Answer requests arriving on ``queue``: each event's reply is ``await responder(event)``."""
+
+

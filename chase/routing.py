@@ -1,0 +1,56 @@
+"""Routing keys and bindings: the one place that knows how events are addressed on the bus.
+
+Queue names here are relative: a bus adapter prefixes them with its namespace (``chase`` by
+default, so ``persistence.submitted`` is the RabbitMQ queue ``chase.persistence.submitted``)
+and names its exchange ``<namespace>.events``. Tests use a namespace of their own.
+
+See the table in :mod:`chase.bus.port`.
+"""
+
+from __future__ import annotations
+
+MESSAGE_SUBMITTED = "message.submitted"
+MESSAGE_STORED_PUBLIC = "message.stored.public"
+HISTORY_RPC = "rpc.history"
+
+#: The persistence worker's input: durable, one active consumer (commit order = id order).
+PERSISTENCE_QUEUE = "persistence.submitted"
+HISTORY_QUEUE = "persistence.history"
+
+
+def message_stored(sender_id: int, recipient_id: int | None) -> str:
+    """Routing key for a stored message: public, or the private conversation of two users."""
+    if recipient_id is None:
+        return MESSAGE_STORED_PUBLIC
+    low, high = sorted((sender_id, recipient_id))
+    return f"message.stored.dm.{low}.{high}"
+
+
+def message_rejected(sender_id: int) -> str:
+    return f"message.rejected.{sender_id}"
+
+
+def session_revoked(user_id: int) -> str:
+    return f"user.{user_id}.session.revoked"
+
+
+def presence(gateway_id: str) -> str:
+    return f"presence.{gateway_id}"
+
+
+def user_bindings(user_id: int) -> tuple[str, ...]:
+    """What a gateway binds while ``user_id`` has a connection on it."""
+    return (
+        f"message.stored.dm.{user_id}.*",
+        f"message.stored.dm.*.{user_id}",
+        f"message.rejected.{user_id}",
+        f"user.{user_id}.#",
+    )
+
+
+#: What every gateway's fan-out queue is bound to, whoever is connected.
+GATEWAY_STATIC_BINDINGS = (MESSAGE_STORED_PUBLIC, "presence.#")
+
+
+def gateway_queue(gateway_id: str) -> str:
+    return f"gateway.{gateway_id}"

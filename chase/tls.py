@@ -1,0 +1,123 @@
+"""TLS for every connection: the dev certificate authority and the SSL contexts.
+
+``chase certs`` makes a local CA and a server certificate for localhost / 127.0.0.1 (and any
+extra names given). Servers load the certificate; clients trust the CA. Verification is never
+turned off anywhere in ChaSe: a client that does not trust the server's certificate fails.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_FILE = "ca.pem"
+CA_KEY_FILE = "ca-key.pem"
+SERVER_FILE = "server.pem"
+SERVER_KEY_FILE = "server-key.pem"
+DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def ensure_dev_certs(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, *, force: bool = False) -> bool:
+    """Create the dev CA and server certificate in ``directory`` unless they exist.
+
+    Returns True when new files were written. Private keys are written with mode 0600.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    files = [directory / f for f in (CA_FILE, CA_KEY_FILE, SERVER_FILE, SERVER_KEY_FILE)]
+    if not force and all(f.exists() for f in files):
+        return False
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ChaSe development CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+                key_encipherment=False, data_encipherment=False, key_agreement=False,
+                encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=825))
+        .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write(directory / CA_FILE, ca_cert.public_bytes(serialization.Encoding.PEM))
+    _write(directory / CA_KEY_FILE, _key_pem(ca_key), private=True)
+    _write(directory / SERVER_FILE, server_cert.public_bytes(serialization.Encoding.PEM))
+    _write(directory / SERVER_KEY_FILE, _key_pem(server_key), private=True)
+    return True
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A TLS 1.2+ server context; raises FileNotFoundError naming a missing file."""
+    for path in (cert, key):
+        if not path.exists():
+            raise FileNotFoundError(f"TLS file {path} is missing: run `chase certs` first")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def client_context(ca: Path | None) -> ssl.SSLContext:
+    """A verifying client context that trusts ``ca`` (or the system store when None)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca is not None:
+        if not ca.exists():
+            raise FileNotFoundError(f"CA file {ca} is missing: run `chase certs` or set CHASE_TLS_CA")
+        context.load_verify_locations(cafile=str(ca))
+    return context
+
+
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _write(path: Path, data: bytes, *, private: bool = False) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(path, flags, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
