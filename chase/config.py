@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/chase.db"
@@ -25,22 +25,55 @@ class ConfigError(Exception):
     """A setting is wrong or unusable; the message names the setting and says what to do."""
 
 
+def shared(name: str) -> AliasChoices:
+    """The env var of a setting every service shares: ``CHASE_<NAME>``, whatever the prefix."""
+    return AliasChoices(f"CHASE_{name.upper()}", name)
+
+
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHASE_", extra="ignore")
+    """What every service reads. A service's own settings use its own prefix
+    (``CHASE_AUTH_PORT``, ``CHASE_GATEWAY_PORT``), so one environment can configure all
+    services of ``chase serve`` without clashes; these shared ones are always ``CHASE_*``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CHASE_", extra="ignore", populate_by_name=True)
 
     database_url: str = Field(
-        DEFAULT_DATABASE_URL,
+        validation_alias=shared("database_url"),
+        default=DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL: sqlite+aiosqlite:///path or mysql+aiomysql://user:pw@host/db",
     )
     amqp_url: str | None = Field(
-        None, description="RabbitMQ URL (amqp://user:pw@host:5672/vhost); unset: in-process bus"
+        validation_alias=shared("amqp_url"),
+        default=None,
+        description="RabbitMQ URL (amqp://user:pw@host:5672/vhost); unset: in-process bus",
     )
-    certs_dir: Path = Field(Path("certs"), description="Where `chase certs` writes the dev CA")
-    tls_cert: Path | None = Field(None, description="Server certificate (PEM); default certs/server.pem")
-    tls_key: Path | None = Field(None, description="Server private key (PEM); default certs/server-key.pem")
-    tls_ca: Path | None = Field(None, description="CA bundle clients trust; default certs/ca.pem")
-    log_level: str = "info"
-    log_json: bool = Field(False, description="Log one JSON object per line (for fleets)")
+    certs_dir: Path = Field(
+        validation_alias=shared("certs_dir"),
+        default=Path("certs"),
+        description="Where `chase certs` writes the dev CA",
+    )
+    tls_cert: Path | None = Field(
+        validation_alias=shared("tls_cert"),
+        default=None,
+        description="Server certificate (PEM); default certs/server.pem",
+    )
+    tls_key: Path | None = Field(
+        validation_alias=shared("tls_key"),
+        default=None,
+        description="Server private key (PEM); default certs/server-key.pem",
+    )
+    tls_ca: Path | None = Field(
+        validation_alias=shared("tls_ca"),
+        default=None,
+        description="CA bundle clients trust; default certs/ca.pem",
+    )
+    log_level: str = Field("info", validation_alias=shared("log_level"))
+    log_json: bool = Field(
+        validation_alias=shared("log_json"),
+        default=False,
+        description="Log one JSON object per line (for fleets)",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -89,7 +122,10 @@ def load(settings_cls: type[CommonSettings], **overrides: object) -> CommonSetti
         return settings_cls(**overrides)
     except ValidationError as exc:
         lines = []
+        prefix = settings_cls.model_config.get("env_prefix", "CHASE_")
         for err in exc.errors():
-            name = "CHASE_" + "_".join(str(p) for p in err["loc"]).upper()
+            name = "_".join(str(p) for p in err["loc"]).upper()
+            if not name.startswith("CHASE_"):
+                name = prefix.upper() + name
             lines.append(f"{name}: {err['msg']}")
         raise ConfigError("; ".join(lines)) from None

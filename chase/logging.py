@@ -36,7 +36,7 @@ def configure(level: str = "info", *, json: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Library chatter that says nothing an operator needs at info level.
-    for noisy in ("aiormq", "aio_pika", "websockets.server", "uvicorn.access"):
+    for noisy in ("aiormq", "aio_pika", "websockets.server", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

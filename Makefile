@@ -1,0 +1,36 @@
+# The two commands a newcomer needs: `make run` and `make test`. Everything else is optional.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test install certs client screenshots system-deps lint clean
+
+run: install certs ## start the whole system (embedded default) on https://127.0.0.1:8443 and wss://127.0.0.1:8765
+	$(BIN)/chase serve
+
+test: install system-deps ## run the whole test suite (unit, integration, e2e, gui)
+	QT_QPA_PLATFORM=offscreen $(BIN)/pytest $(PYTEST_ARGS)
+
+client: install certs ## open the desktop client
+	$(BIN)/chase client
+
+screenshots: install certs system-deps ## render the client's windows to docs/images/
+	QT_QPA_PLATFORM=offscreen $(BIN)/python scripts/screenshots.py
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[client,test]'
+	touch $(STAMP)
+
+certs: install
+	$(BIN)/chase certs
+
+system-deps:
+	bash deploy/install-system-deps.sh
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

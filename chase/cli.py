@@ -1,0 +1,174 @@
+"""The ``chase`` command: run services, migrate, make certificates, and the clients.
+
+Each subcommand is a few lines that hand over to a composition root. Start-up problems (a bad
+URL, a database or broker that does not answer, missing certificates) end in one clear line on
+stderr and exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from chase.config import CommonSettings, ConfigError, load
+from chase.logging import configure, get_logger
+
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # The clients parse their own options.
+    if argv and argv[0] == "cli":
+        from client.cli import main as cli_main
+
+        return cli_main(argv[1:])
+    if argv and argv[0] == "client":
+        from client.qt.app import main as client_main
+
+        return client_main(argv[1:])
+
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return EXIT_CONFIG
+    try:
+        common = load(CommonSettings)
+        configure(common.log_level, json=common.log_json)
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"chase: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chase", description="ChaSe real-time chat")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    add("serve", _serve, "run auth, persistence and gateway in one process (the embedded default)")
+    add("auth", _auth, "run the HTTP auth service alone (needs CHASE_AMQP_URL)")
+    add("persistence", _persistence, "run the persistence worker alone (needs CHASE_AMQP_URL)")
+    add("gateway", _gateway, "run a WebSocket gateway alone (needs CHASE_AMQP_URL)")
+    migrate = add("migrate", _migrate, "apply database migrations (CHASE_DATABASE_URL)")
+    migrate.add_argument("revision", nargs="?", default="head", help="target revision (default: head)")
+    migrate.add_argument("--down", action="store_true", help="downgrade to REVISION (e.g. base)")
+    certs = add("certs", _certs, "make the development CA and server certificate")
+    certs.add_argument("--dir", type=Path, default=None, help="output folder (default: CHASE_CERTS_DIR or certs/)")
+    certs.add_argument("--name", action="append", default=[], help="extra host name or IP for the server certificate")
+    certs.add_argument("--force", action="store_true", help="replace existing files")
+    sub.add_parser("cli", help="command-line client: register, say, tail, chat (chase cli --help)")
+    sub.add_parser("client", help="open the desktop client")
+    return parser
+
+
+def _run(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """Run a service until Ctrl-C or SIGTERM; both stop it cleanly with status 0."""
+    try:
+        asyncio.run(_until_signal(coro_factory))
+    except FileNotFoundError as exc:
+        print(f"chase: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except _bus_unavailable() as exc:
+        print(f"chase: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+async def _until_signal(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    import signal
+
+    task = asyncio.ensure_future(coro_factory())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        get_logger("chase").info("stopped")
+
+
+def _bus_unavailable() -> type[Exception]:
+    from chase.bus import BusUnavailable
+
+    return BusUnavailable
+
+
+def _serve(_: argparse.Namespace) -> int:
+    from chase import serve
+
+    return _run(serve.serve_all)
+
+
+def _auth(_: argparse.Namespace) -> int:
+    from chase import serve
+
+    return _run(serve.serve_auth)
+
+
+def _persistence(_: argparse.Namespace) -> int:
+    from chase import serve
+
+    return _run(serve.serve_persistence)
+
+
+def _gateway(_: argparse.Namespace) -> int:
+    from chase import serve
+
+    return _run(serve.serve_gateway)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from chase.store import migrate
+    from chase.store.engine import check_reachable, create_engine
+
+    settings = load(CommonSettings)
+
+    async def run() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            await check_reachable(engine)
+            if args.down:
+                await migrate.downgrade(engine, args.revision)
+            else:
+                await migrate.upgrade(engine, args.revision)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    direction = "down" if args.down else "up"
+    print(f"migrated {direction} to {args.revision}: {_safe_url(settings.database_url)}")
+    return 0
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from chase.tls import DEFAULT_NAMES, ensure_dev_certs
+
+    settings = load(CommonSettings)
+    directory = args.dir or settings.certs_dir
+    names = DEFAULT_NAMES + tuple(args.name)
+    made = ensure_dev_certs(directory, names, force=args.force)
+    state = "made" if made else "kept existing"
+    print(f"{state} development certificates in {directory}{os.sep} (clients trust {directory / 'ca.pem'})")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,149 @@
+"""Composition roots for running services: all in one process, or each alone.
+
+``chase serve`` runs auth, persistence and gateway in one process sharing one engine and one
+bus: on the embedded default that bus is in-process and the store is SQLite, so one command is
+the whole system. With ``CHASE_AMQP_URL`` and ``CHASE_DATABASE_URL`` set, ``chase auth``,
+``chase persistence`` and ``chase gateway`` each run alone against RabbitMQ and MySQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chase.bus import Bus
+from chase.bus.factory import create_bus
+from chase.config import CommonSettings, ConfigError
+from chase.logging import get_logger
+from chase.store import migrate
+from chase.store.engine import check_reachable, create_engine
+from chase.tls import ensure_dev_certs
+
+log = get_logger("chase.serve")
+
+
+@asynccontextmanager
+async def open_engine(settings: CommonSettings, *, upgrade: bool) -> AsyncIterator[AsyncEngine]:
+    """An engine that answers (else :class:`ConfigError`), migrated to head when ``upgrade``."""
+    engine = create_engine(settings.database_url)
+    try:
+        await check_reachable(engine)
+        if upgrade:
+            await migrate.upgrade(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def open_bus(settings: CommonSettings) -> AsyncIterator[Bus]:
+    bus = create_bus(settings.amqp_url)
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.close()
+
+
+def ensure_certs(settings: CommonSettings) -> None:
+    """Make the dev certificates when the default ones are in use and missing."""
+    if settings.tls_cert is None and settings.tls_key is None:
+        if ensure_dev_certs(settings.certs_dir):
+            log.info("made development certificates", directory=str(settings.certs_dir))
+
+
+def require_broker(settings: CommonSettings, service: str) -> None:
+    if settings.embedded:
+        raise ConfigError(
+            f"CHASE_AMQP_URL: `chase {service}` alone needs RabbitMQ to reach the other services; "
+            "set CHASE_AMQP_URL, or run everything in one process with `chase serve`"
+        )
+
+
+async def serve_all() -> None:
+    """Auth, persistence and gateway in one process, until cancelled."""
+    from services.auth.settings import AuthSettings
+    from services.gateway.settings import GatewaySettings
+    from services.persistence.settings import PersistenceSettings
+
+    from chase.config import load
+
+    auth_settings = load(AuthSettings)
+    gateway_settings = load(GatewaySettings)
+    persistence_settings = load(PersistenceSettings)
+    ensure_certs(auth_settings)
+    async with AsyncExitStack() as stack:
+        engine = await stack.enter_async_context(open_engine(auth_settings, upgrade=True))
+        bus = await stack.enter_async_context(open_bus(auth_settings))
+        await _run_together(
+            lambda: _run_persistence(persistence_settings, engine, bus),
+            lambda: _run_auth(auth_settings, engine, bus),
+            lambda: _run_gateway(gateway_settings, bus),
+        )
+
+
+async def serve_auth() -> None:
+    from services.auth.settings import AuthSettings
+
+    from chase.config import load
+
+    settings = load(AuthSettings)
+    require_broker(settings, "auth")
+    async with open_engine(settings, upgrade=False) as engine, open_bus(settings) as bus:
+        await _run_auth(settings, engine, bus)
+
+
+async def serve_persistence() -> None:
+    from services.persistence.settings import PersistenceSettings
+
+    from chase.config import load
+
+    settings = load(PersistenceSettings)
+    require_broker(settings, "persistence")
+    async with open_engine(settings, upgrade=False) as engine, open_bus(settings) as bus:
+        await _run_persistence(settings, engine, bus)
+
+
+async def serve_gateway() -> None:
+    from services.gateway.settings import GatewaySettings
+
+    from chase.config import load
+
+    settings = load(GatewaySettings)
+    require_broker(settings, "gateway")
+    async with open_bus(settings) as bus:
+        await _run_gateway(settings, bus)
+
+
+async def _run_auth(settings, engine: AsyncEngine, bus: Bus) -> None:  # noqa: ANN001
+    from services.auth import main
+
+    await main.run(settings, engine=engine, bus=bus)
+
+
+async def _run_persistence(settings, engine: AsyncEngine, bus: Bus) -> None:  # noqa: ANN001
+    from services.persistence import main
+
+    await main.run(settings, engine=engine, bus=bus)
+
+
+async def _run_gateway(settings, bus: Bus) -> None:  # noqa: ANN001
+    from services.gateway import main
+
+    await main.run(settings, bus=bus)
+
+
+async def _run_together(*starters: Callable[[], Awaitable[None]]) -> None:
+    """Run services side by side; when one stops or fails, stop the others."""
+    tasks = [asyncio.create_task(start()) for start in starters]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # re-raise the failure that stopped us
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# System libraries the desktop client (PyQt6, QtMultimedia) and its tests need on a fresh
+# Debian/Ubuntu machine, plus Xvfb for screenshots on a real (virtual) screen. Installs what is
+# missing when it can (root with apt-get); otherwise names what is missing in one line.
+set -euo pipefail
+
+packages=(
+  libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 fontconfig fonts-dejavu-core
+  libglib2.0-0 libdbus-1-3 libpulse0 libasound2 xvfb
+  libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0
+  libxcb-render-util0 libxcb-image0
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "installing system libraries for the Qt client: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "The desktop client needs these system packages: ${missing[*]}" >&2
+  echo "Install them with: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
