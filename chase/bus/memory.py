@@ -1,0 +1,369 @@
+"""The in-process bus: a topic exchange in memory, for the embedded default and for unit tests.
+
+It keeps RabbitMQ's semantics rather than a convenient subset, so code that works here works on
+the broker: bindings by topic pattern, one copy per queue, events cross as JSON text (nothing is
+shared by reference, malformed events fail to decode the same way), prefetch, ack / reject with
+``redelivered`` on redelivery, unacked deliveries returned when a subscription is cancelled,
+single-active-consumer, exclusive queues that vanish with their connection, ``max_length`` with
+drop-head, a ``dead-letter`` queue for durable queues, and request/reply.
+
+One :class:`MemoryBroker` is the server; each :class:`MemoryBus` is one connection to it. A
+bus made without a broker gets a private one. Deliveries reach a subscription's handler one at
+a time in queue order; the handler may keep up to ``prefetch`` unacknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+from chase.bus.port import (
+    Bus,
+    BusUnavailable,
+    Delivery,
+    Handler,
+    QueueSpec,
+    RequestTimeout,
+    Responder,
+    Subscription,
+)
+from chase.bus.topic import matches
+from chase.logging import get_logger
+from chase.schemas import Event, decode_event, encode
+
+log = get_logger(__name__)
+
+#: Relative name of the queue that receives what durable queues reject without requeue.
+DEAD_LETTER_QUEUE = "dead-letter"
+
+
+@dataclass(eq=False)
+class _Message:
+    body: bytes
+    routing_key: str
+    redelivered: bool = False
+    reply_to: str | None = None
+    correlation_id: str | None = None
+
+
+class MemoryBroker:
+    """The shared state of one in-process broker: queues, bindings, reply addresses."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, _Queue] = {}
+        self.reply_targets: dict[str, MemoryBus] = {}
+
+    def route(self, namespace: str, message: _Message) -> int:
+        """Put one copy of ``message`` on every queue of ``namespace`` bound for its key."""
+        routed = 0
+        for queue in list(self.queues.values()):
+            if queue.namespace == namespace and any(
+                matches(b, message.routing_key) for b in queue.bindings
+            ):
+                queue.put(_Message(message.body, message.routing_key, False, message.reply_to, message.correlation_id))
+                routed += 1
+        return routed
+
+    def dead_letter(self, queue: _Queue, message: _Message) -> None:
+        if not queue.spec.durable:
+            return
+        target = self.queues.get(f"{queue.namespace}.{DEAD_LETTER_QUEUE}")
+        if target is not None and target is not queue:
+            target.put(_Message(message.body, message.routing_key))
+
+
+class _Queue:
+    def __init__(self, broker: MemoryBroker, namespace: str, spec: QueueSpec, owner: MemoryBus | None) -> None:
+        self.broker = broker
+        self.namespace = namespace
+        self.full_name = f"{namespace}.{spec.name}"
+        self.spec = spec
+        self.owner = owner
+        self.bindings: set[str] = set(spec.bindings)
+        self.ready: deque[_Message] = deque()
+        self.consumers: list[_Consumer] = []
+        self._turn = itertools.count()
+
+    def put(self, message: _Message) -> None:
+        self.ready.append(message)
+        # RabbitMQ counts only ready messages against x-max-length, and drop-head drops oldest.
+        if self.spec.max_length is not None:
+            while len(self.ready) > self.spec.max_length:
+                self.ready.popleft()
+        self.dispatch()
+
+    def give_back(self, messages: list[_Message]) -> None:
+        """Return unacked messages to the head of the queue, in their original order."""
+        for message in reversed(messages):
+            message.redelivered = True
+            self.ready.appendleft(message)
+        self.dispatch()
+
+    def dispatch(self) -> None:
+        """Hand ready messages to consumers with spare prefetch (never waits)."""
+        while self.ready and self.consumers:
+            candidates = self.consumers[:1] if self.spec.single_active_consumer else self.consumers
+            start = next(self._turn)
+            chosen = None
+            for i in range(len(candidates)):
+                consumer = candidates[(start + i) % len(candidates)]
+                if consumer.has_room():
+                    chosen = consumer
+                    break
+            if chosen is None:
+                return
+            chosen.give(self.ready.popleft())
+
+
+class _MemoryDelivery(Delivery):
+    def __init__(self, consumer: _Consumer, message: _Message, event: Event) -> None:
+        self.event = event
+        self.routing_key = message.routing_key
+        self.redelivered = message.redelivered
+        self.reply_to = message.reply_to
+        self.correlation_id = message.correlation_id
+        self._consumer = consumer
+        self._message = message
+        self.settled = False
+
+    async def ack(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self._consumer.settle(self._message)
+
+    async def reject(self, *, requeue: bool) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        if self._consumer.settle(self._message):
+            if requeue:
+                self._consumer.queue.give_back([self._message])
+            else:
+                self._consumer.queue.broker.dead_letter(self._consumer.queue, self._message)
+
+
+class _Consumer(Subscription):
+    def __init__(self, bus: MemoryBus, queue: _Queue, handler: Handler, prefetch: int) -> None:
+        self.bus = bus
+        self.queue = queue
+        self.handler = handler
+        self.prefetch = max(1, prefetch)
+        #: Given to this consumer and not yet settled, in delivery order (dicts keep order).
+        self.outstanding: dict[int, _Message] = {}
+        self.inbox: asyncio.Queue[_Message] = asyncio.Queue()
+        self.cancelled = False
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"bus:{queue.full_name}")
+
+    def has_room(self) -> bool:
+        return not self.cancelled and len(self.outstanding) < self.prefetch
+
+    def give(self, message: _Message) -> None:
+        self.outstanding[id(message)] = message
+        self.inbox.put_nowait(message)
+
+    def settle(self, message: _Message) -> bool:
+        """Forget ``message``; False when it was already given back by :meth:`cancel`."""
+        if self.outstanding.pop(id(message), None) is None:
+            return False
+        self.queue.dispatch()
+        return True
+
+    async def _run(self) -> None:
+        while True:
+            message = await self.inbox.get()
+            if id(message) not in self.outstanding:
+                continue
+            await self._handle(message)
+            # A handler that never awaits must still let the rest of the process run.
+            await asyncio.sleep(0)
+
+    async def _handle(self, message: _Message) -> None:
+        try:
+            event = decode_event(message.body)
+        except ValidationError as exc:
+            log.error("bus.malformed_event", queue=self.queue.full_name, routing_key=message.routing_key,
+                      error=str(exc).splitlines()[0])
+            if self.settle(message):
+                self.queue.broker.dead_letter(self.queue, message)
+            return
+        delivery = _MemoryDelivery(self, message, event)
+        try:
+            await self.handler(delivery)
+        except Exception:
+            log.exception("bus.handler_failed", queue=self.queue.full_name, routing_key=message.routing_key)
+            await delivery.reject(requeue=True)
+
+    async def cancel(self) -> None:
+        if self.cancelled:
+            return
+        self.cancelled = True
+        if self in self.queue.consumers:
+            self.queue.consumers.remove(self)
+        self.bus._subscriptions.discard(self)
+        if self.task is not asyncio.current_task():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        returned = list(self.outstanding.values())
+        self.outstanding.clear()
+        self.queue.give_back(returned)
+
+
+@dataclass(eq=False)
+class _Responders(Subscription):
+    """A :meth:`MemoryBus.serve` subscription: replies are computed concurrently."""
+
+    bus: MemoryBus
+    responder: Responder
+    inner: Subscription | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    async def on_delivery(self, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(delivery))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, delivery: Delivery) -> None:
+        assert isinstance(delivery, _MemoryDelivery)
+        try:
+            reply = await self.responder(delivery.event)
+        except Exception:
+            # Requeueing a request its responder cannot answer would loop forever; the
+            # requester gets RequestTimeout instead.
+            log.exception("bus.responder_failed", routing_key=delivery.routing_key)
+            await delivery.reject(requeue=False)
+            return
+        if delivery.reply_to and delivery.correlation_id:
+            self.bus._broker_reply(delivery.reply_to, delivery.correlation_id, encode(reply).encode())
+        await delivery.ack()
+
+    async def cancel(self) -> None:
+        self.bus._responders.discard(self)
+        if self.inner is not None:
+            await self.inner.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class MemoryBus(Bus):
+    """One connection to an in-process broker (a private one unless ``broker`` is given)."""
+
+    def __init__(self, namespace: str = "chase", *, broker: MemoryBroker | None = None) -> None:
+        self.namespace = namespace
+        self.broker = broker or MemoryBroker()
+        self._open = False
+        self._address = f"reply.{uuid.uuid4().hex}"
+        self._pending: dict[str, asyncio.Future[Event]] = {}
+        self._subscriptions: set[_Consumer] = set()
+        self._responders: set[_Responders] = set()
+
+    async def start(self) -> None:
+        self._open = True
+        self.broker.reply_targets[self._address] = self
+        self._declare(QueueSpec(DEAD_LETTER_QUEUE))
+
+    async def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.broker.reply_targets.pop(self._address, None)
+        for responders in list(self._responders):
+            await responders.cancel()
+        for sub in list(self._subscriptions):
+            await sub.cancel()
+        for name, queue in list(self.broker.queues.items()):
+            if queue.owner is self:
+                del self.broker.queues[name]
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(BusUnavailable("the bus was closed while waiting for a reply"))
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise BusUnavailable("the in-process bus is not started or already closed")
+
+    def _declare(self, spec: QueueSpec) -> _Queue:
+        full = f"{self.namespace}.{spec.name}"
+        queue = self.broker.queues.get(full)
+        if queue is None:
+            queue = _Queue(self.broker, self.namespace, spec, self if spec.exclusive else None)
+            self.broker.queues[full] = queue
+        elif queue.owner is not None and queue.owner is not self:
+            raise BusUnavailable(f"queue {full} is exclusive to another connection")
+        queue.bindings.update(spec.bindings)
+        return queue
+
+    def _queue(self, queue_name: str) -> _Queue:
+        queue = self.broker.queues.get(f"{self.namespace}.{queue_name}")
+        if queue is None:
+            raise KeyError(f"queue {queue_name!r} is not declared")
+        return queue
+
+    async def publish(self, routing_key: str, event: Event) -> None:
+        self._check_open()
+        self.broker.route(self.namespace, _Message(encode(event).encode(), routing_key))
+
+    async def publish_raw(self, routing_key: str, body: bytes) -> None:
+        """Publish bytes that may not be a valid event (tests of malformed input only)."""
+        self._check_open()
+        self.broker.route(self.namespace, _Message(body, routing_key))
+
+    async def consume(self, queue: QueueSpec, handler: Handler, *, prefetch: int = 100) -> Subscription:
+        self._check_open()
+        declared = self._declare(queue)
+        consumer = _Consumer(self, declared, handler, prefetch)
+        declared.consumers.append(consumer)
+        self._subscriptions.add(consumer)
+        declared.dispatch()
+        return consumer
+
+    async def bind(self, queue_name: str, binding: str) -> None:
+        self._check_open()
+        self._queue(queue_name).bindings.add(binding)
+
+    async def unbind(self, queue_name: str, binding: str) -> None:
+        self._check_open()
+        self._queue(queue_name).bindings.discard(binding)
+
+    async def request(self, routing_key: str, event: Event, *, timeout: float = 5.0) -> Event:
+        self._check_open()
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        try:
+            message = _Message(encode(event).encode(), routing_key, reply_to=self._address, correlation_id=correlation_id)
+            if self.broker.route(self.namespace, message) == 0:
+                raise RequestTimeout(f"no responder is bound for {routing_key}")
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise RequestTimeout(f"no reply to {routing_key} within {timeout}s") from None
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    def _broker_reply(self, reply_to: str, correlation_id: str, body: bytes) -> None:
+        # Like direct reply-to: a reply for a requester that has gone is dropped.
+        target = self.broker.reply_targets.get(reply_to)
+        if target is not None:
+            target._resolve(correlation_id, body)
+
+    def _resolve(self, correlation_id: str, body: bytes) -> None:
+        future = self._pending.get(correlation_id)
+        if future is None or future.done():
+            return
+        try:
+            future.set_result(decode_event(body))
+        except ValidationError as exc:
+            log.error("bus.malformed_reply", error=str(exc).splitlines()[0])
+
+    async def serve(self, queue: QueueSpec, responder: Responder, *, prefetch: int = 10) -> Subscription:
+        self._check_open()
+        responders = _Responders(self, responder)
+        responders.inner = await self.consume(queue, responders.on_delivery, prefetch=prefetch)
+        self._responders.add(responders)
+        return responders

@@ -1,0 +1,394 @@
+"""The RabbitMQ bus adapter (aio-pika). The only module in ChaSe that imports aio-pika.
+
+Topology, all names prefixed with the namespace (``chase`` in production)::
+
+    <ns>.events        durable topic exchange every event is published to
+    <ns>.dead-letter   durable fanout exchange + quorum queue: what durable queues reject
+    <ns>.<queue>       one per QueueSpec (see _queue_arguments for how a spec maps)
+
+Publishing uses one channel with publisher confirms: :meth:`RabbitBus.publish` returns after
+the broker's ack and raises :class:`BusUnavailable` otherwise. Each subscription has a channel
+of its own with ``basic.qos(prefetch)``, so closing it returns exactly its unacked deliveries.
+Requests use direct reply-to (``amq.rabbitmq.reply-to``) on the publishing channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, PublishError
+from aiormq.abc import DeliveredMessage
+from pydantic import ValidationError
+from yarl import URL
+
+from chase.bus.memory import DEAD_LETTER_QUEUE
+from chase.bus.port import (
+    Bus,
+    BusUnavailable,
+    Delivery,
+    Handler,
+    QueueSpec,
+    RequestTimeout,
+    Responder,
+    Subscription,
+)
+from chase.logging import get_logger
+from chase.schemas import Event, decode_event, encode
+
+log = get_logger(__name__)
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+_BROKER_ERRORS = (*CONNECTION_EXCEPTIONS, TimeoutError)
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced, safe to log or show."""
+    parsed = URL(url)
+    return str(parsed.with_password("***")) if parsed.password else url
+
+
+class _RabbitDelivery(Delivery):
+    def __init__(self, message: AbstractIncomingMessage, event: Event) -> None:
+        self.event = event
+        self.routing_key = message.routing_key or ""
+        self.redelivered = bool(message.redelivered)
+        self.message = message
+        self._settled = False
+
+    async def ack(self) -> None:
+        await self._settle(self.message.ack())
+
+    async def reject(self, *, requeue: bool) -> None:
+        await self._settle(self.message.reject(requeue=requeue))
+
+    async def _settle(self, action: Any) -> None:
+        if self._settled:
+            action.close()
+            return
+        self._settled = True
+        try:
+            await action
+        except _BROKER_ERRORS as exc:
+            # The channel is gone: the broker has already put the message back, and it will
+            # be delivered again. Nothing to undo here.
+            log.warning("bus.settle_failed", routing_key=self.routing_key, error=repr(exc))
+
+
+class _RabbitSubscription(Subscription):
+    """One consumer on its own channel; hands deliveries to the handler one at a time."""
+
+    def __init__(self, bus: RabbitBus, channel: AbstractChannel, queue: AbstractQueue, handler: Handler) -> None:
+        self.bus = bus
+        self.channel = channel
+        self.queue = queue
+        self.handler = handler
+        self.tag: str | None = None
+        self.inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"bus:{queue.name}")
+        self.cancelled = False
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        # aio-pika runs this callback in a task per delivery, created in delivery order;
+        # queueing without awaiting keeps that order for the handler.
+        self.inbox.put_nowait(message)
+
+    async def _run(self) -> None:
+        while True:
+            message = await self.inbox.get()
+            await self._handle(message)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        try:
+            event = decode_event(message.body)
+        except ValidationError as exc:
+            log.error("bus.malformed_event", queue=self.queue.name, routing_key=message.routing_key,
+                      error=str(exc).splitlines()[0])
+            try:
+                await message.reject(requeue=False)
+            except _BROKER_ERRORS as err:
+                log.warning("bus.settle_failed", routing_key=message.routing_key, error=repr(err))
+            return
+        delivery = _RabbitDelivery(message, event)
+        try:
+            await self.handler(delivery)
+        except Exception:
+            log.exception("bus.handler_failed", queue=self.queue.name, routing_key=message.routing_key)
+            await delivery.reject(requeue=True)
+
+    async def cancel(self) -> None:
+        if self.cancelled:
+            return
+        self.cancelled = True
+        self.bus._subscriptions.discard(self)
+        if self.task is not asyncio.current_task():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        try:
+            if self.tag is not None and not self.channel.is_closed:
+                await self.queue.cancel(self.tag)
+            # Closing the channel is what returns its unacked deliveries to the queue.
+            await self.channel.close()
+        except _BROKER_ERRORS as exc:
+            log.warning("bus.cancel_failed", queue=self.queue.name, error=repr(exc))
+
+
+class _Responders:
+    """Computes replies for one :meth:`RabbitBus.serve` subscription, concurrently."""
+
+    def __init__(self, bus: RabbitBus, responder: Responder) -> None:
+        self.bus = bus
+        self.responder = responder
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def on_delivery(self, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(delivery))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, delivery: Delivery) -> None:
+        assert isinstance(delivery, _RabbitDelivery)
+        try:
+            reply = await self.responder(delivery.event)
+        except Exception:
+            # Requeueing would hand the same request to the same failure forever; the
+            # requester gets RequestTimeout instead.
+            log.exception("bus.responder_failed", routing_key=delivery.routing_key)
+            await delivery.reject(requeue=False)
+            return
+        reply_to, correlation_id = delivery.message.reply_to, delivery.message.correlation_id
+        if reply_to and correlation_id:
+            try:
+                await self.bus._publish_reply(reply_to, correlation_id, reply)
+            except BusUnavailable as exc:
+                log.warning("bus.reply_failed", routing_key=delivery.routing_key, error=str(exc))
+                await delivery.reject(requeue=True)
+                return
+        await delivery.ack()
+
+
+class _ServeSubscription(Subscription):
+    def __init__(self, inner: Subscription, responders: _Responders) -> None:
+        self.inner = inner
+        self.responders = responders
+
+    async def cancel(self) -> None:
+        await self.inner.cancel()
+        for task in list(self.responders.tasks):
+            task.cancel()
+        await asyncio.gather(*self.responders.tasks, return_exceptions=True)
+
+
+class RabbitBus(Bus):
+    """The bus on a RabbitMQ broker; ``await start()`` before use, ``await close()`` after."""
+
+    def __init__(self, url: str, namespace: str = "chase", *, connect_timeout: float = 10,
+                 publish_timeout: float = 5.0) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.connect_timeout = connect_timeout
+        self.publish_timeout = publish_timeout
+        self.exchange_name = f"{namespace}.events"
+        self.dead_letter_exchange = f"{namespace}.{DEAD_LETTER_QUEUE}"
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._queues: dict[str, AbstractQueue] = {}
+        self._subscriptions: set[_RabbitSubscription] = set()
+        self._pending: dict[str, asyncio.Future[Event]] = {}
+        self._closed = False
+        #: Full names of every queue this bus declared (tests delete them afterwards).
+        self.declared_queues: set[str] = set()
+
+    async def start(self) -> None:
+        try:
+            self._connection = await aio_pika.connect_robust(self.url, timeout=self.connect_timeout)
+            self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+            self._exchange = await self._channel.declare_exchange(
+                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+            dlx = await self._channel.declare_exchange(
+                self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
+            )
+            dead = await self._declare(self._channel, QueueSpec(DEAD_LETTER_QUEUE))
+            await dead.bind(dlx, routing_key="")
+            await self._consume_replies()
+            self._channel.reopen_callbacks.add(self._consume_replies)
+        except _BROKER_ERRORS as exc:
+            await self._abort()
+            raise BusUnavailable(
+                f"cannot use the broker at CHASE_AMQP_URL={redact(self.url)}: {exc or type(exc).__name__}"
+            ) from None
+
+    async def _abort(self) -> None:
+        if self._connection is not None:
+            try:
+                await self._connection.close()
+            except _BROKER_ERRORS:
+                pass
+        self._connection = self._channel = self._exchange = None
+
+    async def _consume_replies(self, *_: object) -> None:
+        # Direct reply-to: the pseudo-queue must be consumed, no-ack, on the channel that
+        # publishes the requests; after a reconnect it is consumed again.
+        assert self._channel is not None
+        underlay = await self._channel.get_underlay_channel()
+        await underlay.basic_consume(DIRECT_REPLY_TO, self._on_reply, no_ack=True)
+
+    async def _on_reply(self, message: DeliveredMessage) -> None:
+        correlation_id = message.header.properties.correlation_id
+        future = self._pending.get(correlation_id or "")
+        if future is None or future.done():
+            return
+        try:
+            future.set_result(decode_event(message.body))
+        except ValidationError as exc:
+            log.error("bus.malformed_reply", error=str(exc).splitlines()[0])
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for sub in list(self._subscriptions):
+            await sub.cancel()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(BusUnavailable("the bus was closed while waiting for a reply"))
+        await self._abort()
+
+    def _queue_arguments(self, spec: QueueSpec) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if spec.durable and not spec.exclusive:
+            args["x-queue-type"] = "quorum"
+            # The dead-letter queue itself must not dead-letter into itself.
+            if spec.name != DEAD_LETTER_QUEUE:
+                args["x-dead-letter-exchange"] = self.dead_letter_exchange
+        if spec.single_active_consumer:
+            args["x-single-active-consumer"] = True
+        if spec.max_length is not None:
+            args["x-max-length"] = spec.max_length
+            args["x-overflow"] = "drop-head"
+        return args
+
+    async def _declare(self, channel: AbstractChannel, spec: QueueSpec) -> AbstractQueue:
+        full = f"{self.namespace}.{spec.name}"
+        quorum = spec.durable and not spec.exclusive
+        queue = await channel.declare_queue(
+            full,
+            durable=quorum,
+            exclusive=spec.exclusive,
+            auto_delete=spec.exclusive,
+            arguments=self._queue_arguments(spec),
+        )
+        for binding in spec.bindings:
+            await queue.bind(self.exchange_name, routing_key=binding)
+        self.declared_queues.add(full)
+        return queue
+
+    def _require(self) -> AbstractRobustConnection:
+        if self._closed or self._connection is None or self._exchange is None:
+            raise BusUnavailable("the RabbitMQ bus is not started or already closed")
+        return self._connection
+
+    def _message(self, event: Event, **properties: Any) -> aio_pika.Message:
+        return aio_pika.Message(
+            encode(event).encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=uuid.uuid4().hex,
+            **properties,
+        )
+
+    async def publish(self, routing_key: str, event: Event) -> None:
+        self._require()
+        assert self._exchange is not None
+        try:
+            await asyncio.wait_for(
+                self._exchange.publish(self._message(event), routing_key, mandatory=False),
+                self.publish_timeout,
+            )
+        except _BROKER_ERRORS as exc:
+            raise BusUnavailable(f"the broker did not confirm {routing_key}: {exc!r}") from None
+
+    async def _publish_reply(self, reply_to: str, correlation_id: str, reply: Event) -> None:
+        self._require()
+        assert self._channel is not None
+        message = self._message(reply, correlation_id=correlation_id)
+        message.delivery_mode = aio_pika.DeliveryMode.NOT_PERSISTENT
+        try:
+            await asyncio.wait_for(
+                self._channel.default_exchange.publish(message, reply_to, mandatory=False),
+                self.publish_timeout,
+            )
+        except _BROKER_ERRORS as exc:
+            raise BusUnavailable(f"could not send a reply: {exc!r}") from None
+
+    async def consume(self, queue: QueueSpec, handler: Handler, *, prefetch: int = 100) -> Subscription:
+        connection = self._require()
+        channel: AbstractChannel | None = None
+        try:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=max(1, prefetch))
+            declared = await self._declare(channel, queue)
+            subscription = _RabbitSubscription(self, channel, declared, handler)
+            subscription.tag = await declared.consume(subscription.on_message)
+        except _BROKER_ERRORS as exc:
+            if channel is not None and not channel.is_closed:
+                await channel.close()
+            raise BusUnavailable(f"cannot consume {queue.name}: {exc!r}") from None
+        self._queues[declared.name] = declared
+        self._subscriptions.add(subscription)
+        return subscription
+
+    async def _queue(self, queue_name: str) -> AbstractQueue:
+        full = f"{self.namespace}.{queue_name}"
+        queue = self._queues.get(full)
+        if queue is None:
+            assert self._channel is not None
+            queue = await self._channel.get_queue(full, ensure=False)
+        return queue
+
+    async def bind(self, queue_name: str, binding: str) -> None:
+        self._require()
+        try:
+            await (await self._queue(queue_name)).bind(self.exchange_name, routing_key=binding)
+        except _BROKER_ERRORS as exc:
+            raise BusUnavailable(f"cannot bind {queue_name} to {binding}: {exc!r}") from None
+
+    async def unbind(self, queue_name: str, binding: str) -> None:
+        self._require()
+        try:
+            await (await self._queue(queue_name)).unbind(self.exchange_name, routing_key=binding)
+        except _BROKER_ERRORS as exc:
+            raise BusUnavailable(f"cannot unbind {queue_name} from {binding}: {exc!r}") from None
+
+    async def request(self, routing_key: str, event: Event, *, timeout: float = 5.0) -> Event:
+        self._require()
+        assert self._exchange is not None
+        correlation_id = uuid.uuid4().hex
+        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        message = self._message(event, correlation_id=correlation_id, reply_to=DIRECT_REPLY_TO)
+        message.delivery_mode = aio_pika.DeliveryMode.NOT_PERSISTENT
+        try:
+            try:
+                # mandatory: an unroutable request comes back at once instead of timing out.
+                await asyncio.wait_for(self._exchange.publish(message, routing_key, mandatory=True), timeout)
+            except PublishError:
+                raise RequestTimeout(f"no responder is bound for {routing_key}") from None
+            except _BROKER_ERRORS as exc:
+                raise BusUnavailable(f"could not send the request {routing_key}: {exc!r}") from None
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise RequestTimeout(f"no reply to {routing_key} within {timeout}s") from None
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    async def serve(self, queue: QueueSpec, responder: Responder, *, prefetch: int = 10) -> Subscription:
+        responders = _Responders(self, responder)
+        inner = await self.consume(queue, responders.on_delivery, prefetch=prefetch)
+        return _ServeSubscription(inner, responders)

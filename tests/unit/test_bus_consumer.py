@@ -1,0 +1,170 @@
+"""The consumer base class on the in-process bus: retries, transient failures, stop, Consumer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chase.bus.consumer import BatchConsumer, Consumer
+from chase.bus.memory import MemoryBus
+from chase.bus.port import Delivery, QueueSpec
+from chase.schemas import Event, SessionRevoked
+from tests.helpers import wait_until
+
+QUEUE = QueueSpec("work", bindings=("work",))
+
+
+def ev(tag: str) -> SessionRevoked:
+    return SessionRevoked(user_id=1, session_id=tag)
+
+
+def tag(event: Event) -> str:
+    return event.session_id  # type: ignore[union-attr]
+
+
+async def started_bus() -> MemoryBus:
+    bus = MemoryBus("unit")
+    await bus.start()
+    return bus
+
+
+async def dead_letters(bus: MemoryBus) -> list[str]:
+    seen: list[str] = []
+
+    async def record(delivery: Delivery) -> None:
+        seen.append(tag(delivery.event))
+        await delivery.ack()
+
+    await bus.consume(QueueSpec("dead-letter"), record)
+    return seen
+
+
+class Flaky(BatchConsumer):
+    """Fails with a transient error a given number of times, then works."""
+
+    def __init__(self, bus: MemoryBus, failures: int) -> None:
+        super().__init__(bus, QUEUE, max_batch=10, max_wait=0.5, max_attempts=2, retry_delay=0)
+        self.failures = failures
+        self.calls = 0
+        self.handled: list[str] = []
+
+    def is_transient(self, exc: Exception) -> bool:
+        return isinstance(exc, ConnectionError)
+
+    async def consume_batch(self, events: list[Event]) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("database unreachable")
+        self.handled.extend(tag(e) for e in events)
+
+
+async def test_transient_failures_are_retried_and_never_dead_letter() -> None:
+    bus = await started_bus()
+    dead = await dead_letters(bus)
+    consumer = Flaky(bus, failures=6)  # more failures than max_attempts
+    await consumer.start()
+    for i in range(4):
+        await bus.publish("work", ev(f"t{i}"))
+    await wait_until(lambda: len(consumer.handled) == 4)
+    await consumer.stop()
+    assert consumer.handled == ["t0", "t1", "t2", "t3"]
+    assert dead == []
+    await bus.close()
+
+
+class Gated(BatchConsumer):
+    def __init__(self, bus: MemoryBus) -> None:
+        super().__init__(bus, QUEUE, max_batch=2, max_wait=0.5)
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.handled: list[str] = []
+
+    async def consume_batch(self, events: list[Event]) -> None:
+        self.entered.set()
+        await self.release.wait()
+        self.handled.extend(tag(e) for e in events)
+
+
+async def test_stop_finishes_the_batch_in_progress_and_returns_the_rest() -> None:
+    bus = await started_bus()
+    consumer = Gated(bus)
+    await consumer.start()
+    for i in range(5):
+        await bus.publish("work", ev(f"g{i}"))
+    await consumer.entered.wait()
+    stopping = asyncio.ensure_future(consumer.stop())
+    await wait_until(lambda: consumer.stopping)  # stop() began; it must wait for the batch, not cut it
+    assert not stopping.done()
+    consumer.release.set()
+    await stopping
+    assert consumer.handled == ["g0", "g1"]
+
+    rest: list[Delivery] = []
+
+    async def take(delivery: Delivery) -> None:
+        rest.append(delivery)
+        await delivery.ack()
+
+    await bus.consume(QUEUE, take)
+    await wait_until(lambda: len(rest) == 3)
+    assert [tag(d.event) for d in rest] == ["g2", "g3", "g4"]
+    await bus.close()
+
+
+class OneByOne(Consumer):
+    def __init__(self, bus: MemoryBus) -> None:
+        super().__init__(bus, QUEUE, max_attempts=3, retry_delay=0)
+        self.attempts: dict[str, int] = {}
+        self.handled: list[str] = []
+
+    async def consume(self, event: Event) -> None:
+        self.attempts[tag(event)] = self.attempts.get(tag(event), 0) + 1
+        if tag(event) == "bad":
+            raise ValueError("cannot handle this one")
+        self.handled.append(tag(event))
+
+
+async def test_consumer_handles_one_at_a_time_and_dead_letters_after_max_attempts() -> None:
+    bus = await started_bus()
+    dead = await dead_letters(bus)
+    consumer = OneByOne(bus)
+    await consumer.start()
+    for name in ("a", "bad", "b"):
+        await bus.publish("work", ev(name))
+    await wait_until(lambda: consumer.handled == ["a", "b"] and dead == ["bad"])
+    await consumer.stop()
+    assert consumer.attempts == {"a": 1, "bad": 3, "b": 1}
+    await bus.close()
+
+
+class Splitter(BatchConsumer):
+    def __init__(self, bus: MemoryBus) -> None:
+        super().__init__(bus, QUEUE, max_batch=8, max_wait=0.5, max_attempts=4, retry_delay=0)
+        self.calls: list[list[str]] = []
+        self.handled: list[str] = []
+
+    async def consume_batch(self, events: list[Event]) -> None:
+        names = [tag(e) for e in events]
+        self.calls.append(names)
+        if "p5" in names:
+            raise ValueError("poison")
+        self.handled.extend(names)
+
+
+async def test_poison_is_isolated_by_halving_and_tried_max_attempts_alone() -> None:
+    bus = await started_bus()
+    dead = await dead_letters(bus)
+    # Declare first so that all eight arrive as one batch.
+    async def ignore(delivery: Delivery) -> None:
+        pass
+
+    await (await bus.consume(QUEUE, ignore)).cancel()
+    for i in range(8):
+        await bus.publish("work", ev(f"p{i}"))
+    consumer = Splitter(bus)
+    await consumer.start()
+    await wait_until(lambda: dead == ["p5"] and len(consumer.handled) == 7)
+    await consumer.stop()
+    assert consumer.calls[0] == [f"p{i}" for i in range(8)]
+    assert consumer.handled == ["p0", "p1", "p2", "p3", "p4", "p6", "p7"]
+    assert consumer.calls.count(["p5"]) == 4
+    await bus.close()
