@@ -1,0 +1,1 @@
+"""The HTTP layer of the auth service: routes, dependencies, and error translation."""

@@ -1,0 +1,99 @@
+"""The endpoints under ``/api/v1`` and ``/healthz``. Each only translates HTTP to a use case."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from services.auth.api.deps import CurrentSession, Engine, Service, Settings, require_json
+from services.auth.errors import ErrorResponse
+from services.auth.models import (
+    Health,
+    LoginRequest,
+    SessionCreated,
+    SessionInfo,
+    UserCreate,
+    UserPage,
+    UserPublic,
+)
+
+_ERR = {"model": ErrorResponse}
+_BAD_INPUT = {400: _ERR, 415: _ERR, 422: _ERR}
+_NEEDS_TOKEN = {401: _ERR}
+
+api = APIRouter(prefix="/api/v1")
+health = APIRouter()
+
+
+@api.post(
+    "/users",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserPublic,
+    dependencies=[Depends(require_json)],
+    responses={**_BAD_INPUT, 409: _ERR},
+    tags=["users"],
+)
+async def register(body: UserCreate, service: Service) -> UserPublic:
+    """Register a user. 409 ``username_taken`` when the name exists in any letter case."""
+    return await service.register(body)
+
+
+@api.get("/users/me", response_model=UserPublic, responses=_NEEDS_TOKEN, tags=["users"])
+async def me(session: CurrentSession, service: Service) -> UserPublic:
+    return await service.get_user(session.user.id)
+
+
+@api.get("/users", response_model=UserPage, responses={**_NEEDS_TOKEN, 422: _ERR}, tags=["users"])
+async def directory(
+    _: CurrentSession,
+    service: Service,
+    settings: Settings,
+    after_id: Annotated[int, Query(ge=0, description="Last id of the previous page; 0 for the first")] = 0,
+    limit: Annotated[int | None, Query(ge=1, description="Page size; capped by the server")] = None,
+) -> UserPage:
+    """Users by ascending id, for the sidebar. Page on with ``after_id=next_after_id``."""
+    wanted = limit or settings.directory_page_default
+    return await service.directory(after_id, min(wanted, settings.directory_page_max))
+
+
+@api.post(
+    "/sessions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SessionCreated,
+    dependencies=[Depends(require_json)],
+    responses={**_BAD_INPUT, 401: _ERR, 429: _ERR},
+    tags=["sessions"],
+)
+async def login(body: LoginRequest, service: Service) -> SessionCreated:
+    """Log in. 401 ``invalid_credentials`` for an unknown name and a wrong password alike;
+    429 ``too_many_attempts`` (with Retry-After) after repeated failures for one name."""
+    return await service.login(body)
+
+
+@api.get("/sessions/current", response_model=SessionInfo, responses=_NEEDS_TOKEN, tags=["sessions"])
+async def current_session(session: CurrentSession) -> SessionInfo:
+    """The token check other services call: 200 with the session, or 401 ``invalid_token``."""
+    return session
+
+
+@api.delete(
+    "/sessions/current", status_code=status.HTTP_204_NO_CONTENT, responses=_NEEDS_TOKEN, tags=["sessions"]
+)
+async def logout(session: CurrentSession, service: Service) -> Response:
+    """Log out: the token is dead at once and the user's gateways drop this session."""
+    await service.logout(session)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@health.get("/healthz", response_model=Health, responses={503: {"model": Health}}, tags=["health"])
+async def healthz(engine: Engine) -> Health | JSONResponse:
+    """200 when the database answers, 503 otherwise (for load balancers and compose)."""
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - whatever the driver raises, the answer is "not healthy"
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+    return Health(status="ok")

@@ -1,0 +1,59 @@
+"""Composition root of the auth service: settings and adapters in, a FastAPI app out."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chase.bus import Bus
+from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
+from services.auth.api import handlers
+from services.auth.api.routes import api, health
+from services.auth.security import PasswordHasher
+from services.auth.service import AuthService
+from services.auth.settings import AuthSettings
+from services.auth.throttle import LoginThrottle
+
+
+def create_app(
+    settings: AuthSettings,
+    *,
+    engine: AsyncEngine,
+    bus: Bus | None = None,
+    clock: Clock | None = None,
+    tokens: TokenSource | None = None,
+) -> FastAPI:
+    """The auth API as an ASGI app.
+
+    The caller owns ``engine`` and ``bus`` (started, migrated) and closes them after the app
+    stops; with ``bus=None`` logouts are not broadcast to gateways.
+    """
+    clock = clock or SystemClock()
+    service = AuthService(
+        engine=engine,
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+        clock=clock,
+        tokens=tokens or SecureTokens(),
+        throttle=LoginThrottle(
+            clock,
+            max_failures=settings.login_max_failures,
+            window_seconds=settings.login_window_seconds,
+            max_names=settings.login_throttle_max_names,
+        ),
+        session_ttl=timedelta(seconds=settings.session_ttl_seconds),
+        bus=bus,
+    )
+    app = FastAPI(
+        title="ChaSe auth",
+        version="1",
+        description="Users and sessions for ChaSe. Errors are always "
+        '`{"error": {"code", "message", "fields"?}}` with a stable `code`.',
+    )
+    app.state.settings = settings
+    app.state.auth_service = service
+    handlers.install(app)
+    app.include_router(api)
+    app.include_router(health)
+    return app

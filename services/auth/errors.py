@@ -1,0 +1,140 @@
+"""What the auth API refuses, as stable codes and typed exceptions.
+
+Every error response has the body ``{"error": {"code", "message", "fields"?}}``; ``code`` is an
+:class:`ErrorCode` value. Codes are part of the API: never rename one, only add.
+
+    AuthError                    -> its own status and code
+    ├── UsernameTaken            409 username_taken
+    ├── InvalidCredentials       401 invalid_credentials (unknown user and wrong password alike)
+    ├── MissingToken             401 missing_token
+    ├── InvalidToken             401 invalid_token (forged, expired or revoked)
+    ├── TooManyAttempts          429 too_many_attempts (with Retry-After)
+    └── UnsupportedMediaType     415 unsupported_media_type
+
+Validation, parsing, routing and internal failures are mapped to codes in ``api/handlers.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ErrorCode(StrEnum):
+    #: A field is missing, extra, or breaks a rule (``fields`` says which and why).
+    VALIDATION_FAILED = "validation_failed"
+    #: The body is not JSON.
+    MALFORMED_JSON = "malformed_json"
+    #: The body is not UTF-8.
+    INVALID_ENCODING = "invalid_encoding"
+    #: The body is not ``application/json``.
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    BAD_REQUEST = "bad_request"
+    USERNAME_TAKEN = "username_taken"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    MISSING_TOKEN = "missing_token"
+    INVALID_TOKEN = "invalid_token"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    #: The database does not answer; the same request may succeed later.
+    UNAVAILABLE = "unavailable"
+    #: A bug; the response says nothing more, the log does.
+    INTERNAL = "internal"
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Dotted location, e.g. ``body.username`` or ``query.limit``.
+    field: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: ErrorCode
+    message: str
+    fields: list[FieldError] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    error: ErrorDetail
+
+
+class AuthError(Exception):
+    """A client-facing failure: the handler turns it into ``status`` and an error body."""
+
+    status: int = 400
+    code: ErrorCode = ErrorCode.BAD_REQUEST
+    message: str = "The request was refused."
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class UsernameTaken(AuthError):
+    status = 409
+    code = ErrorCode.USERNAME_TAKEN
+    message = "That username is taken (names are compared without regard to letter case)."
+
+
+class InvalidCredentials(AuthError):
+    status = 401
+    code = ErrorCode.INVALID_CREDENTIALS
+    # One message whatever the cause, so a caller cannot learn which names exist.
+    message = "Wrong username or password."
+
+
+class _BearerError(AuthError):
+    status = 401
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class MissingToken(_BearerError):
+    code = ErrorCode.MISSING_TOKEN
+    message = "This needs a session token: send 'Authorization: Bearer <token>'."
+
+
+class InvalidToken(_BearerError):
+    code = ErrorCode.INVALID_TOKEN
+    message = "The session token is invalid, expired or revoked: log in again."
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+class TooManyAttempts(AuthError):
+    status = 429
+    code = ErrorCode.TOO_MANY_ATTEMPTS
+
+    def __init__(self, retry_after: float) -> None:
+        self.retry_after = max(1, math.ceil(retry_after))
+        super().__init__(f"Too many failed logins for this name: try again in {self.retry_after} s.")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class UnsupportedMediaType(AuthError):
+    status = 415
+    code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
+    message = "Send the body as JSON with 'Content-Type: application/json'."

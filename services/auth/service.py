@@ -1,0 +1,157 @@
+"""The auth use cases: register, log in, check a token, log out, list users.
+
+Plain async methods on a small class holding its dependencies (engine, hasher, clock, token
+source, throttle, optional bus); the HTTP layer in ``api/`` only translates. Each use case runs
+at most one write transaction, and publishes to the bus only after it committed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chase import routing
+from chase.bus import Bus, BusUnavailable
+from chase.clock import Clock, TokenSource
+from chase.logging import get_logger
+from chase.schemas import SessionRevoked, UserRef
+from services.auth import repository as repo
+from services.auth.errors import InvalidCredentials, InvalidToken, TooManyAttempts
+from services.auth.models import (
+    USERNAME_PATTERN,
+    LoginRequest,
+    SessionCreated,
+    SessionInfo,
+    UserCreate,
+    UserPage,
+    UserPublic,
+)
+from services.auth.security import MAX_TOKEN_CHARS, PasswordHasher, hash_token, new_session_id, new_token, same_hash
+from services.auth.throttle import LoginThrottle
+
+log = get_logger("chase.auth")
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        hasher: PasswordHasher,
+        clock: Clock,
+        tokens: TokenSource,
+        throttle: LoginThrottle,
+        session_ttl: timedelta,
+        bus: Bus | None = None,
+    ) -> None:
+        self.engine = engine
+        self._hasher = hasher
+        self._clock = clock
+        self._tokens = tokens
+        self._throttle = throttle
+        self._ttl = session_ttl
+        self._bus = bus
+
+    async def register(self, request: UserCreate) -> UserPublic:
+        """Create the user; raises ``UsernameTaken`` when the name exists in any letter case."""
+        # Hash before opening the transaction: no connection is held during bcrypt.
+        password_hash = await self._hasher.hash(request.password)
+        async with self.engine.begin() as conn:
+            user = await repo.insert_user_txn(conn, request.username, password_hash, self._clock.now())
+        log.info("user registered", user_id=user.id)
+        return UserPublic(id=user.id, username=user.username, created_at=user.created_at)
+
+    async def login(self, request: LoginRequest) -> SessionCreated:
+        """A new session for valid credentials.
+
+        Raises ``TooManyAttempts`` while the name is throttled (the password is not even
+        checked) and ``InvalidCredentials`` for an unknown name or a wrong password alike.
+        """
+        wait = self._throttle.retry_after(request.username)
+        if wait is not None:
+            raise TooManyAttempts(wait)
+        user = None
+        if USERNAME_PATTERN.fullmatch(request.username):
+            async with self.engine.connect() as conn:
+                user = await repo.find_user_by_name_txn(conn, request.username)
+        ok = await self._hasher.verify(request.password, user.password_hash if user else None)
+        if not ok or user is None:
+            self._throttle.record_failure(request.username)
+            log.info("login failed")
+            raise InvalidCredentials()
+        self._throttle.reset(request.username)
+        token = new_token(self._tokens)
+        session_id = new_session_id(self._tokens)
+        now = self._clock.now()
+        expires_at = now + self._ttl
+        async with self.engine.begin() as conn:
+            await repo.insert_session_txn(
+                conn,
+                session_id=session_id,
+                token_hash=hash_token(token),
+                user_id=user.id,
+                created_at=now,
+                expires_at=expires_at,
+            )
+        log.info("logged in", user_id=user.id, session_id=session_id)
+        return SessionCreated(
+            token=token,
+            session_id=session_id,
+            expires_at=repo.from_db(repo.to_db(expires_at)),
+            user=UserRef(id=user.id, username=user.username),
+        )
+
+    async def check_token(self, token: str) -> SessionInfo:
+        """The live session ``token`` belongs to; raises ``InvalidToken`` when there is none."""
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            raise InvalidToken()
+        wanted = hash_token(token)
+        async with self.engine.connect() as conn:
+            found = await repo.find_session_by_token_hash_txn(conn, wanted)
+        if found is None or not same_hash(found.token_hash, wanted):
+            raise InvalidToken()
+        if found.revoked_at is not None or found.expires_at <= self._clock.now():
+            raise InvalidToken()
+        return SessionInfo(
+            session_id=found.id,
+            user=UserRef(id=found.user_id, username=found.username),
+            expires_at=found.expires_at,
+        )
+
+    async def logout(self, session: SessionInfo) -> None:
+        """Revoke the session at once, then tell the gateways to close its connections."""
+        async with self.engine.begin() as conn:
+            revoked = await repo.revoke_session_txn(conn, session.session_id, self._clock.now())
+        if not revoked:
+            # A concurrent logout of the same session won the race: it already announced it.
+            return
+        log.info("logged out", user_id=session.user.id, session_id=session.session_id)
+        if self._bus is None:
+            return
+        event = SessionRevoked(user_id=session.user.id, session_id=session.session_id)
+        try:
+            await self._bus.publish(routing.session_revoked(session.user.id), event)
+        except BusUnavailable:
+            # The token is already dead for every new check; only live connections linger
+            # until they reconnect. Not worth failing the logout the user asked for.
+            log.warning("session revocation not broadcast", session_id=session.session_id)
+
+    async def get_user(self, user_id: int) -> UserPublic:
+        """The user behind a live session; ``InvalidToken`` if the account vanished meanwhile."""
+        async with self.engine.connect() as conn:
+            user = await repo.get_user_txn(conn, user_id)
+        if user is None:
+            raise InvalidToken()
+        return UserPublic(id=user.id, username=user.username, created_at=user.created_at)
+
+    async def directory(self, after_id: int, limit: int) -> UserPage:
+        """Users with id > ``after_id``, ``limit`` at most (the caller has capped it)."""
+        async with self.engine.connect() as conn:
+            rows = await repo.list_users_txn(conn, after_id, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return UserPage(
+            users=[UserRef(id=user_id, username=name) for user_id, name in rows],
+            next_after_id=rows[-1][0] if more else None,
+        )

@@ -1,0 +1,36 @@
+"""The rules for usernames and passwords (models.py)."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from services.auth.models import LoginRequest, UserCreate
+
+
+@pytest.mark.parametrize("name", ["abc", "Alice_Smith.2-x", "a" * 32])
+def test_good_usernames(name: str) -> None:
+    assert UserCreate(username=name, password="12345678").username == name
+
+
+@pytest.mark.parametrize("name", ["ab", "a" * 33, "al ice", "ålice", "alice\n", "al/ice", ""])
+def test_bad_usernames(name: str) -> None:
+    with pytest.raises(ValidationError, match="3 to 32 characters"):
+        UserCreate(username=name, password="12345678")
+
+
+def test_password_limits_are_characters_below_and_bytes_above() -> None:
+    UserCreate(username="alice", password="é" * 36)  # 72 bytes: the most bcrypt reads
+    UserCreate(username="alice", password="🔐" * 8)  # 8 characters, 32 bytes
+    with pytest.raises(ValidationError, match="72 bytes"):
+        UserCreate(username="alice", password="é" * 36 + "x")
+    with pytest.raises(ValidationError, match="at least 8"):
+        UserCreate(username="alice", password="1234567")
+
+
+def test_login_applies_only_the_byte_limit() -> None:
+    assert LoginRequest(username="whatever name", password="short").password == "short"
+    with pytest.raises(ValidationError, match="72 bytes"):
+        LoginRequest(username="alice", password="x" * 73)
+    with pytest.raises(ValidationError):
+        LoginRequest(username="alice", password="12345678", remember=True)
