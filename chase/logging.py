@@ -14,7 +14,10 @@ import structlog
 
 def configure(level: str = "info", *, json: bool = False) -> None:
     """Route structlog and stdlib logging to stderr, as key=value lines or JSON lines."""
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    # Plain tracebacks: a "pretty" one would print local variables, and they may hold secrets.
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
+        colors=False, exception_formatter=structlog.dev.plain_traceback
+    )
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,

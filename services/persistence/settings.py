@@ -1,0 +1,22 @@
+"""Settings of the persistence worker and history service (``CHASE_PERSISTENCE_*`` variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from chase.config import CommonSettings
+from chase.schemas import MAX_PAGE
+
+
+class PersistenceSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="CHASE_PERSISTENCE_", extra="ignore", populate_by_name=True)
+
+    batch_size: int = Field(200, ge=1, le=5000, description="Most submitted messages stored per transaction")
+    batch_wait_seconds: float = Field(
+        0.02, ge=0, description="How long a partial batch waits for more messages before it is stored"
+    )
+    # Same meaning as the gateway's limit. The gateway enforces it first; the worker checks again
+    # because anything on the bus could have been published by an older or misconfigured gateway.
+    max_body_chars: int = Field(4000, ge=1, description="Longest message body, in characters")
+    history_page_max: int = Field(MAX_PAGE, ge=1, le=MAX_PAGE, description="Largest history or sync page")

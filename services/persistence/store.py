@@ -1,0 +1,305 @@
+"""Storing submitted messages in batches, and reading history and sync pages back.
+
+One batch is one transaction with one bulk INSERT. A resend (same sender, same
+``client_msg_id``) stores nothing and answers with the original message, whether the original
+is in an earlier batch or earlier in the same batch.
+
+Private messages to oneself are allowed: they form the conversation ``dm:<id>:<id>`` that only
+that user can read ("notes to self", as most chat apps offer). Refusing them would protect
+nobody, and a client listing every user, the viewer included, then needs no special case.
+
+Functions ending in ``_txn`` run inside a transaction the caller owns and take its connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from chase.clock import Clock
+from chase.logging import get_logger
+from chase.schemas import MAX_PAGE, ChatMessage, MessagePage, MessageSubmitted, UserRef
+from chase.store.tables import PUBLIC_CONVERSATION, conversation_key, messages, users
+from services.persistence.errors import RejectCode
+
+log = get_logger(__name__)
+
+#: (sender_id, client_msg_id): what makes a submit idempotent.
+MessageKey = tuple[int, str]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The message is committed; ``duplicate`` when it had been stored before this batch."""
+
+    message: ChatMessage
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """The message was not stored and never will be: the sender must be told ``code``."""
+
+    sender_id: int
+    client_msg_id: str
+    code: RejectCode
+    reason: str
+
+
+StoreResult = Stored | Rejected
+
+_MESSAGE_COLUMNS = (
+    messages.c.id,
+    messages.c.sender_id,
+    users.c.username,
+    messages.c.recipient_id,
+    messages.c.body,
+    messages.c.created_at,
+    messages.c.client_msg_id,
+)
+_WITH_SENDER = messages.join(users, users.c.id == messages.c.sender_id)
+
+
+class MessageStore:
+    """The persistence service's view of the ``messages`` table."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        clock: Clock,
+        *,
+        max_body_chars: int = 4000,
+        page_max: int = MAX_PAGE,
+        max_attempts: int = 3,
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._max_body_chars = max_body_chars
+        self._page_max = max(1, min(page_max, MAX_PAGE))
+        self._max_attempts = max(1, max_attempts)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def store_batch(self, submitted: Sequence[MessageSubmitted]) -> list[StoreResult]:
+        """Store a batch in one transaction; one result per input, in input order.
+
+        When this returns, every :class:`Stored` result is committed: the caller may now
+        publish it. Raises on a database failure (nothing of the batch is committed, so the
+        whole batch can be retried: resends are idempotent).
+        """
+        results: list[StoreResult | None] = [None] * len(submitted)
+        first_of: dict[MessageKey, int] = {}
+        repeats: list[tuple[int, int]] = []
+        for index, item in enumerate(submitted):
+            problem = self._body_problem(item)
+            if problem is not None:
+                results[index] = problem
+                continue
+            key = (item.sender.id, item.client_msg_id)
+            if key in first_of:
+                repeats.append((index, first_of[key]))
+            else:
+                first_of[key] = index
+        unique = list(first_of.values())
+        outcomes = await self._store_unique([submitted[i] for i in unique])
+        for index, outcome in zip(unique, outcomes, strict=True):
+            results[index] = outcome
+        for index, first in repeats:
+            original = results[first]
+            results[index] = Stored(original.message, duplicate=True) if isinstance(original, Stored) else original
+        assert all(result is not None for result in results), "every input gets a result"
+        return results  # type: ignore[return-value]
+
+    def _body_problem(self, item: MessageSubmitted) -> Rejected | None:
+        if not item.body.strip():
+            return Rejected(item.sender.id, item.client_msg_id, RejectCode.BODY_EMPTY, "the message is empty")
+        if len(item.body) > self._max_body_chars:
+            return Rejected(
+                item.sender.id,
+                item.client_msg_id,
+                RejectCode.BODY_TOO_LONG,
+                f"the message is longer than {self._max_body_chars} characters",
+            )
+        return None
+
+    async def _store_unique(self, candidates: list[MessageSubmitted]) -> list[StoreResult]:
+        if not candidates:
+            return []
+        for attempt in range(1, self._max_attempts + 1):
+            created_at = _naive_utc(self._clock.now())
+            try:
+                async with self._engine.begin() as conn:
+                    return await store_unique_txn(conn, candidates, created_at)
+            except IntegrityError:
+                # Another writer stored one of these keys (or deleted a user) between our
+                # look-up and our INSERT. Nothing was committed; running the batch again sees
+                # the new rows as duplicates instead of failing the same way forever.
+                if attempt == self._max_attempts:
+                    raise
+                log.warning("store_batch_conflict_retrying", attempt=attempt, size=len(candidates))
+        raise AssertionError("unreachable")
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def history(
+        self, viewer_id: int, with_user_id: int | None, before_id: int | None, limit: int
+    ) -> MessagePage:
+        """One page of a conversation the viewer is in, newest first.
+
+        ``with_user_id`` None is the public room; otherwise the viewer's own private
+        conversation with that user, so no argument can reach someone else's. For the next
+        (older) page, ask again with ``before_id`` = the last message's id while ``has_more``.
+        """
+        size = self._page_size(limit)
+        query = (
+            sa.select(*_MESSAGE_COLUMNS)
+            .select_from(_WITH_SENDER)
+            .where(messages.c.conversation == conversation_key(viewer_id, with_user_id))
+            .order_by(messages.c.id.desc())
+            .limit(size + 1)
+        )
+        if before_id is not None:
+            query = query.where(messages.c.id < before_id)
+        return await self._page(query, size)
+
+    async def sync(self, viewer_id: int, after_id: int, limit: int) -> MessagePage:
+        """Everything the viewer may see with an id above ``after_id``, oldest first.
+
+        That is the public room and the private messages the viewer sent or received. While
+        ``has_more``, ask again with ``after_id`` = the last message's id.
+        """
+        size = self._page_size(limit)
+        # A primary-key range scan from after_id: a reconnecting client is usually close to the
+        # end, so this reads little; the OR keeps one statement that both databases plan well.
+        query = (
+            sa.select(*_MESSAGE_COLUMNS)
+            .select_from(_WITH_SENDER)
+            .where(messages.c.id > after_id)
+            .where(
+                sa.or_(
+                    messages.c.conversation == PUBLIC_CONVERSATION,
+                    messages.c.sender_id == viewer_id,
+                    messages.c.recipient_id == viewer_id,
+                )
+            )
+            .order_by(messages.c.id.asc())
+            .limit(size + 1)
+        )
+        return await self._page(query, size)
+
+    def _page_size(self, limit: int) -> int:
+        return max(1, min(limit, self._page_max))
+
+    async def _page(self, query: sa.Select, size: int) -> MessagePage:
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return MessagePage(messages=[_row_to_message(row) for row in rows[:size]], has_more=len(rows) > size)
+
+
+async def store_unique_txn(
+    conn: AsyncConnection, candidates: Sequence[MessageSubmitted], created_at: datetime
+) -> list[StoreResult]:
+    """Store messages whose keys are distinct; one result per candidate, in order.
+
+    Runs inside the caller's transaction; results are only true once it commits.
+    """
+    keys = [(item.sender.id, item.client_msg_id) for item in candidates]
+    existing = await messages_by_key_txn(conn, keys)
+    user_ids = {item.sender.id for item in candidates}
+    user_ids.update(item.recipient_id for item in candidates if item.recipient_id is not None)
+    names = await usernames_txn(conn, user_ids)
+
+    outcomes: list[StoreResult | None] = []
+    new_rows: list[dict[str, object]] = []
+    for item, key in zip(candidates, keys, strict=True):
+        outcome = _classify(item, existing.get(key), names)
+        outcomes.append(outcome)
+        if outcome is None:
+            new_rows.append(_new_row(item, created_at))
+    if new_rows:
+        # One executemany in submission order: ids follow the order messages were submitted.
+        await conn.execute(messages.insert(), new_rows)
+        stored = await messages_by_key_txn(conn, [key for key, out in zip(keys, outcomes) if out is None])
+        for index, key in enumerate(keys):
+            if outcomes[index] is None:
+                outcomes[index] = Stored(stored[key], duplicate=False)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _classify(item: MessageSubmitted, original: ChatMessage | None, names: dict[int, str]) -> StoreResult | None:
+    """What to answer without inserting, or None when the message is to be inserted."""
+    if original is not None:
+        return Stored(original, duplicate=True)
+    if item.sender.id not in names:
+        return Rejected(item.sender.id, item.client_msg_id, RejectCode.SENDER_UNKNOWN, "the sender no longer exists")
+    if item.recipient_id is not None and item.recipient_id not in names:
+        return Rejected(
+            item.sender.id, item.client_msg_id, RejectCode.RECIPIENT_UNKNOWN, "the recipient does not exist"
+        )
+    return None
+
+
+def _new_row(item: MessageSubmitted, created_at: datetime) -> dict[str, object]:
+    return {
+        "sender_id": item.sender.id,
+        "recipient_id": item.recipient_id,
+        "conversation": conversation_key(item.sender.id, item.recipient_id),
+        "body": item.body,
+        "client_msg_id": item.client_msg_id,
+        "created_at": created_at,
+    }
+
+
+async def messages_by_key_txn(conn: AsyncConnection, keys: Iterable[MessageKey]) -> dict[MessageKey, ChatMessage]:
+    """The stored messages with these (sender_id, client_msg_id) keys, by key."""
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    # Two IN lists, narrowed in Python: portable to both databases, served by the unique
+    # (sender_id, client_msg_id) index, and at most a batch of rows.
+    query = (
+        sa.select(*_MESSAGE_COLUMNS)
+        .select_from(_WITH_SENDER)
+        .where(messages.c.sender_id.in_({sender for sender, _ in wanted}))
+        .where(messages.c.client_msg_id.in_({cmid for _, cmid in wanted}))
+    )
+    found: dict[MessageKey, ChatMessage] = {}
+    for row in (await conn.execute(query)).all():
+        key = (row.sender_id, row.client_msg_id)
+        if key in wanted:
+            found[key] = _row_to_message(row)
+    return found
+
+
+async def usernames_txn(conn: AsyncConnection, user_ids: Iterable[int]) -> dict[int, str]:
+    """The usernames of those of ``user_ids`` that exist."""
+    ids = set(user_ids)
+    if not ids:
+        return {}
+    rows = await conn.execute(sa.select(users.c.id, users.c.username).where(users.c.id.in_(ids)))
+    return {row.id: row.username for row in rows}
+
+
+def _row_to_message(row: sa.Row) -> ChatMessage:
+    return ChatMessage(
+        id=row.id,
+        sender=UserRef(id=row.sender_id, username=row.username),
+        recipient_id=row.recipient_id,
+        body=row.body,
+        created_at=_aware_utc(row.created_at),
+        client_msg_id=row.client_msg_id,
+    )
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    # The schema stores naive UTC (see chase.store.tables.Timestamp).
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _aware_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
