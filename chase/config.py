@@ -48,6 +48,12 @@ class CommonSettings(BaseSettings):
         default=None,
         description="RabbitMQ URL (amqp://user:pw@host:5672/vhost); unset: in-process bus",
     )
+    bus_namespace: str = Field(
+        validation_alias=shared("bus_namespace"),
+        default="chase",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Prefix of the exchange and queue names, so several systems can share a broker",
+    )
     certs_dir: Path = Field(
         validation_alias=shared("certs_dir"),
         default=Path("certs"),

@@ -39,7 +39,7 @@ def configure(level: str = "info", *, json: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Library chatter that says nothing an operator needs at info level.
-    for noisy in ("aiormq", "aio_pika", "websockets.server", "uvicorn.access", "alembic"):
+    for noisy in ("aiormq", "aio_pika", "websockets.server", "uvicorn.access", "alembic", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -40,7 +40,7 @@ async def open_engine(settings: CommonSettings, *, upgrade: bool) -> AsyncIterat
 
 @asynccontextmanager
 async def open_bus(settings: CommonSettings) -> AsyncIterator[Bus]:
-    bus = create_bus(settings.amqp_url)
+    bus = create_bus(settings.amqp_url, settings.bus_namespace)
     await bus.start()
     try:
         yield bus

@@ -1,0 +1,72 @@
+"""docker-compose.yml cannot be run here (no Docker engine), so it is checked against the code:
+every service runs a real `chase` subcommand, every CHASE_* variable is a real setting, and
+start-up waits on health checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from chase.cli import _parser
+from chase.config import CommonSettings
+from services.auth.settings import AuthSettings
+from services.gateway.settings import GatewaySettings
+from services.persistence.settings import PersistenceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS_BY_COMMAND = {
+    "auth": AuthSettings,
+    "gateway": GatewaySettings,
+    "persistence": PersistenceSettings,
+    "migrate": CommonSettings,
+    "certs": CommonSettings,
+}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _env_names(settings_cls: type[CommonSettings]) -> set[str]:
+    prefix = settings_cls.model_config["env_prefix"]
+    names = set()
+    for name, field in settings_cls.model_fields.items():
+        alias = field.validation_alias
+        if alias is not None:
+            names.update(c for c in alias.choices if c.startswith("CHASE_"))
+        else:
+            names.add((prefix + name).upper())
+    return names
+
+
+def test_every_chase_service_runs_a_real_subcommand_with_real_settings(compose: dict) -> None:
+    commands = set(_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    chase_services = {n: s for n, s in compose["services"].items() if s.get("image") == "chase:latest"}
+    assert {"auth", "gateway-1", "gateway-2", "persistence-1", "persistence-2"} <= set(chase_services)
+    for name, service in chase_services.items():
+        command = service["command"][0]
+        assert command in commands, f"{name}: unknown subcommand {command}"
+        known = _env_names(SETTINGS_BY_COMMAND[command])
+        unknown = {k for k in service["environment"] if k.startswith("CHASE_")} - known
+        assert not unknown, f"{name}: {sorted(unknown)} are not settings of `chase {command}`"
+
+
+def test_services_wait_for_healthy_dependencies(compose: dict) -> None:
+    services = compose["services"]
+    for infra in ("mariadb", "rabbitmq"):
+        assert "healthcheck" in services[infra]
+    for name in ("auth", "gateway-1", "persistence-1"):
+        depends = services[name]["depends_on"]
+        assert depends["rabbitmq"]["condition"] == "service_healthy"
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["depends_on"]["mariadb"]["condition"] == "service_healthy"
+
+
+def test_gateways_are_distinct(compose: dict) -> None:
+    services = compose["services"]
+    ids = {services[g]["environment"]["CHASE_GATEWAY_ID"] for g in ("gateway-1", "gateway-2")}
+    ports = {services[g]["ports"][0] for g in ("gateway-1", "gateway-2")}
+    assert len(ids) == 2 and len(ports) == 2
