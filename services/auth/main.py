@@ -55,6 +55,8 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
         access_log=False,
         lifespan="off",
         server_header=False,
+        # Idle keep-alive clients (a gateway's token checker) must not hold up a shutdown.
+        timeout_graceful_shutdown=3,
     )
     server = _Server(config)
     task = asyncio.create_task(_serve(server, settings))

@@ -1,0 +1,85 @@
+"""Stable error codes and close codes of the gateway's WebSocket boundary.
+
+The whole tree at a glance::
+
+    ErrorCode (str enum, sent in ErrorFrame.code; the connection stays open)
+        invalid_frame      not JSON, not UTF-8, a missing/extra/ill-typed field
+        unknown_type       JSON with a "type" the protocol does not know
+        body_empty         empty or whitespace-only body
+        body_too_long      more than Limits.max_body_chars characters
+        frame_too_large    more than Limits.max_frame_bytes bytes
+        rate_limited       too many frames; retryable once the bucket refills
+        recipient_unknown  the private message's recipient does not exist (from the worker)
+        sender_unknown     the sender's account is gone (from the worker)
+        unavailable        broker or database down; retryable, nothing was acknowledged
+        not_found          the thing asked for does not exist
+        forbidden          not yours to see
+        internal           a bug on our side; the details are in the server log
+
+    CloseCode (int enum, the WebSocket close code; the connection ends)
+        1001 going away        the gateway is shutting down; reconnect elsewhere or later
+        1008 policy violation  sustained flooding after rate_limited errors
+        1013 try again later   the auth service could not be asked; reconnect later
+        4008 too slow          the client did not read its frames; its outbox overflowed
+        4401 unauthorized      missing, invalid, expired or revoked token; log in again
+
+Never rename a code, only add: clients switch on them.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, StrEnum
+
+
+class ErrorCode(StrEnum):
+    INVALID_FRAME = "invalid_frame"
+    UNKNOWN_TYPE = "unknown_type"
+    BODY_EMPTY = "body_empty"
+    BODY_TOO_LONG = "body_too_long"
+    FRAME_TOO_LARGE = "frame_too_large"
+    RATE_LIMITED = "rate_limited"
+    RECIPIENT_UNKNOWN = "recipient_unknown"
+    SENDER_UNKNOWN = "sender_unknown"
+    UNAVAILABLE = "unavailable"
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    INTERNAL = "internal"
+
+
+#: Codes the client may retry with the very same frame later.
+RETRYABLE = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE})
+
+
+class CloseCode(IntEnum):
+    GOING_AWAY = 1001
+    POLICY_VIOLATION = 1008
+    TRY_AGAIN_LATER = 1013
+    TOO_SLOW = 4008
+    UNAUTHORIZED = 4401
+
+
+#: Close reasons, as sent: short, stable, and safe to show a user.
+REASON_INVALID_TOKEN = "invalid or expired token"
+REASON_SESSION_REVOKED = "session revoked"
+REASON_AUTH_UNAVAILABLE = "authentication service unavailable, try again later"
+REASON_TOO_SLOW = "too slow: outbox overflowed"
+REASON_FLOODING = "too many frames"
+REASON_SHUTDOWN = "gateway shutting down"
+
+#: Codes the persistence service puts in MessageRejected / QueryFailed, mapped to ours.
+#: Anything unknown becomes ``internal``: a worker's private vocabulary never leaks.
+UPSTREAM_CODES: dict[str, ErrorCode] = {
+    "recipient_unknown": ErrorCode.RECIPIENT_UNKNOWN,
+    "sender_unknown": ErrorCode.SENDER_UNKNOWN,
+    "body_empty": ErrorCode.BODY_EMPTY,
+    "body_too_long": ErrorCode.BODY_TOO_LONG,
+    "bad_query": ErrorCode.INVALID_FRAME,
+    "store_unavailable": ErrorCode.UNAVAILABLE,
+    "not_found": ErrorCode.NOT_FOUND,
+    "forbidden": ErrorCode.FORBIDDEN,
+}
+
+
+def from_upstream(code: str) -> ErrorCode:
+    """Our code for a code the persistence service sent."""
+    return UPSTREAM_CODES.get(code, ErrorCode.INTERNAL)

@@ -1,0 +1,230 @@
+"""The WebSocket server over TLS: it authenticates a connection, then only feeds its
+:class:`~services.gateway.session.ConnectionSession` and carries out the actions.
+
+Connection life cycle:
+
+1. TLS, then the WebSocket opening handshake carrying ``Authorization: Bearer <token>``.
+2. The handshake is always accepted; the token is checked with the auth service right after.
+   Missing, invalid, expired or revoked token: closed with **4401** "invalid or expired token".
+   Auth service unreachable: closed with **1013** (try again later). Clients read the close
+   code and reason, which every WebSocket library exposes (an HTTP 401 body would not be).
+3. The first frame is ``hello``; from then on client frames are served in order. Frames are
+   UTF-8 JSON text; a binary frame is read as UTF-8 text, and refused (``invalid_frame``) if
+   it is not.
+4. The server closes with 4401 "session revoked" on logout, 4401 "session expired" when the
+   session ends, 4008 when the client does not read its frames, 1008 on sustained flooding,
+   1009 for a frame over the hard size cap (4 x max_frame_bytes; frames between the limit and
+   the cap get a ``frame_too_large`` error instead), 1001 when the gateway shuts down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from datetime import UTC, datetime
+from typing import Protocol
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from chase import routing
+from chase.bus.port import Bus, BusUnavailable, RequestTimeout
+from chase.clock import Clock, SystemClock
+from chase.logging import get_logger
+from chase.tls import server_context
+from services.auth.client import AuthClientError, AuthRejected, SessionInfo
+from services.gateway.errors import (
+    REASON_AUTH_UNAVAILABLE,
+    REASON_INVALID_TOKEN,
+    REASON_SHUTDOWN,
+    CloseCode,
+    ErrorCode,
+)
+from services.gateway.fanout import Connection, FanOut
+from services.gateway.presence import PresenceTracker
+from services.gateway.session import Close, ConnectionSession, Publish, Query, Send
+from services.gateway.settings import GatewaySettings
+
+log = get_logger("chase.gateway")
+
+#: How long a close handshake may take before the socket is simply dropped.
+CLOSE_TIMEOUT = 5.0
+
+
+class TokenChecker(Protocol):
+    """What the gateway needs of the auth service (``services.auth.client.AuthClient``)."""
+
+    async def check_token(self, token: str) -> SessionInfo: ...
+
+
+class _WebSocketSink:
+    """A connection's frame sink; a close that cannot complete (client not reading) aborts."""
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self._ws = ws
+
+    async def send(self, text: str) -> None:
+        await self._ws.send(text)
+
+    async def close(self, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(self._ws.close(code, reason), CLOSE_TIMEOUT)
+        except TimeoutError:
+            self._ws.transport.abort()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class GatewayServer:
+    """One gateway: ``await start()``, serve, then ``await stop()``. The caller owns the bus."""
+
+    def __init__(
+        self, settings: GatewaySettings, *, bus: Bus, auth: TokenChecker, clock: Clock | None = None
+    ) -> None:
+        self.settings = settings
+        self._bus = bus
+        self._auth = auth
+        self._clock = clock or SystemClock()
+        presence = PresenceTracker(settings.gateway_id, self._clock, settings.presence_ttl_seconds)
+        self.fanout = FanOut(bus, presence)
+        self._server: Server | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
+        # Queries run beside the read loop, so a slow history page never holds up sends.
+        self._queries: set[asyncio.Task[None]] = set()
+
+    @property
+    def port(self) -> int:
+        """The port listened on (useful with port 0)."""
+        assert self._server is not None, "start() first"
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Consume the fan-out queue and listen; raises BusUnavailable, FileNotFoundError (TLS)
+        or OSError (port taken). Call :meth:`stop` afterwards."""
+        s = self.settings
+        context = ssl_context or server_context(s.server_cert_path, s.server_key_path)
+        await self.fanout.start()
+        self._server = await serve(
+            self._handle,
+            s.host,
+            s.port,
+            ssl=context,
+            max_size=4 * s.max_frame_bytes,
+            close_timeout=CLOSE_TIMEOUT,
+            server_header=None,
+        )
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
+        log.info("gateway listening", url=f"wss://{s.host}:{self.port}", gateway_id=s.gateway_id)
+
+    async def stop(self) -> None:
+        """Close every client with 1001, then leave the bus (the exclusive queue goes with it)."""
+        if self._server is not None:
+            self._server.close(code=CloseCode.GOING_AWAY, reason=REASON_SHUTDOWN)
+            await self._server.wait_closed()
+            self._server = None
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+        for task in list(self._queries):
+            task.cancel()
+        await asyncio.gather(*self._queries, return_exceptions=True)
+        await self.fanout.stop()
+        log.info("gateway stopped", gateway_id=self.settings.gateway_id)
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await self.fanout.beat()
+            await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    # --- one connection -----------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        info = await self._authenticate(ws)
+        if info is None:
+            return
+        session = ConnectionSession(info.user, info.session_id, self.settings.limits, self._clock)
+        conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size)
+        conn.start()
+        try:
+            await self.fanout.add(conn)
+        except BusUnavailable:
+            conn.close_soon(CloseCode.TRY_AGAIN_LATER, "messaging unavailable, try again later")
+            await conn.finish()
+            return
+        expiry = self._expire_at(conn, info.expires_at)
+        log.info("client connected", user_id=info.user.id, session_id=info.session_id)
+        try:
+            await self._read_loop(ws, conn)
+        finally:
+            expiry.cancel()
+            await self.fanout.remove(conn)
+            await conn.finish()
+            code = conn.close_code or ws.close_code
+            log.info("client disconnected", user_id=info.user.id, session_id=info.session_id,
+                     code=int(code) if code is not None else None)
+
+    async def _authenticate(self, ws: ServerConnection) -> SessionInfo | None:
+        """The session behind the handshake's token, or None after closing the connection."""
+        token = bearer_token(ws.request.headers.get("Authorization") if ws.request else None)
+        if token is None:
+            await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
+            return None
+        try:
+            return await self._auth.check_token(token)
+        except AuthRejected:
+            await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
+        except AuthClientError as exc:
+            log.warning("token check failed", error=str(exc))
+            await ws.close(CloseCode.TRY_AGAIN_LATER, REASON_AUTH_UNAVAILABLE)
+        return None
+
+    def _expire_at(self, conn: Connection, expires_at: datetime) -> asyncio.TimerHandle:
+        if expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+        delay = max(0.0, (expires_at - self._clock.now()).total_seconds())
+        return asyncio.get_running_loop().call_later(
+            delay, conn.close_soon, CloseCode.UNAUTHORIZED, "session expired"
+        )
+
+    async def _read_loop(self, ws: ServerConnection, conn: Connection) -> None:
+        try:
+            async for data in ws:
+                for action in conn.session.receive_text(data):
+                    await self._execute(conn, action)
+                if conn.closing:
+                    return
+        except ConnectionClosed:
+            pass
+
+    async def _execute(self, conn: Connection, action: Send | Publish | Query | Close) -> None:
+        if isinstance(action, Publish):
+            try:
+                await self._bus.publish(action.routing_key, action.event)
+            except BusUnavailable as exc:
+                log.warning("send refused, bus unavailable", user_id=conn.user_id, error=str(exc))
+                conn.apply(conn.session.publish_failed(action.client_msg_id))
+        elif isinstance(action, Query):
+            task = asyncio.get_running_loop().create_task(self._query(conn, action))
+            self._queries.add(task)
+            task.add_done_callback(self._queries.discard)
+        else:
+            conn.apply([action])
+
+    async def _query(self, conn: Connection, query: Query) -> None:
+        try:
+            reply = await self._bus.request(
+                routing.HISTORY_RPC, query.request, timeout=self.settings.query_timeout_seconds
+            )
+        except (RequestTimeout, BusUnavailable) as exc:
+            log.warning("query failed", user_id=conn.user_id, error=str(exc))
+            conn.apply(conn.session.query_failed(query, ErrorCode.UNAVAILABLE, "history is unavailable, try again"))
+        else:
+            conn.apply(conn.session.query_replied(query, reply))

@@ -1,0 +1,358 @@
+"""One client connection's logic, sans-I/O: frames and events in, actions out.
+
+:class:`ConnectionSession` knows who is connected (the authenticated user, never a field the
+client fills in), the limits, the rate limit and which sends wait for their acknowledgement.
+It imports no asyncio, websockets or broker code: the server feeds it what arrives and carries
+out the actions it returns, in order:
+
+- :class:`Send` a frame to this client (its outbox);
+- :class:`Publish` an event on the bus, then call :meth:`ConnectionSession.publish_failed` if
+  the broker did not confirm it;
+- :class:`Query` the history service, then hand the reply to
+  :meth:`ConnectionSession.query_replied` or the failure to :meth:`ConnectionSession.query_failed`;
+- :class:`Close` the connection with a WebSocket close code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pydantic import TypeAdapter, ValidationError
+
+from chase import routing
+from chase.clock import Clock
+from chase.schemas import (
+    AckFrame,
+    ChatMessage,
+    ClientMsgId,
+    ErrorFrame,
+    Event,
+    HelloFrame,
+    HistoryFrame,
+    HistoryPageFrame,
+    HistoryQuery,
+    Limits,
+    MessageFrame,
+    MessagePage,
+    MessageRejected,
+    MessageStored,
+    MessageSubmitted,
+    PingFrame,
+    PongFrame,
+    QueryFailed,
+    RequestId,
+    SendFrame,
+    ServerFrame,
+    SessionRevoked,
+    SyncFrame,
+    SyncPageFrame,
+    SyncQuery,
+    UserRef,
+    decode_client_frame,
+)
+from services.gateway.errors import (
+    REASON_FLOODING,
+    REASON_SESSION_REVOKED,
+    RETRYABLE,
+    CloseCode,
+    ErrorCode,
+    from_upstream,
+)
+from services.gateway.ratelimit import TokenBucket
+
+#: Sends waiting for their ack; past this the oldest is forgotten (the client resends it).
+MAX_PENDING = 1000
+_MAX_DETAIL = 200
+
+
+@dataclass(frozen=True)
+class Send:
+    frame: ServerFrame
+
+
+@dataclass(frozen=True)
+class Publish:
+    routing_key: str
+    event: Event
+    client_msg_id: str
+
+
+@dataclass(frozen=True)
+class Query:
+    request: HistoryQuery | SyncQuery
+    request_id: str | None
+
+
+@dataclass(frozen=True)
+class Close:
+    code: int
+    reason: str
+
+
+Action = Send | Publish | Query | Close
+
+
+def may_see(user_id: int, message: ChatMessage) -> bool:
+    """The one visibility rule: the public room is everyone's, a private message its two people's."""
+    return message.recipient_id is None or user_id in (message.sender.id, message.recipient_id)
+
+
+class ConnectionSession:
+    """The state of one authenticated connection. Not thread-safe; one event loop feeds it."""
+
+    def __init__(
+        self,
+        user: UserRef,
+        session_id: str,
+        limits: Limits,
+        clock: Clock,
+        *,
+        flood_strikes: int | None = None,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
+        self.user = user
+        self.session_id = session_id
+        self.limits = limits
+        self._clock = clock
+        self._bucket = TokenBucket(limits.rate_per_second, limits.rate_burst, clock.monotonic())
+        # Refused frames in a row before we stop answering and hang up: a client that ignores
+        # rate_limited errors would otherwise have us write an error for every frame it sends.
+        self._flood_strikes = flood_strikes if flood_strikes is not None else 2 * limits.rate_burst
+        self._strikes = 0
+        self._pending: OrderedDict[str, None] = OrderedDict()
+        self._max_pending = max_pending
+
+    # --- connection life cycle ----------------------------------------------------------------
+
+    def start(self, online_user_ids: Iterable[int]) -> list[Action]:
+        """The hello frame; send it before anything else on the connection."""
+        hello = HelloFrame(
+            user=self.user,
+            session_id=self.session_id,
+            limits=self.limits,
+            online_user_ids=sorted(set(online_user_ids)),
+        )
+        return [Send(hello)]
+
+    @property
+    def pending(self) -> frozenset[str]:
+        """client_msg_ids published from this connection and not yet acknowledged or refused."""
+        return frozenset(self._pending)
+
+    # --- client frames ------------------------------------------------------------------------
+
+    def receive_text(self, data: str | bytes) -> list[Action]:
+        """Handle one WebSocket message from the client; carry out the actions in order."""
+        if not self._bucket.take(self._clock.monotonic()):
+            self._strikes += 1
+            if self._strikes > self._flood_strikes:
+                return [Close(CloseCode.POLICY_VIOLATION, REASON_FLOODING)]
+            wait = self._bucket.retry_after(self._clock.monotonic())
+            return [self._error(ErrorCode.RATE_LIMITED, f"too many frames; retry in {wait:.2f}s")]
+        self._strikes = 0
+        size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+        if size > self.limits.max_frame_bytes:
+            return [
+                self._error(
+                    ErrorCode.FRAME_TOO_LARGE,
+                    f"frame is {size} bytes; the limit is {self.limits.max_frame_bytes}",
+                )
+            ]
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError:
+                return [self._error(ErrorCode.INVALID_FRAME, "frames must be UTF-8 JSON text")]
+        try:
+            frame = decode_client_frame(data)
+        except ValidationError as exc:
+            return [self._invalid(exc, data)]
+        if isinstance(frame, SendFrame):
+            return self._on_send(frame)
+        if isinstance(frame, HistoryFrame):
+            query = HistoryQuery(
+                viewer_id=self.user.id,
+                with_user_id=frame.with_user_id,
+                before_id=frame.before_id,
+                limit=frame.limit,
+            )
+            return [Query(query, frame.request_id)]
+        if isinstance(frame, SyncFrame):
+            query = SyncQuery(viewer_id=self.user.id, after_id=frame.after_id, limit=frame.limit)
+            return [Query(query, frame.request_id)]
+        if isinstance(frame, PingFrame):
+            return [Send(PongFrame(request_id=frame.request_id))]
+        return [self._error(ErrorCode.UNKNOWN_TYPE, "unknown frame type")]  # pragma: no cover
+
+    def _on_send(self, frame: SendFrame) -> list[Action]:
+        cid = frame.client_msg_id
+        if not frame.body.strip():
+            return [self._error(ErrorCode.BODY_EMPTY, "message body is empty", client_msg_id=cid)]
+        if len(frame.body) > self.limits.max_body_chars:
+            return [
+                self._error(
+                    ErrorCode.BODY_TOO_LONG,
+                    f"message body is {len(frame.body)} characters; the limit is "
+                    f"{self.limits.max_body_chars}",
+                    client_msg_id=cid,
+                )
+            ]
+        event = MessageSubmitted(
+            # The sender is who logged in, whatever the frame says (and it cannot say: extra
+            # fields are refused by the schema).
+            sender=self.user,
+            recipient_id=frame.recipient_id,
+            body=frame.body,
+            client_msg_id=cid,
+            submitted_at=self._clock.now(),
+        )
+        self._pending[cid] = None
+        self._pending.move_to_end(cid)
+        while len(self._pending) > self._max_pending:
+            self._pending.popitem(last=False)
+        return [Publish(routing.MESSAGE_SUBMITTED, event, cid)]
+
+    # --- outcomes of the actions --------------------------------------------------------------
+
+    def publish_failed(self, client_msg_id: str) -> list[Action]:
+        """The broker did not take the submitted message: tell the client, never ack it."""
+        self._pending.pop(client_msg_id, None)
+        return [
+            self._error(
+                ErrorCode.UNAVAILABLE,
+                "messaging is unavailable; the message was not sent, try again",
+                client_msg_id=client_msg_id,
+            )
+        ]
+
+    def query_replied(self, query: Query, reply: Event) -> list[Action]:
+        """Turn the history service's reply into the page (or error) frame for the client."""
+        if isinstance(reply, QueryFailed):
+            code = from_upstream(reply.code)
+            return [self._error(code, reply.reason, request_id=query.request_id)]
+        if not isinstance(reply, MessagePage):
+            return self.query_failed(query, ErrorCode.INTERNAL, "unexpected reply from the history service")
+        # The history service already filters by viewer; checking again costs nothing and means
+        # a bug there can never show someone a conversation that is not theirs.
+        messages = [m for m in reply.messages if may_see(self.user.id, m)]
+        if isinstance(query.request, HistoryQuery):
+            page: ServerFrame = HistoryPageFrame(
+                request_id=query.request_id,
+                with_user_id=query.request.with_user_id,
+                messages=messages,
+                has_more=reply.has_more,
+            )
+        else:
+            page = SyncPageFrame(request_id=query.request_id, messages=messages, has_more=reply.has_more)
+        return [Send(page)]
+
+    def query_failed(self, query: Query, code: ErrorCode, message: str) -> list[Action]:
+        """The query got no answer (timeout, broker down) or a bad one."""
+        return [self._error(code, message, request_id=query.request_id)]
+
+    # --- bus events ---------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> list[Action]:
+        """An event the fan-out routed to this connection; only Send and Close come back."""
+        if isinstance(event, MessageStored):
+            return self._on_stored(event)
+        if isinstance(event, MessageRejected):
+            if event.sender_id != self.user.id or event.client_msg_id not in self._pending:
+                return []
+            del self._pending[event.client_msg_id]
+            code = from_upstream(event.code)
+            return [self._error(code, event.reason, client_msg_id=event.client_msg_id)]
+        if isinstance(event, SessionRevoked):
+            if event.session_id == self.session_id and event.user_id == self.user.id:
+                return [Close(CloseCode.UNAUTHORIZED, REASON_SESSION_REVOKED)]
+        return []
+
+    def _on_stored(self, event: MessageStored) -> list[Action]:
+        message = event.message
+        if not may_see(self.user.id, message):
+            return []
+        actions: list[Action] = []
+        if message.sender.id == self.user.id and message.client_msg_id in self._pending:
+            del self._pending[message.client_msg_id]
+            ack = AckFrame(
+                client_msg_id=message.client_msg_id,
+                message_id=message.id,
+                created_at=message.created_at,
+                duplicate=event.duplicate,
+            )
+            actions.append(Send(ack))
+        # Duplicates are fanned out too: a worker that died between its COMMIT and its publish
+        # leaves the redelivered copy as the only one anyone will get live. Clients dedupe by id.
+        actions.append(Send(MessageFrame(message=message)))
+        return actions
+
+    # --- errors -------------------------------------------------------------------------------
+
+    def _error(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        request_id: str | None = None,
+        client_msg_id: str | None = None,
+    ) -> Send:
+        return Send(
+            ErrorFrame(
+                code=code,
+                message=message[:_MAX_DETAIL],
+                request_id=request_id,
+                client_msg_id=client_msg_id,
+                retryable=code in RETRYABLE,
+            )
+        )
+
+    def _invalid(self, exc: ValidationError, data: str) -> Send:
+        errors = exc.errors(include_url=False, include_input=False)
+        first = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid frame"}
+        request_id, client_msg_id = _correlation_ids(data)
+        if first["type"] == "json_invalid":
+            code, text = ErrorCode.INVALID_FRAME, "malformed JSON"
+        elif first["type"] == "union_tag_invalid":
+            code, text = ErrorCode.UNKNOWN_TYPE, "unknown frame type; expected send, history, sync or ping"
+        elif first["type"] == "union_tag_not_found":
+            code, text = ErrorCode.INVALID_FRAME, "frame has no type field"
+        elif first["type"] == "dict_type":
+            code, text = ErrorCode.INVALID_FRAME, "a frame must be a JSON object"
+        else:
+            code = ErrorCode.INVALID_FRAME
+            text = "; ".join(f"{_field(e['loc'])}: {e['msg']}" for e in errors)
+        return self._error(code, text, request_id=request_id, client_msg_id=client_msg_id)
+
+
+_request_ids: TypeAdapter[RequestId] = TypeAdapter(RequestId)
+_client_msg_ids: TypeAdapter[ClientMsgId] = TypeAdapter(ClientMsgId)
+
+
+def _correlation_ids(data: str) -> tuple[str | None, str | None]:
+    """The request_id / client_msg_id of a frame we refused, when they are usable, so the
+    client can tell which of its requests failed."""
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        return None, None
+    if not isinstance(raw, dict):
+        return None, None
+    return _valid(_request_ids, raw.get("request_id")), _valid(_client_msg_ids, raw.get("client_msg_id"))
+
+
+def _valid(adapter: TypeAdapter[str], value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return None
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    # The first element is the frame type pydantic tried ('send'); the field follows it.
+    parts = [str(p) for p in loc[1:]] or [str(p) for p in loc]
+    return ".".join(parts) or "frame"

@@ -1,0 +1,158 @@
+"""Fan-out and outboxes on the in-process bus, with in-memory frame sinks (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from chase import routing
+from chase.bus.memory import MemoryBus
+from chase.clock import FakeClock
+from chase.schemas import (
+    ChatMessage,
+    Limits,
+    MessageStored,
+    PresenceChanged,
+    PongFrame,
+    SessionRevoked,
+    UserRef,
+    decode_server_frame,
+)
+from services.gateway.fanout import Connection, FanOut
+from services.gateway.presence import PresenceTracker
+from services.gateway.server import bearer_token
+from services.gateway.session import ConnectionSession
+from tests.helpers import wait_until
+
+ALICE = UserRef(id=1, username="alice")
+BOB = UserRef(id=2, username="bob")
+CAROL = UserRef(id=3, username="carol")
+LIMITS = Limits(max_body_chars=100, max_frame_bytes=1000, rate_per_second=10, rate_burst=10)
+
+
+class ListSink:
+    """Frames written to a list; ``stuck`` makes every send hang like a client that stopped reading."""
+
+    def __init__(self, *, stuck: bool = False) -> None:
+        self.frames: list = []
+        self.closed: tuple[int, str] | None = None
+        self._release = asyncio.Event()
+        if not stuck:
+            self._release.set()
+
+    async def send(self, text: str) -> None:
+        await self._release.wait()
+        self.frames.append(decode_server_frame(text))
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def bodies(self) -> list[str]:
+        return [f.message.body for f in self.frames if f.type == "message"]
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[MemoryBus]:
+    bus = MemoryBus("unit")
+    await bus.start()
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture
+async def fanout(bus: MemoryBus) -> AsyncIterator[FanOut]:
+    fanout = FanOut(bus, PresenceTracker("gw-1", FakeClock(), ttl_seconds=15))
+    await fanout.start()
+    yield fanout
+    for conn in fanout.connections():
+        await fanout.remove(conn)
+        await conn.finish()
+    await fanout.stop()
+
+
+async def connect(
+    fanout: FanOut, user: UserRef, session_id: str = "s", *, stuck: bool = False, outbox_size: int = 50
+) -> tuple[Connection, ListSink]:
+    sink = ListSink(stuck=stuck)
+    session = ConnectionSession(user, f"{session_id}-{user.id}", LIMITS, FakeClock())
+    conn = Connection(session, sink, outbox_size=outbox_size)
+    conn.start()
+    await fanout.add(conn)
+    return conn, sink
+
+
+def stored(sender: UserRef, body: str, recipient: int | None = None, mid: int = 1) -> MessageStored:
+    message = ChatMessage(id=mid, sender=sender, recipient_id=recipient, body=body,
+                          created_at=datetime(2026, 1, 1, tzinfo=UTC), client_msg_id=f"c{mid}")
+    return MessageStored(message=message)
+
+
+async def test_private_message_reaches_only_its_participants_devices(bus: MemoryBus, fanout: FanOut) -> None:
+    (_, alice1), (_, alice2), (_, bob), (_, carol) = [
+        await connect(fanout, u, session_id=s) for u, s in ((ALICE, "a"), (ALICE, "b"), (BOB, "a"), (CAROL, "a"))
+    ]
+    dm = stored(ALICE, "secret", recipient=BOB.id, mid=1)
+    await bus.publish(routing.message_stored(ALICE.id, BOB.id), dm)
+    marker = stored(BOB, "public marker", mid=2)
+    await bus.publish(routing.MESSAGE_STORED_PUBLIC, marker)
+    await wait_until(lambda: all("public marker" in s.bodies() for s in (alice1, alice2, bob, carol)))
+    for sink in (alice1, alice2, bob):
+        assert sink.bodies() == ["secret", "public marker"]
+    assert carol.bodies() == ["public marker"]
+    assert carol.frames[0].type == "hello"
+
+
+async def test_user_bindings_follow_first_and_last_connection(bus: MemoryBus, fanout: FanOut) -> None:
+    queue = bus.broker.queues[f"unit.{fanout.queue_name}"]
+    first, _ = await connect(fanout, BOB, session_id="a")
+    second, _ = await connect(fanout, BOB, session_id="b")
+    assert set(routing.user_bindings(BOB.id)) <= queue.bindings
+    await fanout.remove(first)
+    assert set(routing.user_bindings(BOB.id)) <= queue.bindings
+    await fanout.remove(second)
+    assert not set(routing.user_bindings(BOB.id)) & queue.bindings
+    assert set(routing.GATEWAY_STATIC_BINDINGS) <= queue.bindings
+    for conn in (first, second):
+        await conn.finish()
+
+
+async def test_presence_is_published_and_shown(bus: MemoryBus, fanout: FanOut) -> None:
+    _, alice = await connect(fanout, ALICE)
+    assert alice.frames == [] or alice.frames[0].type == "hello"
+    await bus.publish(routing.presence("gw-2"), PresenceChanged(gateway_id="gw-2", user=BOB, online=True))
+    await wait_until(lambda: any(f.type == "presence" and f.user == BOB and f.online for f in alice.frames))
+    assert fanout.presence.online_user_ids() == {ALICE.id, BOB.id}
+
+
+async def test_a_client_that_stops_reading_is_dropped_alone(bus: MemoryBus, fanout: FanOut) -> None:
+    _, fast = await connect(fanout, CAROL)
+    slow_conn, slow = await connect(fanout, BOB, stuck=True, outbox_size=5)
+    for i in range(1, 8):
+        await bus.publish(routing.MESSAGE_STORED_PUBLIC, stored(ALICE, f"m{i}", mid=i))
+    await wait_until(lambda: fast.bodies() == [f"m{i}" for i in range(1, 8)])
+    await wait_until(lambda: slow.closed is not None)
+    assert slow.closed == (4008, "too slow: outbox overflowed")
+    assert slow_conn.closing and fast.closed is None
+
+
+async def test_revoked_session_is_closed_and_others_are_not(bus: MemoryBus, fanout: FanOut) -> None:
+    _, first = await connect(fanout, ALICE, session_id="one")
+    _, second = await connect(fanout, ALICE, session_id="two")
+    await bus.publish(routing.session_revoked(ALICE.id), SessionRevoked(user_id=ALICE.id, session_id="one-1"))
+    await wait_until(lambda: first.closed is not None)
+    assert first.closed == (4401, "session revoked")
+    second_conn = next(c for c in fanout.connections() if c.session.session_id == "two-1")
+    second_conn.deliver(PongFrame())
+    await second_conn.drained()
+    assert second.closed is None and second.frames[-1] == PongFrame()
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("Basic abc", None), ("Bearer", None), ("", None), (None, None)],
+)
+def test_bearer_token(header: str | None, token: str | None) -> None:
+    assert bearer_token(header) == token

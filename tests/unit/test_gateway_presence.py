@@ -1,0 +1,74 @@
+"""Presence across gateways, with a fake clock: connects, disconnects, heartbeats, expiry."""
+
+from __future__ import annotations
+
+from chase.clock import FakeClock
+from chase.schemas import GatewayHeartbeat, PresenceChanged, PresenceFrame, UserRef
+from services.gateway.presence import PresenceTracker
+
+ALICE = UserRef(id=1, username="alice")
+BOB = UserRef(id=2, username="bob")
+
+
+def tracker(clock: FakeClock, gateway_id: str = "gw-a") -> PresenceTracker:
+    return PresenceTracker(gateway_id, clock, ttl_seconds=15)
+
+
+def test_first_connect_and_last_disconnect_are_published() -> None:
+    t = tracker(FakeClock())
+    first = t.connected(ALICE)
+    assert first.publish == PresenceChanged(gateway_id="gw-a", user=ALICE, online=True)
+    assert first.frames == [PresenceFrame(user=ALICE, online=True)]
+    second = t.connected(ALICE)
+    assert second.publish is None and second.frames == []
+    assert t.disconnected(ALICE).publish is None
+    last = t.disconnected(ALICE)
+    assert last.publish == PresenceChanged(gateway_id="gw-a", user=ALICE, online=False)
+    assert last.frames == [PresenceFrame(user=ALICE, online=False)]
+    assert t.online_user_ids() == set()
+
+
+def test_own_events_are_ignored() -> None:
+    t = tracker(FakeClock())
+    assert t.on_event(PresenceChanged(gateway_id="gw-a", user=BOB, online=True)) == []
+    assert t.online_user_ids() == set()
+
+
+def test_remote_user_goes_offline_when_its_gateway_stops_beating() -> None:
+    clock = FakeClock()
+    t = tracker(clock)
+    beat = GatewayHeartbeat(gateway_id="gw-b", users=[BOB], sent_at=clock.now(), ttl_seconds=10)
+    assert t.on_event(beat) == [PresenceFrame(user=BOB, online=True)]
+    clock.advance(9)
+    assert t.expire() == []
+    assert t.on_event(beat) == []  # a fresh heartbeat restarts the ttl
+    clock.advance(9)
+    assert t.expire() == []
+    assert t.online_user_ids() == {2}
+    clock.advance(2)
+    assert t.expire() == [PresenceFrame(user=BOB, online=False)]
+    assert t.online_user_ids() == set()
+
+
+def test_user_online_elsewhere_stays_online() -> None:
+    clock = FakeClock()
+    t = tracker(clock)
+    t.connected(BOB)
+    t.on_event(PresenceChanged(gateway_id="gw-b", user=BOB, online=True))
+    clock.advance(60)
+    assert t.expire() == []  # gw-b is gone, but bob is still here
+    assert t.disconnected(BOB).frames == [PresenceFrame(user=BOB, online=False)]
+
+
+def test_remote_disconnect_and_heartbeat_lists() -> None:
+    clock = FakeClock()
+    t = tracker(clock)
+    t.on_event(PresenceChanged(gateway_id="gw-b", user=ALICE, online=True))
+    t.on_event(PresenceChanged(gateway_id="gw-c", user=ALICE, online=True))
+    assert t.on_event(PresenceChanged(gateway_id="gw-b", user=ALICE, online=False)) == []
+    assert t.on_event(PresenceChanged(gateway_id="gw-c", user=ALICE, online=False)) == [
+        PresenceFrame(user=ALICE, online=False)
+    ]
+    t.connected(BOB)
+    beat = t.heartbeat()
+    assert beat.gateway_id == "gw-a" and beat.users == [BOB] and beat.ttl_seconds == 15
