@@ -11,7 +11,7 @@ literal, so a parser built from the unions below rejects anything it does not kn
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
@@ -89,7 +89,7 @@ class PingFrame(Model):
 
 
 ClientFrame = Annotated[
-    Union[SendFrame, HistoryFrame, SyncFrame, PingFrame], Field(discriminator="type")
+    SendFrame | HistoryFrame | SyncFrame | PingFrame, Field(discriminator="type")
 ]
 
 
@@ -175,16 +175,7 @@ class ErrorFrame(Model):
 
 
 ServerFrame = Annotated[
-    Union[
-        HelloFrame,
-        AckFrame,
-        MessageFrame,
-        PresenceFrame,
-        HistoryPageFrame,
-        SyncPageFrame,
-        PongFrame,
-        ErrorFrame,
-    ],
+    HelloFrame | AckFrame | MessageFrame | PresenceFrame | HistoryPageFrame | SyncPageFrame | PongFrame | ErrorFrame,
     Field(discriminator="type"),
 ]
 
@@ -277,18 +268,7 @@ class QueryFailed(Model):
 
 
 Event = Annotated[
-    Union[
-        MessageSubmitted,
-        MessageStored,
-        MessageRejected,
-        PresenceChanged,
-        GatewayHeartbeat,
-        SessionRevoked,
-        HistoryQuery,
-        SyncQuery,
-        MessagePage,
-        QueryFailed,
-    ],
+    MessageSubmitted | MessageStored | MessageRejected | PresenceChanged | GatewayHeartbeat | SessionRevoked | HistoryQuery | SyncQuery | MessagePage | QueryFailed,
     Field(discriminator="type"),
 ]
 

@@ -65,11 +65,10 @@ def require_broker(settings: CommonSettings, service: str) -> None:
 
 async def serve_all() -> None:
     """Auth, persistence and gateway in one process, until cancelled."""
+    from chase.config import load
     from services.auth.settings import AuthSettings
     from services.gateway.settings import GatewaySettings
     from services.persistence.settings import PersistenceSettings
-
-    from chase.config import load
 
     auth_settings = load(AuthSettings)
     gateway_settings = load(GatewaySettings)
@@ -86,9 +85,8 @@ async def serve_all() -> None:
 
 
 async def serve_auth() -> None:
-    from services.auth.settings import AuthSettings
-
     from chase.config import load
+    from services.auth.settings import AuthSettings
 
     settings = load(AuthSettings)
     require_broker(settings, "auth")
@@ -97,9 +95,8 @@ async def serve_auth() -> None:
 
 
 async def serve_persistence() -> None:
-    from services.persistence.settings import PersistenceSettings
-
     from chase.config import load
+    from services.persistence.settings import PersistenceSettings
 
     settings = load(PersistenceSettings)
     require_broker(settings, "persistence")
@@ -108,9 +105,8 @@ async def serve_persistence() -> None:
 
 
 async def serve_gateway() -> None:
-    from services.gateway.settings import GatewaySettings
-
     from chase.config import load
+    from services.gateway.settings import GatewaySettings
 
     settings = load(GatewaySettings)
     require_broker(settings, "gateway")

@@ -27,3 +27,14 @@ async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -
         if loop.time() > deadline:
             pytest.fail(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on ``port``."""
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True

@@ -18,7 +18,7 @@ import asyncio
 import itertools
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 
@@ -32,6 +32,7 @@ from chase.bus.port import (
     Responder,
     Subscription,
 )
+from chase.bus.responders import Responders
 from chase.bus.topic import matches
 from chase.logging import get_logger
 from chase.schemas import Event, decode_event, encode
@@ -213,43 +214,6 @@ class _Consumer(Subscription):
         self.queue.give_back(returned)
 
 
-@dataclass(eq=False)
-class _Responders(Subscription):
-    """A :meth:`MemoryBus.serve` subscription: replies are computed concurrently."""
-
-    bus: MemoryBus
-    responder: Responder
-    inner: Subscription | None = None
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-    async def on_delivery(self, delivery: Delivery) -> None:
-        task = asyncio.get_running_loop().create_task(self._answer(delivery))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _answer(self, delivery: Delivery) -> None:
-        assert isinstance(delivery, _MemoryDelivery)
-        try:
-            reply = await self.responder(delivery.event)
-        except Exception:
-            # Requeueing a request its responder cannot answer would loop forever; the
-            # requester gets RequestTimeout instead.
-            log.exception("bus.responder_failed", routing_key=delivery.routing_key)
-            await delivery.reject(requeue=False)
-            return
-        if delivery.reply_to and delivery.correlation_id:
-            self.bus._broker_reply(delivery.reply_to, delivery.correlation_id, encode(reply).encode())
-        await delivery.ack()
-
-    async def cancel(self) -> None:
-        self.bus._responders.discard(self)
-        if self.inner is not None:
-            await self.inner.cancel()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
 class MemoryBus(Bus):
     """One connection to an in-process broker (a private one unless ``broker`` is given)."""
 
@@ -260,7 +224,7 @@ class MemoryBus(Bus):
         self._address = f"reply.{uuid.uuid4().hex}"
         self._pending: dict[str, asyncio.Future[Event]] = {}
         self._subscriptions: set[_Consumer] = set()
-        self._responders: set[_Responders] = set()
+        self._responders: set[Responders] = set()
 
     async def start(self) -> None:
         self._open = True
@@ -363,7 +327,12 @@ class MemoryBus(Bus):
 
     async def serve(self, queue: QueueSpec, responder: Responder, *, prefetch: int = 10) -> Subscription:
         self._check_open()
-        responders = _Responders(self, responder)
+        responders = Responders(responder, self._send_reply)
         responders.inner = await self.consume(queue, responders.on_delivery, prefetch=prefetch)
         self._responders.add(responders)
         return responders
+
+    async def _send_reply(self, delivery: Delivery, reply: Event) -> None:
+        assert isinstance(delivery, _MemoryDelivery)
+        if delivery.reply_to and delivery.correlation_id:
+            self._broker_reply(delivery.reply_to, delivery.correlation_id, encode(reply).encode())

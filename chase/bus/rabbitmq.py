@@ -36,6 +36,7 @@ from chase.bus.port import (
     Responder,
     Subscription,
 )
+from chase.bus.responders import Responders
 from chase.logging import get_logger
 from chase.schemas import Event, decode_event, encode
 
@@ -134,52 +135,6 @@ class _RabbitSubscription(Subscription):
             await self.channel.close()
         except _BROKER_ERRORS as exc:
             log.warning("bus.cancel_failed", queue=self.queue.name, error=repr(exc))
-
-
-class _Responders:
-    """Computes replies for one :meth:`RabbitBus.serve` subscription, concurrently."""
-
-    def __init__(self, bus: RabbitBus, responder: Responder) -> None:
-        self.bus = bus
-        self.responder = responder
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def on_delivery(self, delivery: Delivery) -> None:
-        task = asyncio.get_running_loop().create_task(self._answer(delivery))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _answer(self, delivery: Delivery) -> None:
-        assert isinstance(delivery, _RabbitDelivery)
-        try:
-            reply = await self.responder(delivery.event)
-        except Exception:
-            # Requeueing would hand the same request to the same failure forever; the
-            # requester gets RequestTimeout instead.
-            log.exception("bus.responder_failed", routing_key=delivery.routing_key)
-            await delivery.reject(requeue=False)
-            return
-        reply_to, correlation_id = delivery.message.reply_to, delivery.message.correlation_id
-        if reply_to and correlation_id:
-            try:
-                await self.bus._publish_reply(reply_to, correlation_id, reply)
-            except BusUnavailable as exc:
-                log.warning("bus.reply_failed", routing_key=delivery.routing_key, error=str(exc))
-                await delivery.reject(requeue=True)
-                return
-        await delivery.ack()
-
-
-class _ServeSubscription(Subscription):
-    def __init__(self, inner: Subscription, responders: _Responders) -> None:
-        self.inner = inner
-        self.responders = responders
-
-    async def cancel(self) -> None:
-        await self.inner.cancel()
-        for task in list(self.responders.tasks):
-            task.cancel()
-        await asyncio.gather(*self.responders.tasks, return_exceptions=True)
 
 
 class RabbitBus(Bus):
@@ -389,6 +344,12 @@ class RabbitBus(Bus):
             self._pending.pop(correlation_id, None)
 
     async def serve(self, queue: QueueSpec, responder: Responder, *, prefetch: int = 10) -> Subscription:
-        responders = _Responders(self, responder)
-        inner = await self.consume(queue, responders.on_delivery, prefetch=prefetch)
-        return _ServeSubscription(inner, responders)
+        responders = Responders(responder, self._send_reply)
+        responders.inner = await self.consume(queue, responders.on_delivery, prefetch=prefetch)
+        return responders
+
+    async def _send_reply(self, delivery: Delivery, reply: Event) -> None:
+        assert isinstance(delivery, _RabbitDelivery)
+        reply_to, correlation_id = delivery.message.reply_to, delivery.message.correlation_id
+        if reply_to and correlation_id:
+            await self._publish_reply(reply_to, correlation_id, reply)

@@ -224,7 +224,7 @@ async def store_unique_txn(
     if new_rows:
         # One executemany in submission order: ids follow the order messages were submitted.
         await conn.execute(messages.insert(), new_rows)
-        stored = await messages_by_key_txn(conn, [key for key, out in zip(keys, outcomes) if out is None])
+        stored = await messages_by_key_txn(conn, [key for key, out in zip(keys, outcomes, strict=True) if out is None])
         for index, key in enumerate(keys):
             if outcomes[index] is None:
                 outcomes[index] = Stored(stored[key], duplicate=False)

@@ -6,7 +6,6 @@ Each process logs to a file under the test's tmp folder; a failing test prints t
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.helpers import wait_until
+from tests.helpers import port_open, wait_until
 
 CHASE = [sys.executable, "-m", "chase.cli"]
 
@@ -90,16 +89,6 @@ def processes(directory: Path, **env: str) -> Iterator[Processes]:
     finally:
         group.stop_all()
         print(group.logs())  # pytest shows it when the test fails
-
-
-async def port_open(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
 
 
 async def wait_for_ports(procs: Processes, *ports: int, timeout: float = 30.0) -> None:

@@ -35,7 +35,7 @@ from services.auth.client import AuthClient
 from services.auth.settings import AuthSettings
 from services.gateway.settings import GatewaySettings
 from services.persistence.settings import PersistenceSettings
-from tests.helpers import unused_port, wait_until
+from tests.helpers import port_open, unused_port, wait_until
 
 PASSWORD = "correct horse battery staple"
 
@@ -141,16 +141,6 @@ async def _cleanup_rabbit(amqp_url: str, queues: set[str], namespace: str) -> No
             await channel.exchange_delete(f"{namespace}.{exchange}")
 
 
-async def _port_open(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
-
-
 @asynccontextmanager
 async def running_system(
     database_url: str,
@@ -201,7 +191,7 @@ async def running_system(
     )
     try:
         await wait_until(lambda: gateway_started.is_set() or any(t.done() for t in tasks))
-        await wait_until(lambda: _port_open(auth_settings.port))
+        await wait_until(lambda: port_open(auth_settings.port))
         for task in tasks:
             if task.done():
                 task.result()  # a service that failed to start: show why

@@ -303,7 +303,7 @@ async def test_max_length_drops_the_oldest(bus: Bus) -> None:
     for i in range(1, 7):
         await bus.publish(f"m.{i}", ev(f"m{i}"))
     for count in range(1, 5):
-        await wait_until(lambda: len(held.deliveries) == count)
+        await wait_until(lambda count=count: len(held.deliveries) == count)
         await held.deliveries[-1].ack()
     assert held.tags == ["m1", "m4", "m5", "m6"]
     held.auto_ack = True

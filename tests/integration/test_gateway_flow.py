@@ -7,8 +7,8 @@ MariaDB. Auth, persistence and gateway all run for real (see ``tests/integration
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from services.auth.security import PasswordHasher, hash_token, new_token, same_hash
 from chase.clock import SecureTokens
+from services.auth.security import PasswordHasher, hash_token, new_token, same_hash
 
 
 async def test_hash_and_verify() -> None:
