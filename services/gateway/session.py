@@ -151,10 +151,19 @@ class ConnectionSession:
             if self._strikes > self._flood_strikes:
                 return [Close(CloseCode.POLICY_VIOLATION, REASON_FLOODING)]
             wait = self._bucket.retry_after(self._clock.monotonic())
-            return [self._error(ErrorCode.RATE_LIMITED, f"too many frames; retry in {wait:.2f}s")]
+            # Name the refused send or request, so the client knows what to send again.
+            request_id, client_msg_id = (None, None) if self._oversize(data) else _correlation_ids(data)
+            return [
+                self._error(
+                    ErrorCode.RATE_LIMITED,
+                    f"too many frames; retry in {wait:.2f}s",
+                    request_id=request_id,
+                    client_msg_id=client_msg_id,
+                )
+            ]
         self._strikes = 0
-        size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
-        if size > self.limits.max_frame_bytes:
+        if self._oversize(data):
+            size = _size(data)
             return [
                 self._error(
                     ErrorCode.FRAME_TOO_LARGE,
@@ -186,6 +195,9 @@ class ConnectionSession:
         if isinstance(frame, PingFrame):
             return [Send(PongFrame(request_id=frame.request_id))]
         return [self._error(ErrorCode.UNKNOWN_TYPE, "unknown frame type")]  # pragma: no cover
+
+    def _oversize(self, data: str | bytes) -> bool:
+        return _size(data) > self.limits.max_frame_bytes
 
     def _on_send(self, frame: SendFrame) -> list[Action]:
         cid = frame.client_msg_id
@@ -331,7 +343,11 @@ _request_ids: TypeAdapter[RequestId] = TypeAdapter(RequestId)
 _client_msg_ids: TypeAdapter[ClientMsgId] = TypeAdapter(ClientMsgId)
 
 
-def _correlation_ids(data: str) -> tuple[str | None, str | None]:
+def _size(data: str | bytes) -> int:
+    return len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+
+
+def _correlation_ids(data: str | bytes) -> tuple[str | None, str | None]:
     """The request_id / client_msg_id of a frame we refused, when they are usable, so the
     client can tell which of its requests failed."""
     try:

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 
 from chase.tls import ensure_dev_certs
+from client.cli import Exit
 from tests.helpers import wait_until
 from tests.integration.system import PASSWORD, System, running_system
-
-from client.cli import Exit
 
 pytestmark = pytest.mark.timeout(90)
 ROOT = Path(__file__).resolve().parents[2]

@@ -155,6 +155,15 @@ def test_flood_is_rate_limited_then_recovers() -> None:
     assert s.receive_text(ping) == [Send(PongFrame())]
 
 
+def test_a_rate_limited_send_is_named_so_the_client_can_resend_it() -> None:
+    s = session()
+    for _ in range(LIMITS.rate_burst):
+        s.receive_text(frame(type="ping"))
+    error = only_error(s.receive_text(frame(type="send", client_msg_id="late-1", body="hi")))
+    assert (error.code, error.client_msg_id, error.retryable) == (ErrorCode.RATE_LIMITED, "late-1", True)
+    assert s.pending == frozenset()
+
+
 def test_sustained_flood_closes_the_connection() -> None:
     s = session(flood_strikes=3)
     for _ in range(LIMITS.rate_burst):

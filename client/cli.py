@@ -1,0 +1,290 @@
+"""``chase cli``: register, send one message, follow the room, or chat from a terminal.
+
+    chase cli register --user alice
+    chase cli say --user alice "hello everyone"        # to the public room, exits after the ack
+    chase cli say --user alice --to bob "psst"         # a private message
+    chase cli tail --user bob                          # print messages as they arrive
+    chase cli chat --user bob                          # lines typed are sent; /to NAME switches
+
+The password comes from ``CHASE_PASSWORD`` or is asked for without echo; it is never an
+argument (it would land in the shell history). Exit codes are :class:`Exit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from enum import IntEnum
+from pathlib import Path
+from typing import TextIO
+
+from chase.logging import configure
+from chase.schemas import ChatMessage
+from client.core.api import AuthApi, AuthSession
+from client.core.backoff import BackoffPolicy
+from client.core.chat import ChatClient
+from client.core.endpoints import DEFAULT_SERVER, Endpoints
+from client.core.errors import (
+    CertificateNotTrusted,
+    ClientError,
+    InvalidCredentials,
+    InvalidInput,
+    MessageRejected,
+    ServerUnreachable,
+    SessionExpired,
+    TooManyAttempts,
+    UsernameTaken,
+)
+from client.core.events import ClientEvent, GaveUp, MessagesAdded, SessionEnded, Source, StateChanged
+from client.core.session import Directory, chat_client, open_api
+
+#: How long ``say`` (and ``chat`` at end of input) waits for acknowledgements, reconnects included.
+ACK_TIMEOUT = 60.0
+
+
+class Exit(IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    UNREACHABLE = 3
+    CERTIFICATE = 4
+    AUTH = 5
+    REFUSED = 6
+    INTERRUPTED = 130
+
+
+_EXIT_FOR: list[tuple[type[ClientError], Exit]] = [
+    (ServerUnreachable, Exit.UNREACHABLE), (CertificateNotTrusted, Exit.CERTIFICATE),
+    (InvalidCredentials, Exit.AUTH), (SessionExpired, Exit.AUTH), (TooManyAttempts, Exit.AUTH),
+    (UsernameTaken, Exit.REFUSED), (InvalidInput, Exit.REFUSED), (MessageRejected, Exit.REFUSED),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--server", default=DEFAULT_SERVER, help="auth API address (default %(default)s)")
+    common.add_argument("--gateway", default=None, help="gateway address (default wss://<server host>:8765)")
+    common.add_argument("--ca", type=Path, default=None,
+                        help="CA file to trust (default certs/ca.pem for a local server)")
+    common.add_argument("--user", default=os.environ.get("CHASE_USER"), help="username (or CHASE_USER)")
+    parser = argparse.ArgumentParser(prog="chase cli", description="ChaSe from the terminal.",
+                                     epilog="The password is read from CHASE_PASSWORD or asked for.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("register", parents=[common], help="create an account")
+    say = commands.add_parser("say", parents=[common], help="send one message and exit after its ack")
+    say.add_argument("--to", default=None, help="send privately to this user instead of the room")
+    say.add_argument("text", nargs="+", help="the message")
+    tail = commands.add_parser("tail", parents=[common], help="print messages as they arrive")
+    tail.add_argument("--history", type=int, default=10, help="room messages to print first (default 10)")
+    commands.add_parser("chat", parents=[common], help="interactive: lines you type are sent")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Run one CLI command; returns the process exit code (see :class:`Exit`)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure("warning")
+    try:
+        endpoints = Endpoints.resolve(args.server, args.gateway, args.ca)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        username = args.user or input("username: ")
+        password = os.environ.get("CHASE_PASSWORD") or getpass.getpass(f"password for {username}: ")
+        return asyncio.run(_run(args, endpoints, username, password))
+    except (KeyboardInterrupt, EOFError):
+        return Exit.INTERRUPTED
+    except ClientError as exc:
+        print(f"chase: {exc.message}", file=sys.stderr)
+        return next((code for kind, code in _EXIT_FOR if isinstance(exc, kind)), Exit.ERROR)
+
+
+async def _run(args: argparse.Namespace, endpoints: Endpoints, username: str, password: str) -> int:
+    api = open_api(endpoints)
+    try:
+        if args.command == "register":
+            user = await api.register(username, password)
+            print(f"registered {user.username} (id {user.id})")
+            return Exit.OK
+        session = await api.login(username, password)
+        try:
+            return await _logged_in(args, endpoints, api, session)
+        finally:
+            await api.logout(session)
+    finally:
+        await api.aclose()
+
+
+async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthApi, session: AuthSession) -> int:
+    directory = Directory(await api.all_users(session))
+    client = chat_client(endpoints, session, policy=BackoffPolicy(max_attempts=8))
+    try:
+        await client.start()
+        if args.command == "say":
+            return await _say(client, directory, args.to, " ".join(args.text))
+        printer = Printer(session.user.id, directory, sys.stdout)
+        printer.note(f"connected as {session.user.username}; " + (
+            "type to talk to the room, /to NAME for a private chat, /to all back, /quit or Ctrl-D to stop"
+            if args.command == "chat" else "Ctrl-C to stop"))
+        if args.command == "tail":
+            for message in client.store.messages(None)[-args.history:] if args.history > 0 else []:
+                printer.message(message)
+            return await _follow(client, printer, None)
+        return await _follow(client, printer, _Chat(client, api, session, directory, printer))
+    finally:
+        await client.close()
+
+
+async def _say(client: ChatClient, directory: Directory, to: str | None, text: str) -> int:
+    recipient = _recipient(directory, to)
+    outgoing = await client.send(text, recipient)
+    try:
+        ack = await asyncio.wait_for(outgoing.acked, ACK_TIMEOUT)
+    except TimeoutError:
+        print("chase: the server did not acknowledge the message; it may not be stored", file=sys.stderr)
+        return Exit.UNREACHABLE
+    print(f"sent (message {ack.message_id})")
+    return Exit.OK
+
+
+def _recipient(directory: Directory, name: str | None) -> int | None:
+    if name is None or name.lower() in ("all", "room"):
+        return None
+    user = directory.by_name(name)
+    if user is None:
+        raise InvalidInput(f"there is no user called {name!r}")
+    return user.id
+
+
+class Printer:
+    """Prints messages as ``time  sender -> room|you|name: text``, each exactly once."""
+
+    def __init__(self, me_id: int, directory: Directory, out: TextIO) -> None:
+        self.me_id, self.directory, self.out = me_id, directory, out
+
+    def message(self, message: ChatMessage) -> None:
+        self.out.write(format_message(message, self.me_id, self.directory.name) + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        print(f"-- {text}", file=sys.stderr, flush=True)
+
+
+def format_message(message: ChatMessage, me_id: int, name_of: Callable[[int], str]) -> str:
+    """One message as a terminal line; continuation lines of a long body are indented."""
+    when = message.created_at.astimezone().strftime("%H:%M:%S")
+    if message.recipient_id is None:
+        target = "room"
+    elif message.recipient_id == me_id:
+        target = "you"
+    else:
+        target = name_of(message.recipient_id)
+    body = message.body.replace("\n", "\n" + " " * 10)
+    return f"{when}  {message.sender.username} -> {target}: {body}"
+
+
+async def _follow(client: ChatClient, printer: Printer, chat: _Chat | None) -> int:
+    reader = asyncio.create_task(chat.run()) if chat else None
+    events = client.events()
+    try:
+        while True:
+            next_event = asyncio.ensure_future(anext(events))
+            waiting = {next_event} | ({reader} if reader else set())
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                next_event.cancel()
+                return reader.result()
+            code = _on_event(next_event.result(), printer)
+            if code is not None:
+                return code
+    finally:
+        if reader:
+            reader.cancel()
+        await events.aclose()
+
+
+def _on_event(event: ClientEvent, printer: Printer) -> int | None:
+    match event:
+        case MessagesAdded(messages=messages, source=source) if source is not Source.HISTORY:
+            for message in messages:
+                printer.message(message)
+        case StateChanged(state=state, attempt=attempt, max_attempts=most, reason=reason):
+            detail = f" (attempt {attempt} of {most})" if attempt else ""
+            printer.note(f"{state.value}{detail}{': ' + reason if reason and attempt else ''}")
+        case GaveUp(reason=reason):
+            printer.note(f"gave up reconnecting: {reason}")
+            return Exit.UNREACHABLE
+        case SessionEnded(reason=reason):
+            printer.note(reason)
+            return Exit.AUTH
+    return None
+
+
+class _Chat:
+    """Sends the lines read from stdin; ``/to NAME`` switches, ``/to all`` back to the room."""
+
+    def __init__(self, client: ChatClient, api: AuthApi, session: AuthSession, directory: Directory,
+                 printer: Printer) -> None:
+        self.client, self.api, self.session = client, api, session
+        self.directory, self.printer = directory, printer
+        self.recipient: int | None = None
+        self.unacked: list[asyncio.Future[object]] = []
+
+    async def run(self) -> int:
+        async for line in _stdin_lines():
+            line = line.rstrip("\n")
+            if line.startswith("/"):
+                if await self._command(line):
+                    break
+                continue
+            if line.strip():
+                try:
+                    self.unacked.append((await self.client.send(line, self.recipient)).acked)
+                except MessageRejected as exc:
+                    self.printer.note(f"not sent: {exc.message}")
+        # Input ended (or /quit): leave only once everything typed is stored.
+        pending = [f for f in self.unacked if not f.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=ACK_TIMEOUT)
+            if late:
+                self.printer.note(f"{len(late)} message(s) not acknowledged; they may not be stored")
+                return Exit.UNREACHABLE
+        return Exit.OK
+
+    async def _command(self, line: str) -> bool:
+        """Handle a slash command; True means quit."""
+        name, _, argument = line[1:].partition(" ")
+        if name in ("quit", "exit", "q"):
+            return True
+        if name == "to" and argument.strip():
+            if self.directory.by_name(argument.strip()) is None:
+                # Someone may have registered since we started: look again.
+                self.directory = Directory(await self.api.all_users(self.session))
+                self.printer.directory = self.directory
+            try:
+                self.recipient = _recipient(self.directory, argument.strip())
+            except InvalidInput as exc:
+                self.printer.note(exc.message)
+                return False
+            target = "the room" if self.recipient is None else self.directory.name(self.recipient)
+            self.printer.note(f"now talking to {target}")
+            return False
+        self.printer.note("commands: /to NAME, /to all, /quit")
+        return False
+
+
+async def _stdin_lines() -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        yield line.decode("utf-8", errors="replace")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

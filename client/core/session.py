@@ -1,0 +1,59 @@
+"""The composition of the client core: from an address and a login to a running chat client.
+
+Both UIs (``client/cli.py`` and ``client/qt/app.py``) and the tests build their objects here,
+so the CLI and the desktop app connect exactly the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chase.schemas import UserRef
+from client.core.api import AuthApi, AuthSession
+from client.core.backoff import BackoffPolicy
+from client.core.chat import ChatClient, Sleep
+from client.core.endpoints import Endpoints
+from client.core.transport import WebSocketConnector
+
+
+def open_api(endpoints: Endpoints, *, timeout: float = 10.0) -> AuthApi:
+    """An auth API client that verifies the server; the caller must ``await api.aclose()``.
+
+    Raises CertificateNotTrusted when the CA file is missing or unreadable.
+    """
+    return AuthApi(endpoints.auth_url, endpoints.ssl_context(), timeout=timeout)
+
+
+def chat_client(endpoints: Endpoints, session: AuthSession, *, policy: BackoffPolicy | None = None,
+                sleep: Sleep | None = None) -> ChatClient:
+    """A chat client for ``session``, not yet connected: the caller must ``await client.start()``."""
+    connector = WebSocketConnector(endpoints.gateway_url, endpoints.ssl_context())
+    if sleep is None:
+        return ChatClient(connector, session, policy=policy)
+    return ChatClient(connector, session, policy=policy, sleep=sleep)
+
+
+@dataclass
+class Directory:
+    """Users by id and by name (names compare case-insensitively, as the server does)."""
+
+    users: list[UserRef] = field(default_factory=list)
+
+    def add(self, user: UserRef) -> bool:
+        """Add a user unless known; True when it was new."""
+        if any(u.id == user.id for u in self.users):
+            return False
+        self.users.append(user)
+        self.users.sort(key=lambda u: u.id)
+        return True
+
+    def by_id(self, user_id: int) -> UserRef | None:
+        return next((u for u in self.users if u.id == user_id), None)
+
+    def by_name(self, name: str) -> UserRef | None:
+        wanted = name.lower()
+        return next((u for u in self.users if u.username.lower() == wanted), None)
+
+    def name(self, user_id: int) -> str:
+        user = self.by_id(user_id)
+        return user.username if user else f"user #{user_id}"

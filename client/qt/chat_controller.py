@@ -1,0 +1,195 @@
+"""Glue between the chat client (Qt-free) and the main window: events in, models and view out.
+
+Client events arrive on the asyncio loop, which qasync runs inside Qt's event loop, so they
+may touch widgets directly. Window signals start coroutines on that same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from chase.logging import get_logger
+from chase.schemas import UserRef
+from client.core.api import AuthApi, AuthSession
+from client.core.chat import ChatClient
+from client.core.conversations import PUBLIC, ConversationId
+from client.core.errors import ClientError
+from client.core.events import (
+    ClientEvent,
+    ClientState,
+    Connected,
+    GaveUp,
+    MessagesAdded,
+    PresenceChanged,
+    SendFailed,
+    ServerError,
+    SessionEnded,
+    Source,
+    StateChanged,
+)
+from client.core.notify import Attention, should_notify
+from client.qt.main_window import MainWindow
+from client.qt.models import ConversationListModel, MessageListModel
+from client.qt.qt import QObject, pyqtSignal
+from client.qt.sound import Chime
+from client.qt.wording import plain_words
+
+log = get_logger(__name__)
+
+
+def status_text(event: StateChanged) -> str:
+    """The status line for a connection state."""
+    if event.state is ClientState.CONNECTED:
+        return "Connected"
+    if event.state is ClientState.CONNECTING:
+        return "Connecting…"
+    if event.state is ClientState.RECONNECTING:
+        if event.attempt:
+            return f"Reconnecting (attempt {event.attempt} of {event.max_attempts})…"
+        return "Connection lost — reconnecting…"
+    return f"Offline — {event.reason}" if event.reason else "Offline"
+
+
+class ChatController(QObject):
+    session_ended = pyqtSignal(str)
+    logged_out = pyqtSignal()
+
+    def __init__(self, client: ChatClient, api: AuthApi, session: AuthSession, users: list[UserRef],
+                 chime: Chime, *, window_active: Callable[[], bool] | None = None) -> None:
+        super().__init__()
+        self.client, self.api, self.session, self.chime = client, api, session, chime
+        me = session.user
+        self.conversations = ConversationListModel(me.id)
+        self.conversations.set_users(users, client.online)
+        self.messages = MessageListModel(me.id)
+        self.window = MainWindow(me, self.conversations, self.messages, muted=chime.muted)
+        self._window_active = window_active or self.window.isActiveWindow
+        self._viewing: ConversationId = PUBLIC
+        self._loading_older = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.messages.set_messages(client.store.messages(PUBLIC))
+        if client.limits is not None:
+            self.window.set_max_chars(client.limits.max_body_chars)
+        self.window.set_status("Connected" if client.state is ClientState.CONNECTED else client.state.value)
+        self._unsubscribe = client.subscribe(self._on_event)
+        self._wire()
+
+    def _wire(self) -> None:
+        w = self.window
+        w.conversation_selected.connect(self._select)
+        w.send_requested.connect(lambda text: self._spawn(self._send(text)))
+        w.older_requested.connect(self._older)
+        w.retry_requested.connect(self._retry)
+        w.logout_requested.connect(lambda: self._spawn(self._logout()))
+        w.mute_toggled.connect(self.chime.set_muted)
+        w.activated.connect(lambda: self.conversations.clear_unread(self._viewing))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, ClientError):
+            self.window.show_notice(plain_words(error))
+        elif error is not None:
+            log.error("client.ui_task_failed", error=repr(error))
+
+    # --- from the client ----------------------------------------------------------------
+
+    def _on_event(self, event: ClientEvent) -> None:
+        match event:
+            case MessagesAdded():
+                self._on_messages(event)
+            case PresenceChanged(user_id=user_id, username=username, online=online):
+                self.conversations.add_user(UserRef(id=user_id, username=username), online)
+                self.conversations.set_online(user_id, online)
+            case Connected(hello=hello):
+                self.conversations.set_online_ids(set(hello.online_user_ids))
+                self.window.set_max_chars(hello.limits.max_body_chars)
+            case GaveUp(attempts=attempts, reason=reason):
+                self.window.set_status(f"Could not reconnect after {attempts} attempts ({reason}).",
+                                       offer_retry=True)
+            case StateChanged():
+                if not (event.state is ClientState.OFFLINE and self.window.retry_button.isVisible()):
+                    self.window.set_status(status_text(event))
+            case SendFailed(message=message, retryable=retryable):
+                self.window.show_notice(f"Not sent yet, will retry: {message}" if retryable
+                                        else f"Not sent: {message}")
+            case ServerError(message=message):
+                self.window.show_notice(message)
+            case SessionEnded(reason=reason):
+                self.session_ended.emit(reason)
+
+    def _on_messages(self, event: MessagesAdded) -> None:
+        conversation, me = event.conversation, self.session.user.id
+        if conversation is not PUBLIC:
+            other = event.messages[0]
+            peer = other.sender if other.sender.id != me else None
+            if peer is not None:
+                self.conversations.add_user(peer, peer.id in self.client.online)
+        if conversation == self._viewing:
+            self.messages.add(event.messages)
+        if event.source not in (Source.LIVE, Source.SYNC):
+            return
+        attention = Attention(viewing=self._viewing, window_active=self._window_active(),
+                              muted=self.chime.muted)
+        news = [m for m in event.messages if m.sender.id != me]
+        if news and not (conversation == self._viewing and attention.window_active):
+            self.conversations.add_unread(conversation, len(news))
+        if any(should_notify(m, me, attention) for m in news):
+            self.chime.request()
+
+    # --- from the window ----------------------------------------------------------------
+
+    def _select(self, conversation: ConversationId) -> None:
+        self._viewing = conversation
+        self.messages.set_messages(self.client.store.messages(conversation))
+        self.conversations.clear_unread(conversation)
+        if not self.client.store.history_loaded(conversation):
+            self._spawn(self._load(conversation, older=False))
+
+    def _older(self) -> None:
+        if self._loading_older or not self.client.store.has_more_before(self._viewing):
+            return
+        self._loading_older = True
+        self._spawn(self._load(self._viewing, older=True))
+
+    async def _load(self, conversation: ConversationId, *, older: bool) -> None:
+        try:
+            await self.client.load_history(conversation, older=older)
+        finally:
+            if older:
+                self._loading_older = False
+
+    async def _send(self, text: str) -> None:
+        await self.client.send(text, self._viewing)
+        if self.client.state is not ClientState.CONNECTED:
+            self.window.show_notice("Not connected: the message will be sent when the connection is back.")
+
+    def _retry(self) -> None:
+        self.window.set_status("Retrying…")
+        self.client.retry()
+
+    async def _logout(self) -> None:
+        try:
+            await self.api.logout(self.session)
+        except ClientError as exc:
+            log.info("client.logout_failed", code=str(exc.code))  # the session ends locally anyway
+        self.logged_out.emit()
+
+    async def close(self) -> None:
+        """Disconnect, drop the window and release the HTTP client; the caller shows the login."""
+        self._unsubscribe()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.client.close()
+        await self.api.aclose()
+        self.window.hide()
+        self.window.deleteLater()

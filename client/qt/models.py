@@ -1,0 +1,218 @@
+"""Qt item models for the sidebar and the chat view. They hold data, never widgets.
+
+Every mutation is bracketed by begin/end calls so views update row by row (and keep their
+scroll position) instead of resetting.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from chase.schemas import ChatMessage, UserRef
+from client.core.conversations import PUBLIC, ConversationId
+from client.qt.qt import QAbstractListModel, QColor, QFont, QIcon, QModelIndex, QPainter, QPixmap, Qt
+
+ROOM_TITLE = "All"
+UserRole = Qt.ItemDataRole.UserRole
+_ROOT = QModelIndex()  # the invisible root of a flat list
+
+
+class ConversationRoles:
+    CONVERSATION = UserRole + 1
+    ONLINE = UserRole + 2
+    UNREAD = UserRole + 3
+    TITLE = UserRole + 4
+
+
+class MessageRoles:
+    MESSAGE_ID = UserRole + 11
+    SENDER = UserRole + 12
+    BODY = UserRole + 13
+    OWN = UserRole + 14
+    TIME = UserRole + 15
+
+
+@dataclass
+class _Row:
+    conversation: ConversationId
+    title: str
+    online: bool = False
+    unread: int = 0
+
+
+def _dot(colour: str) -> QIcon:
+    pixmap = QPixmap(12, 12)
+    pixmap.fill(QColor(0, 0, 0, 0))
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setBrush(QColor(colour))
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.drawEllipse(1, 1, 10, 10)
+    painter.end()
+    return QIcon(pixmap)
+
+
+class ConversationListModel(QAbstractListModel):
+    """"All" first, then every other user by id, each with an online dot and unread count."""
+
+    def __init__(self, me_id: int) -> None:
+        super().__init__()
+        self._me_id = me_id
+        self._rows = [_Row(PUBLIC, ROOM_TITLE, online=True)]
+        self._icons: dict[bool, QIcon] = {}
+
+    def rowCount(self, parent: QModelIndex = _ROOT) -> int:  # noqa: N802 - Qt's name
+        return 0 if parent.isValid() else len(self._rows)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid():
+            return None
+        row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{row.title}  ({row.unread})" if row.unread else row.title
+        if role == Qt.ItemDataRole.DecorationRole and row.conversation is not PUBLIC:
+            return self._icon(row.online)
+        if role == Qt.ItemDataRole.FontRole and row.unread:
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.ToolTipRole and row.conversation is not PUBLIC:
+            return f"{row.title} is {'online' if row.online else 'offline'}"
+        return {
+            ConversationRoles.CONVERSATION: row.conversation,
+            ConversationRoles.ONLINE: row.online,
+            ConversationRoles.UNREAD: row.unread,
+            ConversationRoles.TITLE: row.title,
+        }.get(role)
+
+    def _icon(self, online: bool) -> QIcon:
+        if online not in self._icons:
+            self._icons[online] = _dot("#2e9d45" if online else "#b0b0b0")
+        return self._icons[online]
+
+    def set_users(self, users: list[UserRef], online: set[int]) -> None:
+        """Show these users (oneself excluded), replacing the list; unread counts are kept."""
+        unread = {r.conversation: r.unread for r in self._rows}
+        self.beginResetModel()
+        self._rows = [self._rows[0]] + [
+            _Row(u.id, u.username, u.id in online, unread.get(u.id, 0))
+            for u in sorted(users, key=lambda u: u.id) if u.id != self._me_id
+        ]
+        self.endResetModel()
+
+    def add_user(self, user: UserRef, online: bool) -> None:
+        """Add a user not yet listed (someone who registered after the list was loaded)."""
+        if user.id == self._me_id or self.row_of(user.id) is not None:
+            return
+        position = bisect.bisect_left([r.conversation for r in self._rows[1:]], user.id) + 1
+        self.beginInsertRows(QModelIndex(), position, position)
+        self._rows.insert(position, _Row(user.id, user.username, online))
+        self.endInsertRows()
+
+    def set_online(self, user_id: int, online: bool) -> None:
+        self._update(user_id, online=online)
+
+    def set_online_ids(self, online: set[int]) -> None:
+        for row in self._rows[1:]:
+            self._update(row.conversation, online=row.conversation in online)
+
+    def add_unread(self, conversation: ConversationId, count: int = 1) -> None:
+        row = self.row_of(conversation)
+        if row is not None:
+            self._update(conversation, unread=self._rows[row].unread + count)
+
+    def clear_unread(self, conversation: ConversationId) -> None:
+        self._update(conversation, unread=0)
+
+    def unread(self, conversation: ConversationId) -> int:
+        row = self.row_of(conversation)
+        return self._rows[row].unread if row is not None else 0
+
+    def row_of(self, conversation: ConversationId) -> int | None:
+        return next((i for i, r in enumerate(self._rows) if r.conversation == conversation), None)
+
+    def conversation_at(self, row: int) -> ConversationId:
+        return self._rows[row].conversation
+
+    def title(self, conversation: ConversationId) -> str:
+        row = self.row_of(conversation)
+        return self._rows[row].title if row is not None else f"user #{conversation}"
+
+    def _update(self, conversation: ConversationId, **changes: object) -> None:
+        row = self.row_of(conversation)
+        if row is None:
+            return
+        for name, value in changes.items():
+            setattr(self._rows[row], name, value)
+        index = self.index(row)
+        self.dataChanged.emit(index, index)
+
+
+class MessageListModel(QAbstractListModel):
+    """The messages of the open conversation, oldest first, each once (by id).
+
+    Bodies are returned as plain strings for the delegate to draw as plain text: nothing a
+    user typed is ever interpreted as HTML.
+    """
+
+    def __init__(self, me_id: int) -> None:
+        super().__init__()
+        self._me_id = me_id
+        self._messages: list[ChatMessage] = []
+        self._ids: set[int] = set()
+
+    def rowCount(self, parent: QModelIndex = _ROOT) -> int:  # noqa: N802 - Qt's name
+        return 0 if parent.isValid() else len(self._messages)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid():
+            return None
+        message = self._messages[index.row()]
+        own = message.sender.id == self._me_id
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{self.sender_label(message)}  {self.time_label(message)}\n{message.body}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return message.created_at.astimezone().strftime("%A %d %B %Y, %H:%M:%S")
+        return {
+            MessageRoles.MESSAGE_ID: message.id,
+            MessageRoles.SENDER: self.sender_label(message),
+            MessageRoles.BODY: message.body,
+            MessageRoles.OWN: own,
+            MessageRoles.TIME: self.time_label(message),
+        }.get(role)
+
+    def sender_label(self, message: ChatMessage) -> str:
+        return "You" if message.sender.id == self._me_id else message.sender.username
+
+    @staticmethod
+    def time_label(message: ChatMessage) -> str:
+        """The local time of day the message was stored."""
+        return message.created_at.astimezone().strftime("%H:%M")
+
+    def set_messages(self, messages: list[ChatMessage]) -> None:
+        """Show another conversation's messages (already in id order)."""
+        self.beginResetModel()
+        self._messages = list(messages)
+        self._ids = {m.id for m in messages}
+        self.endResetModel()
+
+    def add(self, messages: list[ChatMessage]) -> int:
+        """Insert messages at their id position, skipping known ones; returns how many were new."""
+        added = 0
+        for message in sorted(messages, key=lambda m: m.id):
+            if message.id in self._ids:
+                continue
+            row = bisect.bisect_left(self._messages, message.id, key=lambda m: m.id)
+            self.beginInsertRows(QModelIndex(), row, row)
+            self._messages.insert(row, message)
+            self._ids.add(message.id)
+            self.endInsertRows()
+            added += 1
+        return added
+
+    def message_ids(self) -> list[int]:
+        return [m.id for m in self._messages]
+
+    def bodies(self) -> list[str]:
+        return [m.body for m in self._messages]

@@ -1,0 +1,290 @@
+"""The chat client's connection logic against an in-memory gateway that implements the port.
+
+The fake speaks the real frames (chase.schemas) and keeps the server's promises: ids in commit
+order, dedupe by (sender, client_msg_id), sync after an id, history newest first. The real
+gateway is exercised in tests/integration/test_client_core.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+
+from chase.schemas import (
+    AckFrame,
+    ChatMessage,
+    HelloFrame,
+    HistoryFrame,
+    HistoryPageFrame,
+    Limits,
+    MessageFrame,
+    SendFrame,
+    SyncFrame,
+    SyncPageFrame,
+    UserRef,
+    decode_client_frame,
+    encode,
+)
+from client.core.api import AuthSession
+from client.core.backoff import BackoffPolicy
+from client.core.chat import ChatClient
+from client.core.conversations import PUBLIC
+from client.core.errors import MessageRejected, ServerUnreachable, SessionExpired
+from client.core.events import ClientState, GaveUp, MessagesAdded, SessionEnded, Source
+from client.core.transport import Connector, Link, LinkClosed
+from tests.helpers import wait_until
+
+ALICE = UserRef(id=1, username="alice")
+BOB = UserRef(id=2, username="bob")
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeLink(Link):
+    def __init__(self, server: FakeGateway, user: UserRef) -> None:
+        self.server, self.user = server, user
+        self.inbox: asyncio.Queue[str | LinkClosed] = asyncio.Queue()
+        self.closed = False
+
+    async def send(self, text: str) -> None:
+        if self.closed:
+            raise LinkClosed(1006)
+        self.server.handle(self, text)
+
+    async def recv(self) -> str:
+        item = await self.inbox.get()
+        if isinstance(item, LinkClosed):
+            self.closed = True
+            raise item
+        return item
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def push(self, text: str) -> None:
+        self.inbox.put_nowait(text)
+
+
+class FakeGateway(Connector):
+    def __init__(self) -> None:
+        self.messages: list[ChatMessage] = []
+        self.links: list[FakeLink] = []
+        self.up = True
+        self.store_up = True
+        self.revoked = False
+        self.received: list[SendFrame] = []
+        self.max_body = 100
+
+    async def connect(self, token: str) -> Link:
+        if not self.up:
+            raise ServerUnreachable("down")
+        if token != "tok-alice":
+            raise SessionExpired("bad token")
+        link = FakeLink(self, ALICE)
+        self.links = [old for old in self.links if not old.closed] + [link]
+        limits = Limits(max_body_chars=self.max_body, max_frame_bytes=10_000, rate_per_second=10, rate_burst=20)
+        link.push(encode(HelloFrame(user=ALICE, session_id="s1", limits=limits, online_user_ids=[1])))
+        return link
+
+    def post(self, sender: UserRef, body: str, to: int | None = None, cmid: str | None = None) -> ChatMessage:
+        cmid = cmid or f"{sender.id}-{len(self.messages)}"
+        for m in self.messages:
+            if m.sender.id == sender.id and m.client_msg_id == cmid:
+                return m
+        m = ChatMessage(id=len(self.messages) + 1, sender=sender, recipient_id=to, body=body,
+                        created_at=T0, client_msg_id=cmid)
+        self.messages.append(m)
+        for link in self.links:
+            if not link.closed:
+                link.push(encode(MessageFrame(message=m)))
+        return m
+
+    def drop(self, code: int = 1006) -> None:
+        for link in self.links:
+            if not link.closed:
+                link.push(LinkClosed(code))  # type: ignore[arg-type]
+        self.links = []
+
+    def handle(self, link: FakeLink, text: str) -> None:
+        frame = decode_client_frame(text)
+        if isinstance(frame, SendFrame):
+            self.received.append(frame)
+            if self.store_up:
+                before = len(self.messages)
+                m = self.post(link.user, frame.body, frame.recipient_id, frame.client_msg_id)
+                link.push(encode(AckFrame(client_msg_id=m.client_msg_id, message_id=m.id,
+                                          created_at=m.created_at, duplicate=len(self.messages) == before)))
+        elif isinstance(frame, SyncFrame):
+            newer = [m for m in self.messages if m.id > frame.after_id]
+            link.push(encode(SyncPageFrame(request_id=frame.request_id, messages=newer[: frame.limit],
+                                           has_more=len(newer) > frame.limit)))
+        elif isinstance(frame, HistoryFrame):
+            mine = [m for m in self.messages if self._in(m, frame.with_user_id)
+                    and (frame.before_id is None or m.id < frame.before_id)]
+            page = list(reversed(mine))[: frame.limit]
+            link.push(encode(HistoryPageFrame(request_id=frame.request_id, with_user_id=frame.with_user_id,
+                                              messages=page, has_more=len(mine) > frame.limit)))
+
+    @staticmethod
+    def _in(m: ChatMessage, with_user: int | None) -> bool:
+        if with_user is None:
+            return m.recipient_id is None
+        return m.recipient_id is not None and {m.sender.id, m.recipient_id} == {ALICE.id, with_user}
+
+
+class Sleeps:
+    """Records the backoff delays instead of waiting them out; ``hold`` makes them wait for us."""
+
+    def __init__(self, hold: bool = False) -> None:
+        self.delays: list[float] = []
+        self.gate = asyncio.Event()
+        if not hold:
+            self.gate.set()
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        await self.gate.wait()
+
+
+SESSION = AuthSession(token="tok-alice", session_id="s1", user=ALICE, expires_at=T0)
+
+
+def make_client(gateway: FakeGateway, sleeps: Sleeps | None = None, attempts: int = 5,
+                page: int = 50) -> tuple[ChatClient, list[object]]:
+    client = ChatClient(gateway, SESSION, policy=BackoffPolicy(base=1, cap=8, max_attempts=attempts),
+                        sleep=sleeps or Sleeps(), history_page=page)
+    events: list[object] = []
+    client.subscribe(events.append)
+    return client, events
+
+
+def ids(client: ChatClient, conversation: int | None = PUBLIC) -> list[int]:
+    return [m.id for m in client.store.messages(conversation)]
+
+
+async def test_start_loads_the_latest_room_page_and_newer_private_messages() -> None:
+    gateway = FakeGateway()
+    for n in range(5):
+        gateway.post(BOB, f"old {n}")
+    gateway.post(BOB, "psst", to=ALICE.id)
+    client, _ = make_client(gateway, page=3)
+    hello = await client.start()
+    assert hello.user == ALICE and client.state is ClientState.CONNECTED
+    assert ids(client) == [3, 4, 5]
+    assert ids(client, BOB.id) == [6]
+    await client.load_history(PUBLIC, older=True)
+    assert ids(client) == [1, 2, 3, 4, 5]
+    assert not client.store.has_more_before(PUBLIC)
+    await client.close()
+
+
+async def test_send_is_acked_and_shown_once_despite_the_echo() -> None:
+    gateway = FakeGateway()
+    client, events = make_client(gateway)
+    await client.start()
+    outgoing = await client.send("hello room")
+    ack = await asyncio.wait_for(outgoing.acked, 5)
+    assert ack.message_id == 1
+    assert [m.body for m in client.store.messages(PUBLIC)] == ["hello room"]
+    assert len(client.outbox) == 0
+    await client.close()
+
+
+async def test_reconnect_syncs_missed_messages_exactly_once_in_order() -> None:
+    gateway = FakeGateway()
+    sleeps = Sleeps(hold=True)
+    client, events = make_client(gateway, sleeps)
+    await client.start()
+    gateway.post(BOB, "before")
+    await wait_until(lambda: ids(client) == [1])
+    gateway.up = False
+    gateway.drop()
+    await wait_until(lambda: client.state is ClientState.RECONNECTING and len(sleeps.delays) == 1)
+    gateway.post(BOB, "while away 1")
+    gateway.post(BOB, "while away private", to=ALICE.id)
+    gateway.post(BOB, "while away 2")
+    gateway.up = True
+    sleeps.gate.set()
+    await wait_until(lambda: client.state is ClientState.CONNECTED and ids(client) == [1, 2, 4])
+    assert ids(client, BOB.id) == [3]
+    synced = [e for e in events if isinstance(e, MessagesAdded) and e.source is Source.SYNC]
+    assert sorted(m.id for e in synced for m in e.messages) == [2, 3, 4]
+    assert all(0 <= d <= 8 for d in sleeps.delays)
+    await client.close()
+
+
+async def test_unacked_messages_are_resent_with_their_original_ids() -> None:
+    gateway = FakeGateway()
+    client, _ = make_client(gateway)
+    await client.start()
+    gateway.store_up = False  # the gateway receives the frame but never acknowledges it
+    first = await client.send("one")
+    second = await client.send("two", to=BOB.id)
+    assert [f.client_msg_id for f in gateway.received] == [first.client_msg_id, second.client_msg_id]
+    gateway.store_up = True
+    gateway.drop()
+    await asyncio.wait_for(asyncio.gather(first.acked, second.acked), 5)
+    resent = [f.client_msg_id for f in gateway.received[2:]]
+    assert resent == [first.client_msg_id, second.client_msg_id]
+    assert [m.body for m in gateway.messages] == ["one", "two"]
+    assert [m.body for m in client.store.messages(PUBLIC)] == ["one"]
+    assert [m.body for m in client.store.messages(BOB.id)] == ["two"]
+    await client.close()
+
+
+async def test_gives_up_after_the_last_attempt_and_retry_starts_again() -> None:
+    gateway = FakeGateway()
+    sleeps = Sleeps()
+    client, events = make_client(gateway, sleeps, attempts=3)
+    await client.start()
+    gateway.up = False
+    gateway.drop()
+    await wait_until(lambda: any(isinstance(e, GaveUp) for e in events))
+    assert client.state is ClientState.OFFLINE
+    assert len(sleeps.delays) == 3
+    gateway.up = True
+    client.retry()
+    await wait_until(lambda: client.state is ClientState.CONNECTED)
+    await client.close()
+
+
+async def test_a_revoked_session_ends_with_session_ended() -> None:
+    gateway = FakeGateway()
+    client, events = make_client(gateway)
+    await client.start()
+    gateway.drop(code=4401)
+    await wait_until(lambda: any(isinstance(e, SessionEnded) for e in events))
+    assert client.state is ClientState.OFFLINE
+    await client.close()
+
+
+async def test_a_refused_token_at_start_raises_session_expired() -> None:
+    gateway = FakeGateway()
+    bad = AuthSession(token="nope", session_id="x", user=ALICE, expires_at=T0)
+    with pytest.raises(SessionExpired):
+        await ChatClient(gateway, bad).start()
+
+
+async def test_unknown_frames_are_ignored() -> None:
+    gateway = FakeGateway()
+    client, _ = make_client(gateway)
+    await client.start()
+    gateway.links[-1].push('{"type": "telepathy", "thought": 42}')
+    gateway.links[-1].push("not json at all")
+    gateway.post(BOB, "still here")
+    await wait_until(lambda: ids(client) == [1])
+    assert client.state is ClientState.CONNECTED
+    await client.close()
+
+
+async def test_too_long_or_empty_messages_are_refused_before_sending() -> None:
+    gateway = FakeGateway()
+    client, _ = make_client(gateway)
+    await client.start()
+    with pytest.raises(MessageRejected, match="limit is 100"):
+        await client.send("x" * 101)
+    with pytest.raises(MessageRejected):
+        await client.send("   \n")
+    assert gateway.received == [] and len(client.outbox) == 0
+    await client.close()
