@@ -28,7 +28,8 @@ MAX_PAGE = 200
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "5" is not an id and "true" is not a flag; JSON strings still parse as datetimes.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # --- shared value objects -------------------------------------------------------------------

@@ -12,7 +12,6 @@ from tests.gui.helpers import close_all, log_in, make_app, other_user
 from tests.gui.server_thread import ServerThread
 from tests.helpers import wait_until
 from tests.integration.system import System
-from tests.integration.test_client_support import start_gateway, stop_gateway
 
 
 def test_after_a_server_restart_nothing_is_lost_or_doubled(qloop: asyncio.AbstractEventLoop, qtbot: Any,
@@ -25,13 +24,13 @@ def test_after_a_server_restart_nothing_is_lost_or_doubled(qloop: asyncio.Abstra
         chat, window = app.chat, app.chat.window
         await (await bob.send("before")).acked
         await wait_until(lambda: chat.messages.bodies() == ["before"])
-        await server.run(stop_gateway)
+        await server.run(System.stop_gateway)
         await wait_until(lambda: window.status.text().startswith("Reconnecting"))
         # Typed while the server is down: kept, sent after the reconnect, shown once.
         qtbot.keyClicks(window.input, "typed while down")
         qtbot.keyClick(window.input, Qt.Key.Key_Return)
         sent_while_down = await bob.send("bob while down")
-        await server.run(start_gateway)
+        await server.run(System.start_gateway)
         await sent_while_down.acked
         await (await bob.send("after")).acked
         expected = {"before", "typed while down", "bob while down", "after"}
@@ -53,11 +52,11 @@ def test_retry_button_after_the_last_attempt(qloop: asyncio.AbstractEventLoop, q
         await log_in(app, qtbot, "alice", register=True)
         window = app.chat.window
         assert not window.retry_button.isVisible()
-        await server.run(stop_gateway)
+        await server.run(System.stop_gateway)
         await wait_until(lambda: window.retry_button.isVisible(), timeout=30)
         assert window.status.text().startswith("Could not reconnect after 2 attempts")
         assert app.chat.client.state is ClientState.OFFLINE
-        await server.run(start_gateway)
+        await server.run(System.start_gateway)
         qtbot.mouseClick(window.retry_button, Qt.MouseButton.LeftButton)
         await wait_until(lambda: window.status.text() == "Connected", timeout=30)
         assert not window.retry_button.isVisible()

@@ -38,6 +38,8 @@ from services.persistence.settings import PersistenceSettings
 from tests.helpers import port_open, unused_port, wait_until
 
 PASSWORD = "correct horse battery staple"
+#: Index of the gateway task in System._tasks (auth, persistence, gateway).
+_GATEWAY = 2
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,27 @@ class System:
             await self.auth.register(username, password)
         created = await self.auth.login(username, password)
         return Login(created.user, created.token, created.session_id)
+
+    async def stop_gateway(self) -> None:
+        """Stop the gateway (its clients are closed with 1001); auth and persistence keep running."""
+        task = self._tasks[_GATEWAY]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    async def start_gateway(self) -> None:
+        """Start the gateway again on the same port and settings; returns once it listens."""
+        from services.gateway import main as gateway_main
+
+        started = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(
+            gateway_main.run(self.gateway_settings, bus=self.bus, started=started)
+        )
+        self._tasks[_GATEWAY] = task  # so running_system stops this one on exit
+        waiter = asyncio.ensure_future(started.wait())
+        await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            waiter.cancel()
+            task.result()  # a gateway that failed to start: show why
 
     @asynccontextmanager
     async def client(self, token: str | None, *, url: str | None = None) -> AsyncIterator[TestClient]:

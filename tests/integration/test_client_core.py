@@ -24,7 +24,6 @@ from client.core.events import ClientEvent, ClientState, GaveUp, SessionEnded
 from client.core.session import chat_client, open_api
 from tests.helpers import wait_until
 from tests.integration.system import PASSWORD, System, running_system
-from tests.integration.test_client_support import restart_gateway, start_gateway, stop_gateway
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -117,11 +116,11 @@ async def test_gateway_restart_loses_and_doubles_nothing(system: System) -> None
     try:
         await asyncio.wait_for((await alice.send("before")).acked, 10)
         await wait_until(lambda: bodies(bob) == ["before"])
-        await stop_gateway(system)
+        await system.stop_gateway()
         await wait_until(lambda: alice.state is not ClientState.CONNECTED and bob.state is not ClientState.CONNECTED)
         # Sent while the gateway is down: queued in the outbox, sent after the reconnect.
         queued = [await alice.send(f"while down {n}") for n in range(3)]
-        await start_gateway(system)
+        await system.start_gateway()
         await asyncio.wait_for(asyncio.gather(*(q.acked for q in queued)), 30)
         await asyncio.wait_for((await bob.send("after")).acked, 30)
         expected = ["before", "while down 0", "while down 1", "while down 2", "after"]
@@ -138,11 +137,11 @@ async def test_unacked_messages_are_resent_with_their_original_ids(system: Syste
     alice, _ = await connected(system, await login(system, "alice"))
     try:
         # Queue a message with no connection at all, then let the client reconnect and resend.
-        await stop_gateway(system)
+        await system.stop_gateway()
         await wait_until(lambda: alice.state is not ClientState.CONNECTED)
         outgoing = await alice.send("resent")
         assert [f.client_msg_id for f in alice.outbox.pending()] == [outgoing.client_msg_id]
-        await start_gateway(system)
+        await system.start_gateway()
         ack = await asyncio.wait_for(outgoing.acked, 30)
         assert ack.client_msg_id == outgoing.client_msg_id
         async with system.engine.connect() as conn:
@@ -150,7 +149,8 @@ async def test_unacked_messages_are_resent_with_their_original_ids(system: Syste
         assert [tuple(r) for r in rows] == [(outgoing.client_msg_id, "resent")]
         # Sending the same id again is a no-op on the server: the original is acknowledged.
         alice.outbox.add("resent", None, client_msg_id=outgoing.client_msg_id)
-        await restart_gateway(system)
+        await system.stop_gateway()
+        await system.start_gateway()
         await wait_until(lambda: len(alice.outbox) == 0)
         assert await stored_count(system) == 1
         assert bodies(alice) == ["resent"]
@@ -161,10 +161,10 @@ async def test_unacked_messages_are_resent_with_their_original_ids(system: Syste
 async def test_gives_up_then_retry_reconnects(system: System) -> None:
     alice, events = await connected(system, await login(system, "alice"), attempts=3)
     try:
-        await stop_gateway(system)
+        await system.stop_gateway()
         await wait_until(lambda: any(isinstance(e, GaveUp) for e in events))
         assert alice.state is ClientState.OFFLINE
-        await start_gateway(system)
+        await system.start_gateway()
         alice.retry()
         await wait_until(lambda: alice.state is ClientState.CONNECTED)
     finally:

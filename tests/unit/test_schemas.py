@@ -25,6 +25,9 @@ def test_send_frame_round_trips() -> None:
         b'{"type": "send", "client_msg_id": "a b", "body": "x"}',  # id with a space
         b'{"type": "send", "client_msg_id": "a", "recipient_id": 0, "body": "x"}',
         b'{"type": "history", "limit": 100000}',
+        b'{"type": "send", "client_msg_id": "a", "recipient_id": "5", "body": "x"}',  # a string id
+        b'{"type": "send", "client_msg_id": "a", "body": 5}',
+        b'{"type": "history", "with_user_id": true}',
         b'{"type": "sync", "after_id": -1}',
         b"\xff\xfe",
     ],
