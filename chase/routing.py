@@ -12,6 +12,8 @@ from __future__ import annotations
 MESSAGE_SUBMITTED = "message.submitted"
 MESSAGE_STORED_PUBLIC = "message.stored.public"
 HISTORY_RPC = "rpc.history"
+#: The persistence worker's word on whether the database takes messages (``StoreStatus``).
+STORE_STATUS = "store.status"
 
 #: The persistence worker's input: durable, one active consumer (commit order = id order).
 PERSISTENCE_QUEUE = "persistence.submitted"
@@ -49,7 +51,7 @@ def user_bindings(user_id: int) -> tuple[str, ...]:
 
 
 #: What every gateway's fan-out queue is bound to, whoever is connected.
-GATEWAY_STATIC_BINDINGS = (MESSAGE_STORED_PUBLIC, "presence.#")
+GATEWAY_STATIC_BINDINGS = (MESSAGE_STORED_PUBLIC, "presence.#", STORE_STATUS)
 
 
 def gateway_queue(gateway_id: str) -> str:

@@ -237,6 +237,28 @@ class SessionRevoked(Model):
     session_id: str
 
 
+class StoreStatus(Model):
+    """The persistence worker says whether submitted messages can be stored right now.
+
+    Published on ``routing.STORE_STATUS`` (every gateway hears it): ``available=False`` when a
+    batch fails because the database is unreachable, repeated every
+    ``STORE_STATUS_INTERVAL_SECONDS`` while that lasts; ``available=True`` on the first batch
+    committed after it, and once when a worker starts. ``reason`` is short and safe to log:
+    never a URL, a host or a password.
+    """
+
+    type: Literal["store.status"] = "store.status"
+    available: bool
+    reason: str
+    sent_at: datetime
+
+
+#: How often a worker repeats ``StoreStatus(available=False)`` while the outage lasts (at most
+#: one retry pause later). Gateways forget a "down" that is not repeated within 3x this, so a
+#: worker that dies mid-outage cannot leave them refusing sends forever.
+STORE_STATUS_INTERVAL_SECONDS = 5.0
+
+
 class HistoryQuery(Model):
     """Request/reply: one page of one conversation as seen by ``viewer_id``."""
 
@@ -269,7 +291,17 @@ class QueryFailed(Model):
 
 
 Event = Annotated[
-    MessageSubmitted | MessageStored | MessageRejected | PresenceChanged | GatewayHeartbeat | SessionRevoked | HistoryQuery | SyncQuery | MessagePage | QueryFailed,
+    MessageSubmitted
+    | MessageStored
+    | MessageRejected
+    | PresenceChanged
+    | GatewayHeartbeat
+    | SessionRevoked
+    | StoreStatus
+    | HistoryQuery
+    | SyncQuery
+    | MessagePage
+    | QueryFailed,
     Field(discriminator="type"),
 ]
 

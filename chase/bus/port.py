@@ -13,6 +13,7 @@ Routing keys used by ChaSe (see ``chase.routing``)::
     message.rejected.<sender_id>          worker -> gateways holding the sender
     user.<id>.session.revoked             auth -> gateways holding that user
     presence.<gateway_id>                 gateway -> every gateway (changes and heartbeats)
+    store.status                          worker -> every gateway (database reachable or not)
     rpc.history                           gateway -> worker (request/reply)
 """
 

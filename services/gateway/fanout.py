@@ -18,6 +18,7 @@ from typing import Protocol
 
 from chase import routing
 from chase.bus.port import Bus, BusUnavailable, Delivery, QueueSpec, Subscription
+from chase.clock import SystemClock
 from chase.logging import get_logger
 from chase.schemas import (
     Event,
@@ -28,8 +29,10 @@ from chase.schemas import (
     PresenceFrame,
     ServerFrame,
     SessionRevoked,
+    StoreStatus,
     encode,
 )
+from services.gateway.availability import StoreAvailability
 from services.gateway.errors import REASON_TOO_SLOW, CloseCode
 from services.gateway.presence import PresenceTracker, PresenceUpdate
 from services.gateway.session import Action, Close, ConnectionSession, Send
@@ -133,9 +136,18 @@ class FanOut:
     ``await start()`` before adding connections; ``await stop()`` after the last is removed.
     """
 
-    def __init__(self, bus: Bus, presence: PresenceTracker, *, prefetch: int = 200) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        presence: PresenceTracker,
+        *,
+        store: StoreAvailability | None = None,
+        prefetch: int = 200,
+    ) -> None:
         self._bus = bus
         self.presence = presence
+        #: Fed by the worker's StoreStatus events; give the same object to every session.
+        self.store = store or StoreAvailability(SystemClock())
         self.queue_name = routing.gateway_queue(presence.gateway_id)
         self._prefetch = prefetch
         self._by_user: dict[int, set[Connection]] = {}
@@ -215,6 +227,13 @@ class FanOut:
         """Route one bus event to the connections that may see it."""
         if isinstance(event, PresenceChanged | GatewayHeartbeat):
             self.broadcast(self.presence.on_event(event))
+            return
+        if isinstance(event, StoreStatus):
+            if self.store.update(event):
+                if event.available:
+                    log.info("store available again, accepting sends")
+                else:
+                    log.warning("store unavailable, refusing sends", reason=event.reason)
             return
         for conn in self._targets(event):
             conn.apply(conn.session.on_event(event))

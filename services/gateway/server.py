@@ -33,6 +33,7 @@ from chase.clock import Clock, SystemClock
 from chase.logging import get_logger
 from chase.tls import server_context
 from services.auth.client import AuthClientError, AuthRejected, SessionInfo
+from services.gateway.availability import StoreAvailability
 from services.gateway.errors import (
     REASON_AUTH_UNAVAILABLE,
     REASON_INVALID_TOKEN,
@@ -93,7 +94,8 @@ class GatewayServer:
         self._auth = auth
         self._clock = clock or SystemClock()
         presence = PresenceTracker(settings.gateway_id, self._clock, settings.presence_ttl_seconds)
-        self.fanout = FanOut(bus, presence)
+        self.store = StoreAvailability(self._clock)
+        self.fanout = FanOut(bus, presence, store=self.store)
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         # Queries run beside the read loop, so a slow history page never holds up sends.
@@ -150,7 +152,7 @@ class GatewayServer:
         info = await self._authenticate(ws)
         if info is None:
             return
-        session = ConnectionSession(info.user, info.session_id, self.settings.limits, self._clock)
+        session = ConnectionSession(info.user, info.session_id, self.settings.limits, self._clock, store=self.store)
         conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size)
         conn.start()
         try:

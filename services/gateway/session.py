@@ -53,6 +53,7 @@ from chase.schemas import (
     UserRef,
     decode_client_frame,
 )
+from services.gateway.availability import StoreAvailability
 from services.gateway.errors import (
     REASON_FLOODING,
     REASON_SESSION_REVOKED,
@@ -66,6 +67,8 @@ from services.gateway.ratelimit import TokenBucket
 #: Sends waiting for their ack; past this the oldest is forgotten (the client resends it).
 MAX_PENDING = 1000
 _MAX_DETAIL = 200
+#: What a send refused during a store outage is told (the worker's reason stays in the logs).
+STORE_UNAVAILABLE_MESSAGE = "messages cannot be stored right now; try again shortly"
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,10 @@ class ConnectionSession:
         *,
         flood_strikes: int | None = None,
         max_pending: int = MAX_PENDING,
+        store: StoreAvailability | None = None,
     ) -> None:
+        """``store`` is the gateway-wide view of the store's availability (None: always
+        available); while it says unavailable, sends are refused with ``unavailable``."""
         self.user = user
         self.session_id = session_id
         self.limits = limits
@@ -124,6 +130,7 @@ class ConnectionSession:
         self._strikes = 0
         self._pending: OrderedDict[str, None] = OrderedDict()
         self._max_pending = max_pending
+        self._store = store
 
     # --- connection life cycle ----------------------------------------------------------------
 
@@ -212,6 +219,10 @@ class ConnectionSession:
                     client_msg_id=cid,
                 )
             ]
+        if self._store is not None and not self._store.available:
+            # Published now, it would wait unanswered for the database. A send already pending
+            # stays pending: its first copy is on the bus and will be acked once stored.
+            return [self._error(ErrorCode.UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE, client_msg_id=cid)]
         event = MessageSubmitted(
             # The sender is who logged in, whatever the frame says (and it cannot say: extra
             # fields are refused by the schema).

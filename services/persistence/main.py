@@ -26,15 +26,21 @@ class PersistenceService:
     """The worker and the responder over one store; ``start()``, then ``stop()`` when done."""
 
     def __init__(self, settings: PersistenceSettings, *, engine: AsyncEngine, bus: Bus, clock: Clock | None = None):
+        clock = clock or SystemClock()
         self.store = MessageStore(
             engine,
-            clock or SystemClock(),
+            clock,
             max_body_chars=settings.max_body_chars,
             page_max=settings.history_page_max,
         )
         self._bus = bus
         self._worker = PersistenceWorker(
-            bus, self.store, max_batch=settings.batch_size, max_wait=settings.batch_wait_seconds
+            bus,
+            self.store,
+            max_batch=settings.batch_size,
+            max_wait=settings.batch_wait_seconds,
+            probe=self.store.probe,
+            clock=clock,
         )
         self._responder: Subscription | None = None
 

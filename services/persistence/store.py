@@ -144,6 +144,11 @@ class MessageStore:
                 log.warning("store_batch_conflict_retrying", attempt=attempt, size=len(candidates))
         raise AssertionError("unreachable")
 
+    async def probe(self) -> None:
+        """Return when the database answers a trivial query; raise its error when it does not."""
+        async with self._engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
     # --- reading ----------------------------------------------------------------------------
 
     async def history(

@@ -5,11 +5,20 @@ results published, so every message a recipient sees is already in history. The 
 acks the batch's deliveries only when :meth:`PersistenceWorker.consume_batch` returns; if a
 publish is not confirmed it raises, the batch comes back, and storing it again only finds
 duplicates, so nothing is stored twice and nothing acknowledged is lost.
+
+Store outages are announced, so gateways refuse new sends instead of leaving them unanswered:
+when a batch fails because the database cannot be reached, the worker publishes
+``StoreStatus(available=False)`` (again every ``status_interval`` seconds while the retries keep
+failing, so gateways that start mid-outage learn it too), and ``StoreStatus(available=True)``
+right after the first COMMIT that follows, and once at start-up when the database answers. The
+batch itself is retried as before by the base class. The announcements are best effort: with
+the broker down as well, they are logged and the retries go on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -17,8 +26,16 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from chase import routing
 from chase.bus.consumer import BatchConsumer
 from chase.bus.port import Bus, BusUnavailable, QueueSpec
+from chase.clock import Clock, SystemClock
 from chase.logging import get_logger
-from chase.schemas import Event, MessageRejected, MessageStored, MessageSubmitted
+from chase.schemas import (
+    STORE_STATUS_INTERVAL_SECONDS,
+    Event,
+    MessageRejected,
+    MessageStored,
+    MessageSubmitted,
+    StoreStatus,
+)
 from services.persistence.store import Rejected, Stored, StoreResult
 
 log = get_logger(__name__)
@@ -67,6 +84,35 @@ def _database_down(exc: Exception) -> bool:
     return isinstance(exc, OperationalError) and "locked" in str(exc.orig)  # SQLite: busy
 
 
+#: The transient errors that mean the database cannot be reached at all, with the reason the
+#: gateways are given. Lock waits and deadlocks are left out on purpose: the next attempt
+#: usually gets past them, and refusing every send for one would make gateways flap.
+_MYSQL_UNREACHABLE = {
+    1040: "the database has too many connections",
+    2002: "cannot connect to the database",
+    2003: "cannot connect to the database",
+    2006: "the database server has gone away",
+    2013: "lost the connection to the database",
+}
+_LOST_CONNECTION = "lost the connection to the database"
+_STORE_ANSWERS = "the database answers"
+#: How long the start-up check may wait for the database before the worker starts anyway.
+PROBE_TIMEOUT = 5.0
+
+
+def outage_reason(exc: Exception) -> str | None:
+    """A short reason, safe to publish (no URL, host or password), when ``exc`` from the store
+    means the database is unreachable; None for any other failure."""
+    if isinstance(exc, ConnectionError):
+        return _LOST_CONNECTION
+    if not isinstance(exc, DBAPIError):
+        return None
+    args = getattr(exc.orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_UNREACHABLE:
+        return _MYSQL_UNREACHABLE[args[0]]
+    return _LOST_CONNECTION if exc.connection_invalidated else None
+
+
 class PersistenceWorker(BatchConsumer):
     """Consumes ``message.submitted``; call ``start()`` once the bus is started, ``stop()`` to end."""
 
@@ -79,7 +125,12 @@ class PersistenceWorker(BatchConsumer):
         max_wait: float = 0.02,
         max_attempts: int = 5,
         retry_delay: float = 0.05,
+        probe: Callable[[], Awaitable[None]] | None = None,
+        clock: Clock | None = None,
+        status_interval: float = STORE_STATUS_INTERVAL_SECONDS,
     ) -> None:
+        """``probe`` (e.g. ``MessageStore.probe``) is awaited once in :meth:`start`: when it
+        returns, the gateways are told the store is available."""
         super().__init__(
             bus,
             PERSISTENCE_QUEUE_SPEC,
@@ -89,6 +140,25 @@ class PersistenceWorker(BatchConsumer):
             retry_delay=retry_delay,
         )
         self._store = store
+        self._probe = probe
+        self._clock = clock or SystemClock()
+        self._status_interval = status_interval
+        #: The availability the gateways were last told successfully (None: nothing yet).
+        self._told: bool | None = None
+        #: When "unavailable" was last published (or tried) in the current outage; None: no outage.
+        self._down_told_at: float | None = None
+
+    async def start(self) -> None:
+        """Announce the store as available if it answers, then consume (see the base class)."""
+        if self._probe is not None:
+            try:
+                await asyncio.wait_for(self._probe(), PROBE_TIMEOUT)
+            except Exception as exc:  # noqa: BLE001 - the first batch will tell; do not fail start-up
+                log.warning("store_probe_failed", error=repr(exc))
+            else:
+                # Clears a stale "unavailable" that gateways kept from a worker that died mid-outage.
+                await self._tell(True, _STORE_ANSWERS)
+        await super().start()
 
     def is_transient(self, exc: Exception) -> bool:
         """Database or broker down: retry until it is back, never dead-letter for it."""
@@ -105,7 +175,18 @@ class PersistenceWorker(BatchConsumer):
                 log.warning("persistence_skipped_event", event_type=event.type)
         if not submitted:
             return
-        results = await self._store.store_batch(submitted)
+        try:
+            results = await self._store.store_batch(submitted)
+        except Exception as exc:
+            reason = outage_reason(exc)
+            if reason is not None:
+                await self._store_unreachable(reason)
+            raise  # the base class retries the batch
+        self._down_told_at = None
+        if self._told is not True:
+            # The first COMMIT since an outage (or ever): gateways may accept sends again. It
+            # goes out before the results, so senders who see their ack can send at once.
+            await self._tell(True, _STORE_ANSWERS)
         # One at a time, in id order: each recipient's gateway then sees messages in the order
         # they were committed. Each publish waits for the broker's confirm.
         for result in results:
@@ -113,3 +194,26 @@ class PersistenceWorker(BatchConsumer):
             await self.bus.publish(routing_key, event)
         rejected = sum(isinstance(r, Rejected) for r in results)
         log.debug("persistence_batch_done", size=len(results), rejected=rejected)
+
+    async def _store_unreachable(self, reason: str) -> None:
+        # On the first failure of an outage, then at most every status_interval: the retries
+        # come back at least every MAX_RETRY_DELAY, so gateways hear it again well within the
+        # 3 x status_interval after which they forget it.
+        now = self._clock.monotonic()
+        if self._down_told_at is not None and now - self._down_told_at < self._status_interval:
+            return
+        self._down_told_at = now
+        await self._tell(False, reason)
+
+    async def _tell(self, available: bool, reason: str) -> None:
+        """Publish a StoreStatus, best effort: a broker that is down too is only logged."""
+        event = StoreStatus(available=available, reason=reason, sent_at=self._clock.now())
+        try:
+            await self.bus.publish(routing.STORE_STATUS, event)
+        except BusUnavailable as exc:
+            log.warning("store_status_not_published", available=available, error=str(exc))
+            return
+        if self._told is not available:
+            log_method = log.info if available else log.warning
+            log_method("store_status", available=available, reason=reason)
+        self._told = available

@@ -10,7 +10,10 @@
 Auth (HTTPS), persistence and one gateway (WSS) run as tasks on the current event loop,
 sharing one bus and one database, exactly as ``chase serve`` does. With ``amqp_url`` the bus is
 RabbitMQ in a namespace of its own (deleted afterwards); otherwise the in-process bus.
-``database_url`` must point at an empty database: the schema is migrated here.
+``database_url`` must point at an empty database: the schema is migrated here. With
+``persistence_database_url`` (the same database by another way, e.g. through a
+``tests.faults.TcpForwarder``) the persistence service gets an engine of its own on it, so a
+test can cut the worker off from the database while auth and the test's own queries go on.
 """
 
 from __future__ import annotations
@@ -172,6 +175,7 @@ async def running_system(
     amqp_url: str | None = None,
     namespace: str | None = None,
     gateway_overrides: dict[str, object] | None = None,
+    persistence_database_url: str | None = None,
 ) -> AsyncIterator[System]:
     """Start auth, persistence and a gateway on fresh ports; stop and clean up on exit."""
     from services.auth import main as auth_main
@@ -192,6 +196,11 @@ async def running_system(
     )
     engine = create_engine(database_url)
     await migrate.upgrade(engine)
+    persistence_engine = engine
+    persistence_common = common
+    if persistence_database_url is not None:
+        persistence_engine = create_engine(persistence_database_url)
+        persistence_common = {**common, "database_url": persistence_database_url}
     bus = create_bus(amqp_url, namespace)
     await bus.start()
     auth = AuthClient(auth_url, ca_path=certs_dir / "ca.pem")
@@ -199,7 +208,9 @@ async def running_system(
     loop = asyncio.get_running_loop()
     tasks = [
         loop.create_task(auth_main.run(auth_settings, engine=engine, bus=bus)),
-        loop.create_task(persistence_main.run(PersistenceSettings(**common), engine=engine, bus=bus)),
+        loop.create_task(
+            persistence_main.run(PersistenceSettings(**persistence_common), engine=persistence_engine, bus=bus)
+        ),
         loop.create_task(gateway_main.run(gateway_settings, bus=bus, started=gateway_started)),
     ]
     system = System(
@@ -228,6 +239,8 @@ async def running_system(
             await asyncio.gather(task, return_exceptions=True)
         declared = set(getattr(bus, "declared_queues", ()))
         await bus.close()
+        if persistence_engine is not engine:
+            await persistence_engine.dispose()
         await engine.dispose()
         if amqp_url is not None:
             await _cleanup_rabbit(amqp_url, declared, namespace)

@@ -18,6 +18,7 @@ from chase.schemas import (
     PongFrame,
     PresenceChanged,
     SessionRevoked,
+    StoreStatus,
     UserRef,
     decode_server_frame,
 )
@@ -77,7 +78,7 @@ async def connect(
     fanout: FanOut, user: UserRef, session_id: str = "s", *, stuck: bool = False, outbox_size: int = 50
 ) -> tuple[Connection, ListSink]:
     sink = ListSink(stuck=stuck)
-    session = ConnectionSession(user, f"{session_id}-{user.id}", LIMITS, FakeClock())
+    session = ConnectionSession(user, f"{session_id}-{user.id}", LIMITS, FakeClock(), store=fanout.store)
     conn = Connection(session, sink, outbox_size=outbox_size)
     conn.start()
     await fanout.add(conn)
@@ -156,3 +157,20 @@ async def test_revoked_session_is_closed_and_others_are_not(bus: MemoryBus, fano
 )
 def test_bearer_token(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token
+
+
+async def test_store_status_from_the_worker_switches_sends_for_every_connection(
+    bus: MemoryBus, fanout: FanOut
+) -> None:
+    (alice, alice_sink), (bob, _) = await connect(fanout, ALICE), await connect(fanout, BOB)
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+    await bus.publish(routing.STORE_STATUS, StoreStatus(available=False, reason="down", sent_at=when))
+    await wait_until(lambda: not fanout.store.available)
+    for conn in (alice, bob):
+        [refused] = conn.session.receive_text('{"type": "send", "client_msg_id": "c1", "body": "hi"}')
+        assert refused.frame.code == "unavailable"
+    assert not any(f.type == "error" for f in alice_sink.frames)  # nothing is sent to clients by itself
+    await bus.publish(routing.STORE_STATUS, StoreStatus(available=True, reason="up", sent_at=when))
+    await wait_until(lambda: fanout.store.available)
+    [accepted] = alice.session.receive_text('{"type": "send", "client_msg_id": "c1", "body": "hi"}')
+    assert accepted.routing_key == routing.MESSAGE_SUBMITTED

@@ -25,10 +25,12 @@ from chase.schemas import (
     PongFrame,
     QueryFailed,
     SessionRevoked,
+    StoreStatus,
     SyncPageFrame,
     SyncQuery,
     UserRef,
 )
+from services.gateway.availability import StoreAvailability
 from services.gateway.errors import CloseCode, ErrorCode
 from services.gateway.ratelimit import TokenBucket
 from services.gateway.session import Close, ConnectionSession, Publish, Query, Send
@@ -299,3 +301,49 @@ def test_pending_sends_are_bounded() -> None:
     for cid in ("a", "b", "c"):
         s.receive_text(frame(type="send", client_msg_id=cid, body="hi"))
     assert s.pending == {"b", "c"}
+
+
+# --- store outages --------------------------------------------------------------------------
+
+
+def store_status(available: bool) -> StoreStatus:
+    return StoreStatus(available=available, reason="test", sent_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_sends_are_refused_while_the_store_is_unavailable_then_accepted_again() -> None:
+    clock = FakeClock()
+    store = StoreAvailability(clock)
+    alice, bob = session(ALICE, clock, store=store), session(BOB, clock, store=store)
+    alice.receive_text(frame(type="send", client_msg_id="before", body="hi"))
+
+    store.update(store_status(False))
+    for s, cid in ((alice, "c1"), (bob, "c2")):  # one state for every connection of the gateway
+        error = only_error(s.receive_text(frame(type="send", client_msg_id=cid, body="hi")))
+        assert (error.code, error.retryable, error.client_msg_id) == (ErrorCode.UNAVAILABLE, True, cid)
+        assert error.message == "messages cannot be stored right now; try again shortly"
+    # A resend of a send published before the outage is refused too, but stays pending: its
+    # first copy is on the bus and is acked once the worker stores it.
+    only_error(alice.receive_text(frame(type="send", client_msg_id="before", body="hi")))
+    assert alice.pending == {"before"} and bob.pending == frozenset()
+    assert [type(a.frame) for a in alice.on_event(stored(ALICE, "before"))] == [AckFrame, MessageFrame]
+
+    store.update(store_status(True))
+    [publish] = alice.receive_text(frame(type="send", client_msg_id="c1", body="hi"))
+    assert isinstance(publish, Publish) and publish.client_msg_id == "c1"
+    assert alice.pending == {"c1"}
+
+
+def test_a_bad_send_gets_its_own_error_during_an_outage() -> None:
+    store = StoreAvailability(FakeClock())
+    store.update(store_status(False))
+    error = only_error(session(ALICE, store=store).receive_text(frame(type="send", client_msg_id="c1", body=" ")))
+    assert error.code == ErrorCode.BODY_EMPTY and not error.retryable
+
+
+def test_queries_and_pings_still_work_during_an_outage() -> None:
+    store = StoreAvailability(FakeClock())
+    store.update(store_status(False))
+    s = session(ALICE, store=store)
+    assert s.receive_text(frame(type="ping", request_id="p")) == [Send(PongFrame(request_id="p"))]
+    [query] = s.receive_text(frame(type="sync", request_id="s"))
+    assert isinstance(query, Query)

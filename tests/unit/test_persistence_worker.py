@@ -11,10 +11,20 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from chase import routing
 from chase.bus.memory import MemoryBus
 from chase.bus.port import BusUnavailable, Delivery, QueueSpec
-from chase.schemas import ChatMessage, MessageRejected, MessageStored, MessageSubmitted, SessionRevoked, UserRef
+from chase.clock import FakeClock
+from chase.schemas import (
+    ChatMessage,
+    Event,
+    MessageRejected,
+    MessageStored,
+    MessageSubmitted,
+    SessionRevoked,
+    StoreStatus,
+    UserRef,
+)
 from services.persistence.errors import RejectCode
 from services.persistence.store import Rejected, Stored, StoreResult
-from services.persistence.worker import PersistenceWorker, outgoing
+from services.persistence.worker import PersistenceWorker, outage_reason, outgoing
 from tests.helpers import wait_until
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -28,10 +38,15 @@ def submitted(cmid: str, to: int | None = None) -> MessageSubmitted:
 class FakeStore:
     """Stores in a dict; can be told to fail the next calls."""
 
-    def __init__(self, failures: Sequence[Exception] = ()) -> None:
+    def __init__(self, failures: Sequence[Exception] = (), *, probe_failure: Exception | None = None) -> None:
         self.failures = list(failures)
+        self.probe_failure = probe_failure
         self.rows: dict[tuple[int, str], ChatMessage] = {}
         self.calls = 0
+
+    async def probe(self) -> None:
+        if self.probe_failure is not None:
+            raise self.probe_failure
 
     async def store_batch(self, batch: Sequence[MessageSubmitted]) -> list[StoreResult]:
         self.calls += 1
@@ -138,3 +153,162 @@ def test_duplicate_flag_travels_in_the_event():
     key, event = outgoing(Stored(message, duplicate=True))
     assert key == "message.stored.dm.1.3"
     assert event == MessageStored(message=message, duplicate=True)
+
+
+# --- announcing store outages ---------------------------------------------------------------
+
+
+class SlowFailingStore(FakeStore):
+    """Each call takes ``seconds`` of the fake clock, as a failing connect attempt would."""
+
+    def __init__(self, clock: FakeClock, seconds: float, failures: Sequence[Exception]) -> None:
+        super().__init__(failures)
+        self.clock = clock
+        self.seconds = seconds
+
+    async def store_batch(self, batch: Sequence[MessageSubmitted]) -> list[StoreResult]:
+        self.clock.advance(self.seconds)
+        return await super().store_batch(batch)
+
+
+class StatusDeafBus(MemoryBus):
+    """An in-process bus that cannot publish StoreStatus while ``deaf``: the broker is down too,
+    as far as the announcements are concerned."""
+
+    deaf = True
+
+    async def publish(self, routing_key: str, event: Event) -> None:
+        if self.deaf and routing_key == routing.STORE_STATUS:
+            raise BusUnavailable("no confirm")
+        await super().publish(routing_key, event)
+
+
+async def observe(bus: MemoryBus) -> list[Event]:
+    """Every StoreStatus and MessageStored, in the order a gateway would get them."""
+    seen: list[Event] = []
+
+    async def record(delivery: Delivery) -> None:
+        seen.append(delivery.event)
+        await delivery.ack()
+
+    spec = QueueSpec("gateway-like", bindings=(routing.STORE_STATUS, routing.MESSAGE_STORED_PUBLIC), durable=False)
+    await bus.consume(spec, record)
+    return seen
+
+
+def statuses(seen: list[Event]) -> list[bool]:
+    return [e.available for e in seen if isinstance(e, StoreStatus)]
+
+
+def stored_ids(seen: list[Event]) -> list[str]:
+    return [e.message.client_msg_id for e in seen if isinstance(e, MessageStored)]
+
+
+async def store_one(bus: MemoryBus, seen: list[Event], cmid: str) -> None:
+    await bus.publish(routing.MESSAGE_SUBMITTED, submitted(cmid))
+    await wait_until(lambda: cmid in stored_ids(seen))
+
+
+def worker_for(bus: MemoryBus, store: FakeStore, clock: FakeClock | None = None, **kw: object) -> PersistenceWorker:
+    return PersistenceWorker(
+        bus, store, max_batch=10, max_wait=0.0, retry_delay=0.0, probe=store.probe, clock=clock or FakeClock(), **kw
+    )
+
+
+async def test_an_outage_is_announced_on_its_transitions_only(bus):
+    seen = await observe(bus)
+    store = FakeStore(failures=[db_error(2003), db_error(2013), db_error(2006), db_error(2003)])
+    worker = worker_for(bus, store)
+    await worker.start()
+    try:
+        await wait_until(lambda: statuses(seen) == [True])  # at start-up: the store answers
+        await store_one(bus, seen, "a")
+        for cmid in ("b", "c", "d"):  # steady state: nothing more
+            await store_one(bus, seen, cmid)
+    finally:
+        await worker.stop()
+    assert store.calls == 8
+    assert statuses(seen) == [True, False, True]
+    # "available" goes out before the first result, so the sender's next send is accepted.
+    assert [type(e).__name__ for e in seen[:4]] == ["StoreStatus", "StoreStatus", "StoreStatus", "MessageStored"]
+    down = next(e for e in seen if isinstance(e, StoreStatus) and not e.available)
+    assert down.reason == "cannot connect to the database"
+
+
+async def test_a_long_outage_is_re_announced_every_interval(bus):
+    seen = await observe(bus)
+    clock = FakeClock()
+    # Attempts 2 s apart on the fake clock, all failing for 12 s: "down" at 2, 8 and 14.
+    store = SlowFailingStore(clock, 2.0, [db_error(2003)] * 7)
+    worker = worker_for(bus, store, clock, status_interval=5.0)
+    await worker.start()
+    try:
+        await store_one(bus, seen, "a")
+    finally:
+        await worker.stop()
+    assert statuses(seen) == [True, False, False, False, True]
+    sent = [e.sent_at for e in seen if isinstance(e, StoreStatus)]
+    assert [(t - sent[0]).total_seconds() for t in sent] == [0, 2, 8, 14, 16]
+
+
+async def test_lock_conflicts_are_retried_without_announcing_an_outage(bus):
+    seen = await observe(bus)
+    worker = worker_for(bus, FakeStore(failures=[db_error(1213), db_error(1205)]))
+    await worker.start()
+    try:
+        await store_one(bus, seen, "a")
+    finally:
+        await worker.stop()
+    assert statuses(seen) == [True]
+
+
+async def test_a_store_that_does_not_answer_at_start_up_is_announced_by_the_first_commit(bus):
+    seen = await observe(bus)
+    worker = worker_for(bus, FakeStore(probe_failure=db_error(2003)))
+    await worker.start()  # does not fail: the worker waits for the database like any outage
+    try:
+        await store_one(bus, seen, "a")
+        await store_one(bus, seen, "b")
+    finally:
+        await worker.stop()
+    assert statuses(seen) == [True]
+
+
+async def test_announcements_are_best_effort_when_the_broker_fails_them():
+    bus = StatusDeafBus("unit")
+    await bus.start()
+    seen = await observe(bus)
+    store = FakeStore(failures=[db_error(2003)] * 3)
+    worker = worker_for(bus, store)
+    await worker.start()
+    try:
+        await store_one(bus, seen, "a")  # stored all the same
+        assert statuses(seen) == []
+        bus.deaf = False
+        await store_one(bus, seen, "b")  # the "available" nobody heard is sent with the next commit
+        await store_one(bus, seen, "c")
+    finally:
+        await worker.stop()
+        await bus.close()
+    assert statuses(seen) == [True]
+    assert stored_ids(seen) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (db_error(2003), "cannot connect to the database"),
+        (db_error(2013), "lost the connection to the database"),
+        (db_error(1040), "the database has too many connections"),
+        (ConnectionResetError("reset by peer"), "lost the connection to the database"),
+        (OperationalError("SELECT 1", {}, Exception(2003, "Can't connect to 'mysql://root:hunter2@db'")),
+         "cannot connect to the database"),
+        (db_error(1213), None),  # deadlock: retried, not an outage
+        (db_error(1366), None),
+        (OperationalError("x", {}, Exception("database is locked")), None),
+        (BusUnavailable("no confirm"), None),  # the broker, not the store
+        (ValueError("bug"), None),
+    ],
+)
+def test_outage_reasons_are_fixed_texts(exc, reason):
+    assert outage_reason(exc) == reason

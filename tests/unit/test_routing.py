@@ -27,3 +27,8 @@ def test_public_messages_reach_every_gateway_not_user_bindings() -> None:
 def test_session_revocation_and_rejections_are_user_addressed() -> None:
     assert _reaches(7, routing.session_revoked(7)) and not _reaches(8, routing.session_revoked(7))
     assert _reaches(7, routing.message_rejected(7)) and not _reaches(70, routing.message_rejected(7))
+
+
+def test_store_status_reaches_every_gateway_and_not_the_worker() -> None:
+    assert any(matches(b, routing.STORE_STATUS) for b in routing.GATEWAY_STATIC_BINDINGS)
+    assert not matches(routing.MESSAGE_SUBMITTED, routing.STORE_STATUS)

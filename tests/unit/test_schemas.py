@@ -55,3 +55,8 @@ def test_server_frames_and_events_are_discriminated_by_type() -> None:
 def test_a_client_frame_is_not_an_event() -> None:
     with pytest.raises(ValidationError):
         schemas.decode_event(schemas.encode(schemas.PingFrame()))
+
+
+def test_store_status_is_an_event() -> None:
+    status = schemas.StoreStatus(available=False, reason="cannot connect", sent_at=datetime(2026, 1, 1, tzinfo=UTC))
+    assert schemas.decode_event(schemas.encode(status)) == status

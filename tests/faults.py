@@ -1,0 +1,147 @@
+"""Fault injection for tests: a TCP forwarder that can cut a service off and bring it back.
+
+::
+
+    async with TcpForwarder("127.0.0.1", 3306) as db:
+        url = f"mysql+aiomysql://root@127.0.0.1:{db.port}/chase"   # talk through the forwarder
+        ...
+        await db.cut()       # every connection through it drops; new ones are refused
+        ...
+        await db.restore()   # connections go through again, on the same port
+
+A cut looks to the client like the server died or the network went away: open connections are
+reset (RST, not a polite close) and connecting fails with "connection refused". The target
+itself is untouched, so a test can cut a real MariaDB or RabbitMQ without stopping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+from types import TracebackType
+
+_CHUNK = 64 * 1024
+
+
+class TcpForwarder:
+    """Listens on ``host``:``port`` (0: a free one) and forwards every connection to the target.
+
+    ``await start()`` (or ``async with``), then read :attr:`port`; ``await close()`` when done.
+    """
+
+    def __init__(self, target_host: str, target_port: int, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.target = (target_host, target_port)
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+        self._links: set[_Link] = set()
+        #: Connections accepted (and forwarded) so far: lets a test see that a client came back.
+        self.accepted = 0
+
+    @property
+    def is_cut(self) -> bool:
+        return self._server is None
+
+    async def start(self) -> None:
+        """Listen; after this :attr:`port` is the port clients must connect to."""
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        """Reset every open connection and refuse new ones until :meth:`restore`."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()  # stops listening: connecting is now refused
+        links, self._links = self._links, set()
+        for link in links:
+            link.abort()
+        await asyncio.gather(*(link.done() for link in links))
+        if server is not None:
+            await server.wait_closed()  # after the aborts: on newer Pythons it waits for them
+
+    async def restore(self) -> None:
+        """Accept and forward connections again, on the same port."""
+        if self._server is None:
+            await self.start()
+
+    async def close(self) -> None:
+        await self.cut()
+
+    async def __aenter__(self) -> TcpForwarder:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            _reset(client_writer)
+            return
+        if self.is_cut:  # cut while we were connecting upstream
+            _reset(upstream_writer)
+            _reset(client_writer)
+            return
+        self.accepted += 1
+        link = _Link(client_reader, client_writer, upstream_reader, upstream_writer)
+        self._links.add(link)
+        try:
+            await link.done()
+        finally:
+            self._links.discard(link)
+
+
+class _Link:
+    """One forwarded connection: two pumps, client to target and back."""
+
+    def __init__(
+        self,
+        client_reader: asyncio.StreamReader,
+        client_writer: asyncio.StreamWriter,
+        upstream_reader: asyncio.StreamReader,
+        upstream_writer: asyncio.StreamWriter,
+    ) -> None:
+        self._writers = (client_writer, upstream_writer)
+        loop = asyncio.get_running_loop()
+        self._pumps = (
+            loop.create_task(_pump(client_reader, upstream_writer)),
+            loop.create_task(_pump(upstream_reader, client_writer)),
+        )
+
+    def abort(self) -> None:
+        for writer in self._writers:
+            _reset(writer)
+        for pump in self._pumps:
+            pump.cancel()
+
+    async def done(self) -> None:
+        """Wait until either side hung up (the other is then closed too) or the link was aborted."""
+        await asyncio.wait(self._pumps, return_when=asyncio.FIRST_COMPLETED)
+        for writer in self._writers:
+            writer.close()
+        for pump in self._pumps:
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(OSError):
+        while data := await reader.read(_CHUNK):
+            writer.write(data)
+            await writer.drain()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Drop the connection with a TCP reset, as a crashed server or a broken network would."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            # Linger on, timeout 0: close() sends RST instead of FIN.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
