@@ -6,7 +6,6 @@ Runs on the embedded default and on RabbitMQ + MariaDB, like the gateway's own t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,21 +22,9 @@ from client.core.errors import CertificateNotTrusted, InvalidCredentials, Sessio
 from client.core.events import ClientEvent, ClientState, GaveUp, SessionEnded
 from client.core.session import chat_client, open_api
 from tests.helpers import wait_until
-from tests.integration.system import PASSWORD, System, running_system
+from tests.integration.system import PASSWORD, System
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(params=["embedded", "rabbitmq-mariadb"])
-async def system(request: pytest.FixtureRequest, dev_certs: Path, bus_namespace: str) -> AsyncIterator[System]:
-    if request.param == "embedded":
-        database_url, amqp_url = request.getfixturevalue("sqlite_url"), None
-    else:
-        database_url = request.getfixturevalue("mariadb_url")
-        amqp_url = request.getfixturevalue("amqp_url")
-    async with running_system(database_url, certs_dir=dev_certs, amqp_url=amqp_url,
-                              namespace=bus_namespace) as running:
-        yield running
 
 
 def endpoints(system: System) -> Endpoints:

@@ -7,7 +7,6 @@ MariaDB. Auth, persistence and gateway all run for real (see ``tests/integration
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,19 +21,6 @@ from services.gateway.server import GatewayServer
 from tests.integration.system import System, TestClient, running_system
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(params=["embedded", "rabbitmq-mariadb"])
-async def system(request: pytest.FixtureRequest, dev_certs: Path, bus_namespace: str) -> AsyncIterator[System]:
-    if request.param == "embedded":
-        database_url, amqp_url = request.getfixturevalue("sqlite_url"), None
-    else:
-        database_url = request.getfixturevalue("mariadb_url")
-        amqp_url = request.getfixturevalue("amqp_url")
-    async with running_system(
-        database_url, certs_dir=dev_certs, amqp_url=amqp_url, namespace=bus_namespace
-    ) as running:
-        yield running
 
 
 def cid() -> str:
