@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("--dir", type=Path, default=None, help="output folder (default: CHASE_CERTS_DIR or certs/)")
     certs.add_argument("--name", action="append", default=[], help="extra host name or IP for the server certificate")
     certs.add_argument("--force", action="store_true", help="replace existing files")
+    add("settings", _settings, "print the configuration reference (every CHASE_* variable)")
     sub.add_parser("cli", help="command-line client: register, say, tail, chat (chase cli --help)")
     sub.add_parser("client", help="open the desktop client")
     return parser
@@ -161,6 +162,13 @@ def _certs(args: argparse.Namespace) -> int:
     made = ensure_dev_certs(directory, names, force=args.force)
     state = "made" if made else "kept existing"
     print(f"{state} development certificates in {directory}{os.sep} (clients trust {directory / 'ca.pem'})")
+    return 0
+
+
+def _settings(_: argparse.Namespace) -> int:
+    from chase.settings_doc import render
+
+    print(render(), end="")
     return 0
 
 

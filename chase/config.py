@@ -74,7 +74,13 @@ class CommonSettings(BaseSettings):
         default=None,
         description="CA bundle clients trust; default certs/ca.pem",
     )
-    log_level: str = Field("info", validation_alias=shared("log_level"))
+    max_body_chars: int = Field(
+        validation_alias=shared("max_body_chars"),
+        default=4000,
+        ge=1,
+        description="Longest message body, in characters (the gateway refuses, the worker re-checks)",
+    )
+    log_level: str = Field("info", validation_alias=shared("log_level"), description="debug, info, warning or error")
     log_json: bool = Field(
         validation_alias=shared("log_json"),
         default=False,

@@ -18,7 +18,7 @@ def _random_gateway_id() -> str:
 class GatewaySettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="CHASE_GATEWAY_", extra="ignore", populate_by_name=True)
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="Address the WebSocket server listens on")
     port: int = Field(8765, ge=0, le=65535, description="WebSocket (wss://) port; 0 picks a free one")
     auth_url: str = Field("https://127.0.0.1:8443", description="Base URL of the auth service")
     # One word of a routing key: it names this gateway's queue and presence events.
@@ -26,8 +26,8 @@ class GatewaySettings(CommonSettings):
         default_factory=_random_gateway_id,
         validation_alias=AliasChoices("CHASE_GATEWAY_ID", "gateway_id"),
         pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",
+        description="This gateway's name on the bus (one word); default gw-<random>",
     )
-    max_body_chars: int = Field(4000, ge=1, description="Longest message body, in characters")
     max_frame_bytes: int = Field(65536, ge=256, description="Largest client frame, in bytes")
     rate_per_second: float = Field(20.0, gt=0, description="Frames a connection may send per second")
     rate_burst: int = Field(40, ge=1, description="Frames a connection may send at once")

@@ -16,7 +16,4 @@ class PersistenceSettings(CommonSettings):
     batch_wait_seconds: float = Field(
         0.02, ge=0, description="How long a partial batch waits for more messages before it is stored"
     )
-    # Same meaning as the gateway's limit. The gateway enforces it first; the worker checks again
-    # because anything on the bus could have been published by an older or misconfigured gateway.
-    max_body_chars: int = Field(4000, ge=1, description="Longest message body, in characters")
     history_page_max: int = Field(MAX_PAGE, ge=1, le=MAX_PAGE, description="Largest history or sync page")

@@ -11,6 +11,7 @@ import yaml
 
 from chase.cli import _parser
 from chase.config import CommonSettings
+from chase.settings_doc import env_name
 from services.auth.settings import AuthSettings
 from services.gateway.settings import GatewaySettings
 from services.persistence.settings import PersistenceSettings
@@ -31,15 +32,7 @@ def compose() -> dict:
 
 
 def _env_names(settings_cls: type[CommonSettings]) -> set[str]:
-    prefix = settings_cls.model_config["env_prefix"]
-    names = set()
-    for name, field in settings_cls.model_fields.items():
-        alias = field.validation_alias
-        if alias is not None:
-            names.update(c for c in alias.choices if c.startswith("CHASE_"))
-        else:
-            names.add((prefix + name).upper())
-    return names
+    return {env_name(settings_cls, name, field) for name, field in settings_cls.model_fields.items()}
 
 
 def test_every_chase_service_runs_a_real_subcommand_with_real_settings(compose: dict) -> None:
