@@ -36,3 +36,7 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
+
+.PHONY: bench
+bench: install ## baselines and ChaSe end to end (needs MariaDB and RabbitMQ); BENCH_ARGS=--quick for a short run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

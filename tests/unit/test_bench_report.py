@@ -55,6 +55,9 @@ def test_markdown_table_aligns_and_checks_the_row_width() -> None:
     assert table.splitlines() == ["| what | value |", "|:---|---:|", "| a | 1 |", "| b | 2 |"]
     with pytest.raises(ValueError):
         markdown_table(["what", "value"], [["only one cell"]])
+    assert markdown_table(["a", "b", "c"], [], align="lrl").splitlines()[1] == "|:---|---:|:---|"
+    with pytest.raises(ValueError):
+        markdown_table(["a", "b"], [], align="l")
 
 
 def test_ratios_divide_chase_by_the_baselines_of_the_same_run() -> None:

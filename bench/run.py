@@ -1,0 +1,345 @@
+"""Run the benchmark suite: baselines and ChaSe end to end, in one run, on this machine.
+
+    .venv/bin/python -m bench.run            # full run, under 2 minutes on 2 cores
+    .venv/bin/python -m bench.run --quick    # a smoke run, well under a minute
+
+Needs MariaDB (``--mariadb``, default root@127.0.0.1:3306) and RabbitMQ (``--amqp``, default
+guest@127.0.0.1:5672). The run makes its own databases (``chase_bench_<id>_*``) and bus
+namespace (``bench-<id>``) and removes them at the end, whatever happens. It prints Markdown
+tables and writes ``bench/results/latest.json``. Performance is reported as ratios of ChaSe to
+the infrastructure baselines measured in the same run; see ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import baselines, infra, machine, stages, systems
+from bench.load import LoadPlan, run_load
+from bench.report import ratios, render
+from bench.stats import batch_sizes
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+DEFAULT_MARIADB = "mysql+aiomysql://root@127.0.0.1:3306"
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run in well under a minute")
+    parser.add_argument("--senders", type=int, default=8, help="sending connections (default 8)")
+    parser.add_argument("--receivers", type=int, default=4, help="reading-only connections (default 4)")
+    parser.add_argument("--messages", type=int, default=None, help="messages per sender (default 1000, quick 50)")
+    parser.add_argument("--window", type=int, default=32, help="unacknowledged sends per sender (default 32)")
+    parser.add_argument("--no-compression", action="store_true",
+                        help="clients do not offer permessage-deflate (ChaSe's client does)")
+    parser.add_argument("--set", action="append", default=[], metavar="CHASE_NAME=VALUE", dest="overrides",
+                        help="a setting for the system under test, e.g. CHASE_PERSISTENCE_BATCH_WAIT_SECONDS=0 "
+                             "(repeatable; recorded in the results)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="run the services under cProfile, writing <service>.prof files to DIR "
+                             "(slows them down: the figures of such a run are not comparable)")
+    parser.add_argument("--mariadb", default=DEFAULT_MARIADB, help="MariaDB server URL, without a database")
+    parser.add_argument("--amqp", default=DEFAULT_AMQP, help="RabbitMQ URL")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
+    return parser
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.startswith("CHASE_"):
+            raise SystemExit(f"--set wants CHASE_NAME=VALUE, got {pair!r}")
+        settings[name] = value
+    return settings
+
+
+def _plan(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    return {
+        "mode": "quick" if quick else "full",
+        "overrides": _overrides(args.overrides),
+        "profiled": args.profile is not None,
+        "broker_messages": 2_000 if quick else 20_000,
+        "broker_serial_messages": 1_000 if quick else 5_000,
+        "db_rows": 4_000 if quick else 20_000,
+        "db_batch": 200,
+        "drain_messages": 1_000 if quick else 5_000,
+        "load": LoadPlan(
+            senders=args.senders,
+            receivers=args.receivers,
+            messages_per_sender=args.messages or (50 if quick else 1000),
+            window=args.window,
+            time_limit=20.0 if quick else 60.0,
+            compression=None if args.no_compression else "deflate",
+        ),
+        # One message in flight at a time: the latency of the path itself, without queueing.
+        "unloaded": LoadPlan(
+            senders=1, receivers=1, messages_per_sender=50 if quick else 200, window=1, warmup_per_sender=2,
+            time_limit=20.0 if quick else 30.0, tag="b", compression=None if args.no_compression else "deflate",
+        ),
+    }
+
+
+class Suite:
+    """One run: its id, its corner of the shared servers, and everything it measured."""
+
+    def __init__(self, args: argparse.Namespace, argv: list[str]) -> None:
+        self.args = args
+        self.argv = argv
+        self.plan = _plan(args)
+        self.run_id = uuid.uuid4().hex[:8]
+        self.namespace = f"bench-{self.run_id}"
+        self.databases: list[str] = []
+        self.errors: dict[str, str] = {}
+
+    def database(self, purpose: str) -> str:
+        name = f"chase_bench_{self.run_id}_{purpose}"
+        url = infra.create_database(self.args.mariadb, name)
+        self.databases.append(name)
+        return url
+
+    async def section(self, name: str, coro) -> Any:  # noqa: ANN001
+        """Run one measurement; a failure is reported and the others still run."""
+        started = time.perf_counter()
+        print(f"... {name}", file=sys.stderr, flush=True)
+        try:
+            return await coro
+        except Exception as exc:  # noqa: BLE001 - one broken section must not hide the others
+            self.errors[name] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            return None
+        finally:
+            print(f"    {name}: {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
+
+    async def run(self, workdir: Path) -> dict[str, Any]:
+        from chase.tls import ensure_dev_certs
+
+        certs = workdir / "certs"
+        ensure_dev_certs(certs)
+        info = machine.describe()
+        info["mariadb"] = await self.section("mariadb version", asyncio.to_thread(infra.mariadb_version,
+                                                                                  self.args.mariadb))
+        info["rabbitmq"] = await self.section("rabbitmq version", infra.rabbitmq_version(self.args.amqp))
+        load: LoadPlan = self.plan["load"]
+        base: dict[str, Any] = {}
+        base["broker"] = await self.section("broker baseline", baselines.broker_baseline(
+            self.args.amqp, self.namespace, messages=self.plan["broker_messages"], publishers=load.senders))
+        base["broker_serial"] = await self.section("broker baseline, one publisher", baselines.broker_baseline(
+            self.args.amqp, self.namespace, messages=self.plan["broker_serial_messages"], publishers=1))
+        rows, batch = self.plan["db_rows"], self.plan["db_batch"]
+        base["mariadb_insert"] = await self.section("mariadb insert baseline", self._on_mariadb(
+            baselines.insert_baseline, "raw", rows=rows, batch=batch))
+        base["sqlite_insert"] = await self.section("sqlite insert baseline", baselines.insert_baseline(
+            f"sqlite+aiosqlite:///{workdir / 'raw.db'}", rows=rows, batch=batch))
+        base["mariadb_store_batch"] = await self.section("mariadb store_batch", self._on_mariadb(
+            baselines.store_batch_baseline, "store", rows=rows, batch=batch))
+        base["sqlite_store_batch"] = await self.section("sqlite store_batch", baselines.store_batch_baseline(
+            f"sqlite+aiosqlite:///{workdir / 'store.db'}", rows=rows, batch=batch))
+        base["worker_drain"] = await self.section("persistence worker alone", self._drain())
+
+        e2e = {
+            "fleet": await self.section("fleet end to end", self._fleet(workdir, certs, load)),
+            "embedded": await self.section("embedded end to end", self._embedded(workdir, certs, load)),
+        }
+        info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        plan = {k: v for k, v in self.plan.items() if not isinstance(v, LoadPlan)}
+        plan["load"] = dict(load.__dict__)
+        plan["unloaded"] = dict(self.plan["unloaded"].__dict__)
+        plan["gateway_rate_limit_env"] = systems.UNLIMITED_RATE
+        return {
+            "date": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "commit": _commit(),
+            "command": " ".join(["python -m bench.run", *self.argv]),
+            "plan": plan,
+            "machine": info,
+            "baselines": base,
+            "end_to_end": e2e,
+            "ratios": ratios(base, e2e),
+            "errors": self.errors,
+        }
+
+    async def _on_mariadb(self, measure, purpose: str, **kwargs: Any) -> dict[str, Any]:  # noqa: ANN001
+        # The database is made inside the section, so a MariaDB that is down fails only this one.
+        return await measure(self.database(purpose), **kwargs)
+
+    async def _users(self, running: systems.Running, load: LoadPlan) -> tuple[list[str], list[str]]:
+        from services.auth.client import AuthClient
+
+        password = f"bench-{self.run_id}-password"
+        tokens: dict[str, list[str]] = {"s": [], "r": []}
+        async with AuthClient(running.auth_url, ca_path=running.ca_path, timeout=30) as auth:
+            for kind, count in (("s", load.senders), ("r", load.receivers)):
+                for i in range(count):
+                    name = f"bench_{kind}{i}"
+                    await auth.register(name, password)
+                    tokens[kind].append((await auth.login(name, password)).token)
+        return tokens["s"], tokens["r"]
+
+    async def _measure(self, running: systems.Running, load: LoadPlan, groups: dict[str, list[int]]) -> dict:
+        """The load, with CPU probed, then the unloaded latency on the same system."""
+        from chase.tls import client_context
+
+        senders, receivers = await self._users(running, load)
+        context = client_context(running.ca_path)
+        probe = machine.CpuProbe({"bench client (this process)": [os.getpid()], **groups})
+        result = await run_load(running.gateway_url, context, senders, receivers, load,
+                                on_measure_start=probe.start, on_measure_end=probe.stop)
+        try:
+            result["unloaded"] = await run_load(running.gateway_url, context, senders[:1], receivers[:1],
+                                                self.plan["unloaded"])
+        except Exception as exc:  # noqa: BLE001 - the main figures stand without it
+            self.errors["unloaded latency"] = f"{type(exc).__name__}: {exc}"
+        return result
+
+    async def _drain(self) -> dict[str, Any]:
+        namespace = f"{self.namespace}-w"
+        try:
+            return await stages.worker_drain(self.args.amqp, namespace, self.database("drain"),
+                                             messages=self.plan["drain_messages"], publishers=self.plan["load"].senders)
+        finally:
+            await self._delete_namespace("worker cleanup", namespace,
+                                         queues=["persistence.submitted", "dead-letter", "bench-sink"])
+
+    async def _delete_namespace(self, what: str, namespace: str, queues: list[str]) -> None:
+        """Remove the queues and exchanges a system made; a failure is recorded, not raised, so
+        it cannot hide the failure that may have brought us here."""
+        try:
+            leftovers = await infra.delete_namespace(self.args.amqp, namespace, queues=queues,
+                                                     exchanges=["events", "dead-letter"])
+        except Exception as exc:  # noqa: BLE001 - e.g. the broker is down: nothing was made there
+            leftovers = [repr(exc)]
+        if leftovers:
+            self.errors[what] = "; ".join(leftovers)
+
+    async def _fleet(self, workdir: Path, certs: Path, load: LoadPlan) -> dict[str, Any]:
+        url = self.database("fleet")
+        directory = workdir / "fleet"
+        directory.mkdir()
+        try:
+            async with systems.fleet(directory, certs, database_url=url, amqp_url=self.args.amqp,
+                                     namespace=self.namespace, overrides=self.plan["overrides"],
+                                     profile_dir=self._profile_dir("fleet")) as running:
+                groups = {name: [pid] for name, pid in running.pids.items()}
+                result = await self._measure(running, load, {**groups, **machine.infra_groups()})
+            result["process_problems"] = running.problems
+        finally:
+            await self._delete_namespace(
+                "fleet cleanup", self.namespace,
+                queues=["persistence.submitted", "persistence.history", "dead-letter", "gateway.bench-gw"])
+        result["stored_batches"] = await _stored_batches(url)
+        result["topology"] = "chase auth + 1 chase persistence + 1 chase gateway (processes), RabbitMQ, MariaDB"
+        return result
+
+    async def _embedded(self, workdir: Path, certs: Path, load: LoadPlan) -> dict[str, Any]:
+        directory = workdir / "embedded"
+        directory.mkdir()
+        async with systems.embedded(directory, certs, overrides=self.plan["overrides"],
+                                    profile_dir=self._profile_dir("embedded")) as running:
+            result = await self._measure(running, load, {name: [pid] for name, pid in running.pids.items()})
+        result["process_problems"] = running.problems
+        result["stored_batches"] = await _stored_batches(f"sqlite+aiosqlite:///{directory / 'chase.db'}")
+        result["topology"] = "chase serve (one process), SQLite, in-process bus"
+        return result
+
+    def _profile_dir(self, system: str) -> Path | None:
+        if self.args.profile is None:
+            return None
+        directory = self.args.profile.resolve() / system
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def cleanup(self) -> None:
+        for name in self.databases:
+            try:
+                infra.drop_database(self.args.mariadb, name)
+            except Exception as exc:  # noqa: BLE001 - say so; the next one may still go
+                self.errors[f"drop {name}"] = repr(exc)
+
+
+async def _stored_batches(url: str) -> dict[str, Any]:
+    """Batch sizes the worker really wrote: one batch is one transaction with one ``created_at``."""
+    import sqlalchemy as sa
+
+    from chase.store.engine import create_engine
+    from chase.store.tables import messages
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            # Only the main load's messages ("ma..."): not the warm-up, not the unloaded probe.
+            query = (sa.select(sa.func.count()).where(messages.c.client_msg_id.like("ma%"))
+                     .group_by(messages.c.created_at))
+            counts = (await conn.execute(query)).scalars().all()
+    finally:
+        await engine.dispose()
+    return batch_sizes(list(counts))
+
+
+def _commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=systems.ROOT, capture_output=True,
+                              text=True, timeout=10, check=False)
+    except OSError:
+        return None
+    return done.stdout.strip() or None
+
+
+def _without_output(argv: list[str]) -> list[str]:
+    """The command line as recorded in the results: where they were written does not matter."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--output":
+            skip = True
+        elif not arg.startswith("--output="):
+            kept.append(arg)
+    return kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    from chase.logging import configure
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser().parse_args(argv)
+    # The worker stage runs ChaSe code in this process: its logs would drown the report.
+    configure("warning")
+    suite = Suite(args, _without_output(argv))
+    load1 = os.getloadavg()[0]
+    if load1 > (os.cpu_count() or 1) * 0.5:
+        print(f"note: the load average is {load1:.2f} on {os.cpu_count()} cores; figures will be lower "
+              "than on a quiet machine", file=sys.stderr)
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="chase-bench-") as tmp:
+            results = asyncio.run(suite.run(Path(tmp)))
+    finally:
+        suite.cleanup()
+    results["errors"] = suite.errors
+    results["wall_seconds"] = round(time.perf_counter() - started, 1)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, sort_keys=False) + "\n")
+    print(render(results))
+    print(f"\nresults written to {args.output}")
+    if suite.errors:
+        print("errors: " + json.dumps(suite.errors, indent=2), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
