@@ -80,7 +80,7 @@ def baseline_rows(base: dict[str, Any]) -> list[list[str]]:
                      fmt(b["msgs_per_s"]) + " msgs/s",
                      f"mean batch {fmt(_get(b, 'batches', 'mean'), 1)}; time in store_batch "
                      f"{fmt(_pct(b['store_share']))}%, in publishing stored events {fmt(_pct(b['publish_share']))}% "
-                     f"(confirm p50 {_ms(b['publish_confirm'], 'p50_ms')} ms)"])
+                     f"(per batch p50 {_ms(b['publish_confirm'], 'p50_ms')} ms)"])
     return rows
 
 

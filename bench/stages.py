@@ -8,7 +8,7 @@ last ``message.stored`` event reaches a queue bound like a gateway's.
 
 The worker is given its dependencies wrapped, never patched: a store that adds up the time of
 each ``store_batch`` (the transaction) and a RabbitMQ bus subclass that adds up the time of each
-confirmed publish of a stored event. Whatever is left is the consumer's own overhead.
+confirmed batch of stored events. Whatever is left is the consumer's own overhead.
 """
 
 from __future__ import annotations
@@ -44,17 +44,15 @@ def _timed_bus_class():  # noqa: ANN202 - imported lazily, like the adapter itse
     from chase.bus.rabbitmq import RabbitBus
 
     class TimedRabbitBus(RabbitBus):
-        """RabbitBus that records how long each confirmed publish of a stored event took."""
+        """RabbitBus that records how long each batch of stored events took to be confirmed."""
 
         stored_publishes: list[float]
 
-        async def publish(self, routing_key: str, event: Any) -> None:
-            if not routing_key.startswith("message.stored"):
-                await super().publish(routing_key, event)
-                return
+        async def publish_many(self, items: Any) -> None:
             started = time.perf_counter()
-            await super().publish(routing_key, event)
-            self.stored_publishes.append(time.perf_counter() - started)
+            await super().publish_many(items)
+            if any(key.startswith("message.stored") for key, _ in items):
+                self.stored_publishes.append(time.perf_counter() - started)
 
     return TimedRabbitBus
 

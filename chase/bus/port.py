@@ -20,7 +20,7 @@ Routing keys used by ChaSe (see ``chase.routing``)::
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from chase.schemas import Event
@@ -100,6 +100,16 @@ class Bus(abc.ABC):
         Raises :class:`BusUnavailable` when it cannot: the caller must not report success.
         An event no queue is bound for is silently dropped, as by a topic exchange.
         """
+
+    async def publish_many(self, items: Sequence[tuple[str, Event]]) -> None:
+        """Publish ``(routing_key, event)`` pairs in order; return once all are confirmed.
+
+        Raises :class:`BusUnavailable` if any was not confirmed (the others may have been).
+        This default awaits each confirm in turn; an adapter with a network round trip per
+        confirm overrides it to await them together.
+        """
+        for routing_key, event in items:
+            await self.publish(routing_key, event)
 
     @abc.abstractmethod
     async def consume(self, queue: QueueSpec, handler: Handler, *, prefetch: int = 100) -> Subscription:

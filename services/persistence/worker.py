@@ -187,11 +187,9 @@ class PersistenceWorker(BatchConsumer):
             # The first COMMIT since an outage (or ever): gateways may accept sends again. It
             # goes out before the results, so senders who see their ack can send at once.
             await self._tell(True, _STORE_ANSWERS)
-        # One at a time, in id order: each recipient's gateway then sees messages in the order
-        # they were committed. Each publish waits for the broker's confirm.
-        for result in results:
-            routing_key, event = outgoing(result)
-            await self.bus.publish(routing_key, event)
+        # In id order, so each gateway sees messages in the order they were committed; the
+        # confirms are awaited together (one round trip per batch, not per message).
+        await self.bus.publish_many([outgoing(result) for result in results])
         rejected = sum(isinstance(r, Rejected) for r in results)
         log.debug("persistence_batch_done", size=len(results), rejected=rejected)
 

@@ -167,6 +167,15 @@ async def test_star_and_hash_routing(bus: Bus) -> None:
     assert [d.routing_key for d in dm.deliveries] == ["message.stored.dm.1.2", FENCE]
 
 
+async def test_publish_many_keeps_publish_order_and_returns_once_all_are_confirmed(bus: Bus) -> None:
+    inbox = Inbox()
+    await bus.consume(spec("ordered", "batch.#"), inbox)
+    sent = [f"m{i}" for i in range(300)]
+    await bus.publish_many([(f"batch.{i % 3}", ev(tag)) for i, tag in enumerate(sent)])
+    [got] = await fence(bus, inbox)
+    assert got == sent
+
+
 async def test_one_copy_per_queue_however_many_bindings_match(bus: Bus) -> None:
     inbox = Inbox()
     other = Inbox()
@@ -387,6 +396,8 @@ async def test_unreachable_bus_raises_bus_unavailable(adapter: MemoryAdapter) ->
         assert "s3cret-pw" not in str(failure.value)
     with pytest.raises(BusUnavailable):
         await unreachable.publish("x", ev("x"))
+    with pytest.raises(BusUnavailable):
+        await unreachable.publish_many([("x", ev("x")), ("y", ev("y"))])
     await unreachable.close()
 
 
