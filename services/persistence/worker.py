@@ -122,7 +122,7 @@ class PersistenceWorker(BatchConsumer):
         store: BatchStore,
         *,
         max_batch: int = 200,
-        max_wait: float = 0.02,
+        max_wait: float = 0.002,
         max_attempts: int = 5,
         retry_delay: float = 0.05,
         probe: Callable[[], Awaitable[None]] | None = None,
