@@ -80,6 +80,19 @@ class CommonSettings(BaseSettings):
         ge=1,
         description="Longest message body, in characters (the gateway refuses, the worker re-checks)",
     )
+    metrics_port: int = Field(
+        validation_alias=shared("metrics_port"),
+        default=0,
+        ge=0,
+        le=65535,
+        description="Serve this process's metrics over HTTPS (GET /metrics, the server certificate) "
+        "on this port; 0: off. The auth service also serves them on its own port",
+    )
+    metrics_host: str = Field(
+        validation_alias=shared("metrics_host"),
+        default="127.0.0.1",
+        description="Address the metrics port listens on (keep it on an internal network)",
+    )
     log_level: str = Field("info", validation_alias=shared("log_level"), description="debug, info, warning or error")
     log_json: bool = Field(
         validation_alias=shared("log_json"),

@@ -4,14 +4,19 @@
 bus: on the embedded default that bus is in-process and the store is SQLite, so one command is
 the whole system. With ``CHASE_AMQP_URL`` and ``CHASE_DATABASE_URL`` set, ``chase auth``,
 ``chase persistence`` and ``chase gateway`` each run alone against RabbitMQ and MySQL.
+
+Any of them serves its process's metrics over HTTPS on ``CHASE_METRICS_PORT`` when that is set
+(see ``chase.metrics``); the auth service also serves them at ``/metrics`` on its own port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chase.bus import Bus
@@ -48,6 +53,40 @@ async def open_bus(settings: CommonSettings) -> AsyncIterator[Bus]:
         await bus.close()
 
 
+@asynccontextmanager
+async def open_metrics(settings: CommonSettings) -> AsyncIterator[int | None]:
+    """Serve the process's metrics over HTTPS on ``CHASE_METRICS_PORT`` while inside; yields
+    the port, or None when the setting is 0 (off).
+
+    Raises :class:`ConfigError` when the server certificate is missing or the port is taken.
+    """
+    host, port = settings.metrics_host, settings.metrics_port
+    if not port:
+        yield None
+        return
+    cert, key = settings.server_cert_path, settings.server_key_path
+    for path in (cert, key):
+        if not path.exists():
+            raise ConfigError(f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is missing: run `chase certs` first")
+    try:
+        # prometheus-client's own server, on a thread of its own: a scrape never waits for the
+        # event loop, and a busy event loop never delays a scrape.
+        server, thread = start_http_server(
+            port, host, certfile=str(cert), keyfile=str(key), tls_min_version=ssl.TLSVersion.TLSv1_2
+        )
+    except OSError as exc:
+        raise ConfigError(
+            f"CHASE_METRICS_HOST / CHASE_METRICS_PORT: cannot listen on {host}:{port} ({exc.strerror or exc})"
+        ) from None
+    log.info("metrics served", url=f"https://{host}:{port}/metrics")
+    try:
+        yield port
+    finally:
+        await asyncio.to_thread(server.shutdown)  # waits up to its 0.5 s poll interval
+        server.server_close()
+        thread.join()
+
+
 def ensure_certs(settings: CommonSettings) -> None:
     """Make the dev certificates when the default ones are in use and missing."""
     if settings.tls_cert is None and settings.tls_key is None:
@@ -75,6 +114,7 @@ async def serve_all() -> None:
     persistence_settings = load(PersistenceSettings)
     ensure_certs(auth_settings)
     async with AsyncExitStack() as stack:
+        await stack.enter_async_context(open_metrics(auth_settings))
         engine = await stack.enter_async_context(open_engine(auth_settings, upgrade=True))
         bus = await stack.enter_async_context(open_bus(auth_settings))
         await _run_together(
@@ -90,7 +130,7 @@ async def serve_auth() -> None:
 
     settings = load(AuthSettings)
     require_broker(settings, "auth")
-    async with open_engine(settings, upgrade=False) as engine, open_bus(settings) as bus:
+    async with open_metrics(settings), open_engine(settings, upgrade=False) as engine, open_bus(settings) as bus:
         await _run_auth(settings, engine, bus)
 
 
@@ -100,7 +140,7 @@ async def serve_persistence() -> None:
 
     settings = load(PersistenceSettings)
     require_broker(settings, "persistence")
-    async with open_engine(settings, upgrade=False) as engine, open_bus(settings) as bus:
+    async with open_metrics(settings), open_engine(settings, upgrade=False) as engine, open_bus(settings) as bus:
         await _run_persistence(settings, engine, bus)
 
 
@@ -110,7 +150,7 @@ async def serve_gateway() -> None:
 
     settings = load(GatewaySettings)
     require_broker(settings, "gateway")
-    async with open_bus(settings) as bus:
+    async with open_metrics(settings), open_bus(settings) as bus:
         await _run_gateway(settings, bus)
 
 

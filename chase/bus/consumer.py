@@ -20,6 +20,7 @@ import abc
 import asyncio
 from collections import deque
 
+from chase import metrics
 from chase.bus.port import Bus, Delivery, QueueSpec, Subscription
 from chase.logging import get_logger
 from chase.schemas import Event
@@ -168,6 +169,7 @@ class BatchConsumer(abc.ABC):
         log.error("consumer.dead_letter", queue=self.queue.name, routing_key=delivery.routing_key,
                   event_type=delivery.event.type, attempts=self.max_attempts, error=repr(exc))
         await delivery.reject(requeue=False)
+        metrics.BUS_DEAD_LETTERED.labels(self.queue.name).inc()
 
     async def _pause(self, attempt: int) -> None:
         delay = min(MAX_RETRY_DELAY, self.retry_delay * 2 ** (attempt - 1))

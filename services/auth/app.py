@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chase.bus import Bus
 from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
 from services.auth.api import handlers
-from services.auth.api.routes import api, health
+from services.auth.api.routes import api, health, operations
 from services.auth.security import PasswordHasher
 from services.auth.service import AuthService
 from services.auth.settings import AuthSettings
@@ -56,4 +56,6 @@ def create_app(
     handlers.install(app)
     app.include_router(api)
     app.include_router(health)
+    if settings.metrics:
+        app.include_router(operations)
     return app

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from chase import routing
+from chase import metrics, routing
 from chase.bus import Bus, BusUnavailable
 from chase.clock import Clock, TokenSource
 from chase.logging import get_logger
@@ -60,6 +60,7 @@ class AuthService:
         async with self.engine.begin() as conn:
             user = await repo.insert_user_txn(conn, request.username, password_hash, self._clock.now())
         log.info("user registered", user_id=user.id)
+        metrics.AUTH_REGISTRATIONS.inc()
         return UserPublic(id=user.id, username=user.username, created_at=user.created_at)
 
     async def login(self, request: LoginRequest) -> SessionCreated:
@@ -70,6 +71,7 @@ class AuthService:
         """
         wait = self._throttle.retry_after(request.username)
         if wait is not None:
+            metrics.AUTH_LOGINS.labels("throttled").inc()
             raise TooManyAttempts(wait)
         user = None
         if USERNAME_PATTERN.fullmatch(request.username):
@@ -79,6 +81,7 @@ class AuthService:
         if not ok or user is None:
             self._throttle.record_failure(request.username)
             log.info("login failed")
+            metrics.AUTH_LOGINS.labels("invalid").inc()
             raise InvalidCredentials()
         self._throttle.reset(request.username)
         token = new_token(self._tokens)
@@ -95,6 +98,7 @@ class AuthService:
                 expires_at=expires_at,
             )
         log.info("logged in", user_id=user.id, session_id=session_id)
+        metrics.AUTH_LOGINS.labels("ok").inc()
         return SessionCreated(
             token=token,
             session_id=session_id,
@@ -104,15 +108,22 @@ class AuthService:
 
     async def check_token(self, token: str) -> SessionInfo:
         """The live session ``token`` belongs to; raises ``InvalidToken`` when there is none."""
-        if not token or len(token) > MAX_TOKEN_CHARS:
+        session = await self._live_session(token)
+        metrics.AUTH_TOKEN_CHECKS.labels("invalid" if session is None else "ok").inc()
+        if session is None:
             raise InvalidToken()
+        return session
+
+    async def _live_session(self, token: str) -> SessionInfo | None:
+        if not token or len(token) > MAX_TOKEN_CHARS:
+            return None
         wanted = hash_token(token)
         async with self.engine.connect() as conn:
             found = await repo.find_session_by_token_hash_txn(conn, wanted)
         if found is None or not same_hash(found.token_hash, wanted):
-            raise InvalidToken()
+            return None
         if found.revoked_at is not None or found.expires_at <= self._clock.now():
-            raise InvalidToken()
+            return None
         return SessionInfo(
             session_id=found.id,
             user=UserRef(id=found.user_id, username=found.username),
@@ -127,6 +138,7 @@ class AuthService:
             # A concurrent logout of the same session won the race: it already announced it.
             return
         log.info("logged out", user_id=session.user.id, session_id=session.session_id)
+        metrics.AUTH_LOGOUTS.inc()
         if self._bus is None:
             return
         event = SessionRevoked(user_id=session.user.id, session_id=session.session_id)

@@ -16,13 +16,15 @@ import asyncio
 from collections.abc import Iterable
 from typing import Protocol
 
-from chase import routing
+from chase import metrics, routing
 from chase.bus.port import Bus, BusUnavailable, Delivery, QueueSpec, Subscription
 from chase.clock import SystemClock
 from chase.logging import get_logger
 from chase.schemas import (
+    ErrorFrame,
     Event,
     GatewayHeartbeat,
+    MessageFrame,
     MessageRejected,
     MessageStored,
     PresenceChanged,
@@ -86,7 +88,14 @@ class Connection:
             self._outbox.put_nowait(frame)
         except asyncio.QueueFull:
             log.warning("client too slow, disconnecting", user_id=self.user_id, session_id=self.session.session_id)
+            metrics.GATEWAY_SLOW_CLIENTS_DROPPED.inc()
             self.close_soon(CloseCode.TOO_SLOW, REASON_TOO_SLOW)
+            return
+        # Counted here because every frame for this client passes through, whoever made it.
+        if isinstance(frame, MessageFrame):
+            metrics.GATEWAY_MESSAGES_FANNED_OUT.inc()
+        elif isinstance(frame, ErrorFrame):
+            metrics.GATEWAY_ERRORS_SENT.labels(frame.code).inc()
 
     def apply(self, actions: Iterable[Action]) -> None:
         """Carry out Send and Close actions (the only ones bus events produce)."""

@@ -27,10 +27,11 @@ from typing import Protocol
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from chase import routing
+from chase import metrics, routing
 from chase.bus.port import Bus, BusUnavailable, RequestTimeout
 from chase.clock import Clock, SystemClock
 from chase.logging import get_logger
+from chase.schemas import HistoryQuery, PongFrame
 from chase.tls import server_context
 from services.auth.client import AuthClientError, AuthRejected, SessionInfo
 from services.gateway.availability import StoreAvailability
@@ -43,7 +44,7 @@ from services.gateway.errors import (
 )
 from services.gateway.fanout import Connection, FanOut
 from services.gateway.presence import PresenceTracker
-from services.gateway.session import Close, ConnectionSession, Publish, Query, Send
+from services.gateway.session import Action, Close, ConnectionSession, Publish, Query, Send
 from services.gateway.settings import GatewaySettings
 
 log = get_logger("chase.gateway")
@@ -81,6 +82,19 @@ def bearer_token(authorization: str | None) -> str | None:
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
+
+
+def frame_kind(actions: list[Action]) -> str:
+    """What a client frame turned out to be, read from the actions it produced (the
+    ``type`` label of ``chase_gateway_frames_received``)."""
+    for action in actions:
+        if isinstance(action, Publish):
+            return "send"
+        if isinstance(action, Query):
+            return "history" if isinstance(action.request, HistoryQuery) else "sync"
+        if isinstance(action, Send) and isinstance(action.frame, PongFrame):
+            return "ping"
+    return "refused"
 
 
 class GatewayServer:
@@ -158,14 +172,18 @@ class GatewayServer:
         try:
             await self.fanout.add(conn)
         except BusUnavailable:
+            metrics.GATEWAY_CONNECTIONS.labels("bus_unavailable").inc()
             conn.close_soon(CloseCode.TRY_AGAIN_LATER, "messaging unavailable, try again later")
             await conn.finish()
             return
+        metrics.GATEWAY_CONNECTIONS.labels("accepted").inc()
+        metrics.GATEWAY_CONNECTIONS_OPEN.inc()
         expiry = self._expire_at(conn, info.expires_at)
         log.info("client connected", user_id=info.user.id, session_id=info.session_id)
         try:
             await self._read_loop(ws, conn)
         finally:
+            metrics.GATEWAY_CONNECTIONS_OPEN.dec()
             expiry.cancel()
             await self.fanout.remove(conn)
             await conn.finish()
@@ -177,14 +195,17 @@ class GatewayServer:
         """The session behind the handshake's token, or None after closing the connection."""
         token = bearer_token(ws.request.headers.get("Authorization") if ws.request else None)
         if token is None:
+            metrics.GATEWAY_CONNECTIONS.labels("refused_token").inc()
             await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
             return None
         try:
             return await self._auth.check_token(token)
         except AuthRejected:
+            metrics.GATEWAY_CONNECTIONS.labels("refused_token").inc()
             await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
         except AuthClientError as exc:
             log.warning("token check failed", error=str(exc))
+            metrics.GATEWAY_CONNECTIONS.labels("auth_unavailable").inc()
             await ws.close(CloseCode.TRY_AGAIN_LATER, REASON_AUTH_UNAVAILABLE)
         return None
 
@@ -199,7 +220,9 @@ class GatewayServer:
     async def _read_loop(self, ws: ServerConnection, conn: Connection) -> None:
         try:
             async for data in ws:
-                for action in conn.session.receive_text(data):
+                actions = conn.session.receive_text(data)
+                metrics.GATEWAY_FRAMES_RECEIVED.labels(frame_kind(actions)).inc()
+                for action in actions:
                     await self._execute(conn, action)
                 if conn.closing:
                     return
@@ -212,6 +235,7 @@ class GatewayServer:
                 await self._bus.publish(action.routing_key, action.event)
             except BusUnavailable as exc:
                 log.warning("send refused, bus unavailable", user_id=conn.user_id, error=str(exc))
+                metrics.GATEWAY_PUBLISH_FAILURES.inc()
                 conn.apply(conn.session.publish_failed(action.client_msg_id))
         elif isinstance(action, Query):
             task = asyncio.get_running_loop().create_task(self._query(conn, action))

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from chase import routing
+from chase import metrics, routing
 from chase.bus.consumer import BatchConsumer
 from chase.bus.port import Bus, BusUnavailable, QueueSpec
 from chase.clock import Clock, SystemClock
@@ -175,6 +175,7 @@ class PersistenceWorker(BatchConsumer):
                 log.warning("persistence_skipped_event", event_type=event.type)
         if not submitted:
             return
+        started = self._clock.monotonic()
         try:
             results = await self._store.store_batch(submitted)
         except Exception as exc:
@@ -182,6 +183,7 @@ class PersistenceWorker(BatchConsumer):
             if reason is not None:
                 await self._store_unreachable(reason)
             raise  # the base class retries the batch
+        _count_batch(results, self._clock.monotonic() - started)
         self._down_told_at = None
         if self._told is not True:
             # The first COMMIT since an outage (or ever): gateways may accept sends again. It
@@ -198,7 +200,9 @@ class PersistenceWorker(BatchConsumer):
         # come back at least every MAX_RETRY_DELAY, so gateways hear it again well within the
         # 3 x status_interval after which they forget it.
         now = self._clock.monotonic()
-        if self._down_told_at is not None and now - self._down_told_at < self._status_interval:
+        if self._down_told_at is None:
+            metrics.PERSISTENCE_STORE_OUTAGES.inc()  # the first failure of this outage
+        elif now - self._down_told_at < self._status_interval:
             return
         self._down_told_at = now
         await self._tell(False, reason)
@@ -215,3 +219,17 @@ class PersistenceWorker(BatchConsumer):
             log_method = log.info if available else log.warning
             log_method("store_status", available=available, reason=reason)
         self._told = available
+
+
+def _count_batch(results: list[StoreResult], seconds: float) -> None:
+    """Metrics of one committed batch. A redelivered batch counts again, as duplicates."""
+    metrics.PERSISTENCE_BATCHES.inc()
+    metrics.PERSISTENCE_BATCH_MESSAGES.observe(len(results))
+    metrics.PERSISTENCE_STORE_SECONDS.observe(seconds)
+    for result in results:
+        if isinstance(result, Rejected):
+            metrics.PERSISTENCE_REJECTED.labels(result.code).inc()
+        elif result.duplicate:
+            metrics.PERSISTENCE_DUPLICATES.inc()
+        else:
+            metrics.PERSISTENCE_STORED.inc()
