@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -166,23 +167,14 @@ async def insert_baseline(url: str, *, rows: int, batch: int = 200, body_size: i
             }
             for n in range(rows)
         ]
-        batches: list[float] = []
-        started = time.perf_counter()
-        for offset in range(0, rows, batch):
-            t0 = time.perf_counter()
+
+        async def insert(offset: int) -> None:
             async with engine.begin() as conn:
                 await conn.execute(messages.insert(), all_rows[offset : offset + batch])
-            batches.append(time.perf_counter() - t0)
-        elapsed = time.perf_counter() - started
+
+        return await _timed_batches(rows, batch, insert)
     finally:
         await engine.dispose()
-    return {
-        "rows": rows,
-        "batch": batch,
-        "seconds": round(elapsed, 3),
-        "rows_per_s": rate(rows, elapsed),
-        "batch_commit": latency_summary(batches),
-    }
 
 
 async def store_batch_baseline(url: str, *, rows: int, batch: int = 200, body_size: int = 100,
@@ -206,15 +198,24 @@ async def store_batch_baseline(url: str, *, rows: int, batch: int = 200, body_si
             )
             for n in range(rows)
         ]
-        batches: list[float] = []
-        started = time.perf_counter()
-        for offset in range(0, rows, batch):
-            t0 = time.perf_counter()
+
+        async def store_one(offset: int) -> None:
             await store.store_batch(submitted[offset : offset + batch])
-            batches.append(time.perf_counter() - t0)
-        elapsed = time.perf_counter() - started
+
+        return await _timed_batches(rows, batch, store_one)
     finally:
         await engine.dispose()
+
+
+async def _timed_batches(rows: int, batch: int, run_batch: Callable[[int], Awaitable[None]]) -> dict[str, Any]:
+    """Time ``run_batch(offset)`` for each batch of ``rows``: the rate and per-batch latency."""
+    batches: list[float] = []
+    started = time.perf_counter()
+    for offset in range(0, rows, batch):
+        t0 = time.perf_counter()
+        await run_batch(offset)
+        batches.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - started
     return {
         "rows": rows,
         "batch": batch,
