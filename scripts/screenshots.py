@@ -3,7 +3,8 @@
 Starts the whole system in-process (embedded default: SQLite and the in-process bus, with
 throwaway certificates), registers alice, bob and carol, has them exchange a few messages
 through the real client core, then shows the real windows on Qt's offscreen platform and
-saves them: docs/images/login.png, public.png and private.png.
+saves them: docs/images/login.png, public.png and private.png; then stops the gateway, has
+alice write a message, and saves pending.png (the message shown at once, not sent yet).
 """
 
 from __future__ import annotations
@@ -61,11 +62,13 @@ async def _save(widget, name: str) -> None:  # noqa: ANN001
     print(f"wrote {path.relative_to(ROOT)}")
 
 
-async def _scenario(system, settings) -> None:  # noqa: ANN001
+async def _scenario(server, settings) -> None:  # noqa: ANN001
     from client.core.conversations import PUBLIC
     from client.core.endpoints import Endpoints
     from client.qt.app import App
+    from tests.integration.system import System
 
+    system = server.system
     endpoints = Endpoints.resolve(system.auth_url, system.gateway_url, system.ca_path)
     alice = await _user(endpoints, "alice")
     bob = await _user(endpoints, "bob")
@@ -101,7 +104,14 @@ async def _scenario(system, settings) -> None:  # noqa: ANN001
     await _until(lambda: len(app.chat.messages.bodies()) == 3)
     await _save(window, "private.png")
     window.select_conversation(PUBLIC)
+    await server.run(System.stop_gateway)
+    await _until(lambda: window.status.text().startswith("Reconnecting"))
+    window.input.setPlainText("Running five minutes late — start without me.")
+    window.input.submit()
+    await _until(lambda: len(app.chat.messages.pending()) == 1)
+    await _save(window, "pending.png")
     await app.shutdown()
+    await server.run(System.start_gateway)
     await bob.close()
     await carol.close()
 
@@ -118,14 +128,14 @@ def main() -> int:
         work = Path(tmp)
         ensure_dev_certs(work / "certs")
         server = ServerThread(f"sqlite+aiosqlite:///{work / 'chase.db'}", work / "certs")
-        system = server.start()
+        server.start()
         qt_app = QApplication.instance() or QApplication(["chase-screenshots"])
         loop = qasync.QEventLoop(qt_app)
         asyncio.set_event_loop(loop)
         settings = QSettings(str(work / "settings.ini"), QSettings.Format.IniFormat)
         try:
             with loop:
-                loop.run_until_complete(asyncio.wait_for(_scenario(system, settings), 120))
+                loop.run_until_complete(asyncio.wait_for(_scenario(server, settings), 120))
         finally:
             server.stop()
     return 0

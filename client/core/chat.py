@@ -8,6 +8,10 @@ resends every unacknowledged message with its original ``client_msg_id``. After 
 attempt it goes OFFLINE and emits :class:`GaveUp` until :meth:`retry`. A refused token ends it
 with :class:`SessionEnded`.
 
+One's own messages are shown before they are stored: :meth:`ChatClient.pending` lists them per
+conversation, and PendingAdded / PendingChanged / PendingStored say when that list changes. The
+stored message replaces its pending entry when it first arrives, whether by ack, sync or live.
+
 The sync cursor only advances from sync pages (and the first history page), never from live
 messages: live delivery can miss a message without the connection noticing (one committed
 while the gateway was still binding this user's routing keys, one dropped from a full gateway
@@ -36,6 +40,7 @@ from chase.schemas import (
     MessageFrame,
     PongFrame,
     PresenceFrame,
+    SendFrame,
     SyncFrame,
     SyncPageFrame,
     decode_server_frame,
@@ -62,6 +67,9 @@ from client.core.events import (
     Listener,
     MessageAcked,
     MessagesAdded,
+    PendingAdded,
+    PendingChanged,
+    PendingStored,
     PresenceChanged,
     SendFailed,
     ServerError,
@@ -69,7 +77,7 @@ from client.core.events import (
     Source,
     StateChanged,
 )
-from client.core.outbox import Outbox
+from client.core.outbox import Clock, Outbox, PendingMessage, PendingState, local_now
 from client.core.requests import PendingRequests, new_request_id
 from client.core.transport import CLOSE_UNAUTHORIZED, Connector, Link, LinkClosed
 
@@ -81,7 +89,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message handed to the client. Await ``acked`` for its AckFrame (or MessageRejected)."""
+    """A message handed to the client. Await ``acked`` for its AckFrame (or MessageRejected).
+
+    When the stored message comes before any ack (a sync after a reconnect), ``acked`` gets an
+    AckFrame made from it, since nothing is resent once it is known to be stored.
+    """
 
     client_msg_id: str
     acked: asyncio.Future[AckFrame]
@@ -89,10 +101,11 @@ class Outgoing:
 
 class ChatClient:
     def __init__(self, connector: Connector, session: AuthSession, *, policy: BackoffPolicy | None = None,
-                 sleep: Sleep = asyncio.sleep, request_timeout: float = 15.0, history_page: int = 50) -> None:
+                 sleep: Sleep = asyncio.sleep, clock: Clock = local_now, request_timeout: float = 15.0,
+                 history_page: int = 50) -> None:
         self.me = session.user
         self.store = ConversationStore(session.user.id)
-        self.outbox = Outbox()
+        self.outbox = Outbox(clock)
         self.state = ClientState.OFFLINE
         self.limits: Limits | None = None
         self.online: set[int] = set()
@@ -244,6 +257,8 @@ class ChatClient:
         finally:
             reader.cancel()
             self._link = None
+            for frame in self.outbox.pending():
+                self._mark(frame.client_msg_id, PendingState.WAITING)
 
     async def _catch_up(self) -> None:
         if not self._bootstrapped:
@@ -310,8 +325,11 @@ class ChatClient:
             case _:
                 log.info("client.frame_ignored", type=type(frame).__name__)
 
-    def _add(self, messages: list[ChatMessage], source: Source) -> list[ChatMessage]:
+    def _add(self, messages: list[ChatMessage], source: Source, ack: AckFrame | None = None) -> list[ChatMessage]:
         added = self.store.add(messages)
+        for message in messages:
+            if message.sender.id == self.me.id and self.outbox.entry(message.client_msg_id) is not None:
+                self._settle(message, ack)
         by_conversation: dict[ConversationId, list[ChatMessage]] = {}
         for message in added:
             by_conversation.setdefault(conversation_of(message, self.me.id), []).append(message)
@@ -319,17 +337,38 @@ class ChatClient:
             self._hub.emit(MessagesAdded(conversation, batch, source))
         return added
 
+    def _settle(self, message: ChatMessage, ack: AckFrame | None) -> None:
+        """One's own pending ``message`` is stored: it replaces the pending entry, never resent."""
+        pending = self.outbox.drop(message.client_msg_id)
+        if pending is None:
+            return
+        self._resend_attempts.pop(message.client_msg_id, None)
+        self._hub.emit(PendingStored(pending.client_msg_id, pending.conversation, message))
+        self._resolve(message.client_msg_id, ack or AckFrame(
+            client_msg_id=message.client_msg_id, message_id=message.id, created_at=message.created_at))
+
+    def _resolve(self, client_msg_id: str, outcome: AckFrame | MessageRejected) -> None:
+        waiter = self._ack_waiters.pop(client_msg_id, None)
+        if waiter is None or waiter.done():
+            return
+        if isinstance(outcome, AckFrame):
+            waiter.set_result(outcome)
+        else:
+            waiter.set_exception(outcome)
+
+    def _mark(self, client_msg_id: str, state: PendingState, reason: str = "") -> None:
+        changed = self.outbox.mark(client_msg_id, state, reason)
+        if changed is not None:
+            self._hub.emit(PendingChanged(changed))
+
     def _on_ack(self, ack: AckFrame) -> None:
-        frame = self.outbox.ack(ack)
-        self._resend_attempts.pop(ack.client_msg_id, None)
-        if frame is not None:
-            self._add([ChatMessage(id=ack.message_id, sender=self.me, recipient_id=frame.recipient_id,
-                                   body=frame.body, created_at=ack.created_at,
-                                   client_msg_id=ack.client_msg_id)], Source.OWN)
+        pending = self.outbox.entry(ack.client_msg_id)
+        if pending is not None:
+            self._add([ChatMessage(id=ack.message_id, sender=self.me, recipient_id=pending.conversation,
+                                   body=pending.body, created_at=ack.created_at,
+                                   client_msg_id=ack.client_msg_id)], Source.OWN, ack)
         self._hub.emit(MessageAcked(ack.client_msg_id, ack.message_id, ack.duplicate))
-        waiter = self._ack_waiters.pop(ack.client_msg_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(ack)
+        self._resolve(ack.client_msg_id, ack)
 
     def _on_error(self, error: ErrorFrame) -> None:
         if self._requests.resolve(error.request_id, error):
@@ -340,12 +379,12 @@ class ChatClient:
             return
         self._hub.emit(SendFailed(error.client_msg_id, error.code, error.message, error.retryable))
         if error.retryable and error.client_msg_id in self.outbox:
+            self._mark(error.client_msg_id, PendingState.RETRYING, error.message)
             asyncio.get_running_loop().create_task(self._resend_later(error.client_msg_id))
             return
-        self.outbox.drop(error.client_msg_id)
-        waiter = self._ack_waiters.pop(error.client_msg_id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(MessageRejected(error.message))
+        # Kept (FAILED) so the user sees what was not sent and why; never resent.
+        self._mark(error.client_msg_id, PendingState.FAILED, error.message)
+        self._resolve(error.client_msg_id, MessageRejected(error.message))
 
     async def _resend_later(self, client_msg_id: str) -> None:
         attempt = self._resend_attempts.get(client_msg_id, 0) + 1
@@ -361,7 +400,8 @@ class ChatClient:
         """Queue a message for the room (``to`` None) or one user and send it if connected.
 
         It stays queued, and is resent after reconnects, until acknowledged; await
-        ``Outgoing.acked`` to know. Raises MessageRejected for an empty or too long body.
+        ``Outgoing.acked`` to know. Meanwhile it is in :meth:`pending` (PendingAdded is emitted
+        now). Raises MessageRejected for an empty or too long body.
         """
         if not body.strip():
             raise MessageRejected("the message is empty")
@@ -369,22 +409,33 @@ class ChatClient:
             raise MessageRejected(
                 f"the message has {len(body)} characters; the limit is {self.limits.max_body_chars}"
             )
-        frame = self.outbox.add(body, to)
+        pending = self.outbox.add(body, to, state=PendingState.WAITING if self._link is None else PendingState.SENDING)
         waiter: asyncio.Future[AckFrame] = asyncio.get_running_loop().create_future()
         # Nobody may await a rejection; retrieve it so asyncio does not warn about it.
         waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._ack_waiters[frame.client_msg_id] = waiter
-        await self._send_frame(frame)
-        return Outgoing(frame.client_msg_id, waiter)
+        self._ack_waiters[pending.client_msg_id] = waiter
+        self._hub.emit(PendingAdded(pending))
+        await self._send_frame(pending.frame)
+        return Outgoing(pending.client_msg_id, waiter)
 
-    async def _send_frame(self, frame: object) -> None:
+    def pending(self, conversation: ConversationId) -> list[PendingMessage]:
+        """One's own messages in ``conversation`` not stored yet (or refused), oldest first.
+
+        Show them after the conversation's stored messages; the events above keep a view current.
+        """
+        return self.outbox.messages(conversation)
+
+    async def _send_frame(self, frame: SendFrame) -> None:
         link = self._link
         if link is None:
-            return  # queued: sent after the next reconnect
+            self._mark(frame.client_msg_id, PendingState.WAITING)  # sent after the next reconnect
+            return
+        self._mark(frame.client_msg_id, PendingState.SENDING)
         try:
-            await link.send(encode(frame))  # type: ignore[arg-type]
+            await link.send(encode(frame))
         except LinkClosed:
             log.info("client.send_on_closed_link")
+            self._mark(frame.client_msg_id, PendingState.WAITING)
 
     async def load_history(self, conversation: ConversationId, *, older: bool = False) -> list[ChatMessage]:
         """Fetch a page of ``conversation`` (the newest, or the one before the oldest known).

@@ -15,6 +15,7 @@ from enum import StrEnum
 from chase.logging import get_logger
 from chase.schemas import ChatMessage, HelloFrame
 from client.core.conversations import ConversationId
+from client.core.outbox import PendingMessage
 
 
 class ClientState(StrEnum):
@@ -90,6 +91,33 @@ class SendFailed:
 
 
 @dataclass(frozen=True)
+class PendingAdded:
+    """One's own message, queued: show it at once, after the stored messages of its conversation."""
+
+    message: PendingMessage
+
+
+@dataclass(frozen=True)
+class PendingChanged:
+    """A pending message changed state (sending, waiting, retrying, or failed for good)."""
+
+    message: PendingMessage
+
+
+@dataclass(frozen=True)
+class PendingStored:
+    """A pending message is stored: ``message`` (already in the store) takes its place.
+
+    Emitted before the MessagesAdded that carries ``message``, so a view can turn the pending
+    entry into the stored message and then skip it in MessagesAdded as known by id.
+    """
+
+    client_msg_id: str
+    conversation: ConversationId
+    message: ChatMessage
+
+
+@dataclass(frozen=True)
 class ServerError:
     """An error frame not tied to one message or request (logged, shown, never fatal)."""
 
@@ -114,7 +142,7 @@ class SessionEnded:
 
 ClientEvent = (
     StateChanged | Connected | MessagesAdded | HistoryLoaded | PresenceChanged | MessageAcked
-    | SendFailed | ServerError | GaveUp | SessionEnded
+    | SendFailed | PendingAdded | PendingChanged | PendingStored | ServerError | GaveUp | SessionEnded
 )
 
 Listener = Callable[[ClientEvent], None]

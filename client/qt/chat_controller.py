@@ -22,8 +22,10 @@ from client.core.events import (
     Connected,
     GaveUp,
     MessagesAdded,
+    PendingAdded,
+    PendingChanged,
+    PendingStored,
     PresenceChanged,
-    SendFailed,
     ServerError,
     SessionEnded,
     Source,
@@ -69,7 +71,7 @@ class ChatController(QObject):
         self._viewing: ConversationId = PUBLIC
         self._loading_older = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.messages.set_messages(client.store.messages(PUBLIC))
+        self.messages.set_messages(client.store.messages(PUBLIC), client.pending(PUBLIC))
         if client.limits is not None:
             self.window.set_max_chars(client.limits.max_body_chars)
         self.window.set_status("Connected" if client.state is ClientState.CONNECTED else client.state.value)
@@ -107,6 +109,15 @@ class ChatController(QObject):
         match event:
             case MessagesAdded():
                 self._on_messages(event)
+            case PendingAdded(message=pending) if pending.conversation == self._viewing:
+                self.messages.show_pending(pending)
+                self.window.chat.scrollToBottom()  # one's own message: show it, wherever one was reading
+            case PendingChanged(message=pending) if pending.conversation == self._viewing:
+                # Sending, waiting, retrying or refused: the bubble says so (no notice needed).
+                self.messages.show_pending(pending)
+            case PendingStored(client_msg_id=client_msg_id, conversation=conversation, message=message):
+                if conversation == self._viewing:
+                    self.messages.settle(client_msg_id, message)
             case PresenceChanged(user_id=user_id, username=username, online=online):
                 self.conversations.add_user(UserRef(id=user_id, username=username), online)
                 self.conversations.set_online(user_id, online)
@@ -119,9 +130,6 @@ class ChatController(QObject):
             case StateChanged():
                 if not (event.state is ClientState.OFFLINE and self.window.retry_button.isVisible()):
                     self.window.set_status(status_text(event))
-            case SendFailed(message=message, retryable=retryable):
-                self.window.show_notice(f"Not sent yet, will retry: {message}" if retryable
-                                        else f"Not sent: {message}")
             case ServerError(message=message):
                 self.window.show_notice(message)
             case SessionEnded(reason=reason):
@@ -150,7 +158,7 @@ class ChatController(QObject):
 
     def _select(self, conversation: ConversationId) -> None:
         self._viewing = conversation
-        self.messages.set_messages(self.client.store.messages(conversation))
+        self.messages.set_messages(self.client.store.messages(conversation), self.client.pending(conversation))
         self.conversations.clear_unread(conversation)
         if not self.client.store.history_loaded(conversation):
             self._spawn(self._load(conversation, older=False))
@@ -169,9 +177,8 @@ class ChatController(QObject):
                 self._loading_older = False
 
     async def _send(self, text: str) -> None:
+        # Shown at once as pending (PendingAdded), then as stored when acknowledged.
         await self.client.send(text, self._viewing)
-        if self.client.state is not ClientState.CONNECTED:
-            self.window.show_notice("Not connected: the message will be sent when the connection is back.")
 
     def _retry(self) -> None:
         self.window.set_status("Retrying…")

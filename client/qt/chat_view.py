@@ -5,10 +5,14 @@ delegate measures each bubble for the current width (so resizing re-wraps) and d
 header with ``QPainter.drawText`` and the body through a QTextDocument filled with
 ``setPlainText``: neither ever interprets markup. The document wraps at word boundaries and
 breaks a word only when it is longer than a line (a pasted URL).
+
+One's own messages not stored yet are drawn faded, with what is happening to them where the
+time would be; one the server refused is drawn in red with the reason.
 """
 
 from __future__ import annotations
 
+from client.core.outbox import PendingState
 from client.qt.models import MessageRoles
 from client.qt.qt import (
     QAbstractItemView,
@@ -34,6 +38,14 @@ MARGIN = 10      # between a bubble and the view's edge
 MAX_SHARE = 0.75  # a bubble takes at most this share of the width
 OWN_COLOUR = QColor("#d7ecff")
 OTHER_COLOUR = QColor("#f0f0f0")
+HEADER_COLOUR = QColor("#555555")
+# Not stored yet: a paler bubble, text faded less so it stays easy to read.
+PENDING_BUBBLE_OPACITY = 0.5
+PENDING_TEXT_OPACITY = 0.7
+FAILED_COLOUR = QColor("#fde4e4")
+FAILED_HEADER_COLOUR = QColor("#b00020")
+# The header (sender and time, or a pending message's status) wraps if a reason is long.
+HEADER_FLAGS = Qt.TextFlag.TextWordWrap.value
 
 
 def body_document(text: str, font: QFont, width: int) -> QTextDocument:
@@ -54,21 +66,27 @@ class MessageDelegate(QStyledItemDelegate):
         super().__init__(view)
         self._view = view
 
-    def _header_font(self, base: QFont) -> QFont:
+    @staticmethod
+    def _header_font(base: QFont, index: QModelIndex) -> QFont:
         font = QFont(base)
         font.setBold(True)
+        font.setItalic(bool(index.data(MessageRoles.PENDING)))
         font.setPointSizeF(max(6.0, base.pointSizeF() * 0.9))
         return font
 
     def _bubble_width(self) -> int:
         return max(80, int((self._view.viewport().width() - 2 * MARGIN) * MAX_SHARE))
 
+    @staticmethod
+    def _header(index: QModelIndex) -> str:
+        return f"{index.data(MessageRoles.SENDER)}  {index.data(MessageRoles.TIME)}"
+
     def _layout(self, option: QStyleOptionViewItem,
                 index: QModelIndex) -> tuple[QRect, QRect, QRect, QTextDocument]:
         """The bubble, header and body rectangles for ``index`` in ``option.rect``, and the body."""
-        header = f"{index.data(MessageRoles.SENDER)}  {index.data(MessageRoles.TIME)}"
         inner = self._bubble_width() - 2 * PAD
-        header_box = QFontMetrics(self._header_font(option.font)).boundingRect(0, 0, inner, 1000, 0, header)
+        header_box = QFontMetrics(self._header_font(option.font, index)).boundingRect(
+            0, 0, inner, 10_000, HEADER_FLAGS, self._header(index))
         body = body_document(index.data(MessageRoles.BODY) or "", option.font, inner)
         body_width = min(inner, int(body.idealWidth()) + 1)
         body_height = int(body.size().height()) + 1
@@ -88,14 +106,21 @@ class MessageDelegate(QStyledItemDelegate):
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         bubble, header_rect, body_rect, body = self._layout(option, index)
+        pending = index.data(MessageRoles.PENDING)
+        failed = pending == PendingState.FAILED
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        faded = bool(pending) and not failed
+        if faded:
+            painter.setOpacity(PENDING_BUBBLE_OPACITY)
         painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(OWN_COLOUR if index.data(MessageRoles.OWN) else OTHER_COLOUR)
+        painter.setBrush(FAILED_COLOUR if failed else OWN_COLOUR if index.data(MessageRoles.OWN) else OTHER_COLOUR)
         painter.drawRoundedRect(bubble, 8, 8)
-        painter.setPen(QColor("#555555"))
-        painter.setFont(self._header_font(option.font))
-        painter.drawText(header_rect, 0, f"{index.data(MessageRoles.SENDER)}  {index.data(MessageRoles.TIME)}")
+        if faded:
+            painter.setOpacity(PENDING_TEXT_OPACITY)
+        painter.setPen(FAILED_HEADER_COLOUR if failed else HEADER_COLOUR)
+        painter.setFont(self._header_font(option.font, index))
+        painter.drawText(header_rect, HEADER_FLAGS, self._header(index))
         painter.translate(body_rect.topLeft())
         body.drawContents(painter)
         painter.restore()

@@ -1,7 +1,7 @@
 """Qt item models for the sidebar and the chat view. They hold data, never widgets.
 
 Every mutation is bracketed by begin/end calls so views update row by row (and keep their
-scroll position) instead of resetting.
+scroll position) instead of resetting; only switching to another conversation resets.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from chase.schemas import ChatMessage, UserRef
 from client.core.conversations import PUBLIC, ConversationId
+from client.core.outbox import PendingMessage, PendingState
 from client.qt.qt import QAbstractListModel, QColor, QFont, QIcon, QModelIndex, QPainter, QPixmap, Qt
 
 ROOM_TITLE = "All"
@@ -30,7 +31,11 @@ class MessageRoles:
     SENDER = UserRole + 12
     BODY = UserRole + 13
     OWN = UserRole + 14
+    #: The meta line after the sender: the time of day, or what is happening to a pending message.
     TIME = UserRole + 15
+    #: The PendingState of a message not stored yet; None for a stored message.
+    PENDING = UserRole + 16
+    CLIENT_MSG_ID = UserRole + 17
 
 
 @dataclass
@@ -149,8 +154,20 @@ class ConversationListModel(QAbstractListModel):
         self.dataChanged.emit(index, index)
 
 
+def pending_label(pending: PendingMessage) -> str:
+    """The meta line of a message not stored yet, in place of its time."""
+    if pending.state is PendingState.SENDING:
+        return "sending…"
+    if pending.state is PendingState.WAITING:
+        return "not sent yet — will retry when connected"
+    if pending.state is PendingState.RETRYING:
+        return f"not sent yet — will retry: {pending.reason}"
+    return f"not sent: {pending.reason}"
+
+
 class MessageListModel(QAbstractListModel):
-    """The messages of the open conversation, oldest first, each once (by id).
+    """The messages of the open conversation: stored ones oldest first, each once (by id), then
+    one's own messages not stored yet (pending), in the order they were sent.
 
     Bodies are returned as plain strings for the delegate to draw as plain text: nothing a
     user typed is ever interpreted as HTML.
@@ -161,13 +178,16 @@ class MessageListModel(QAbstractListModel):
         self._me_id = me_id
         self._messages: list[ChatMessage] = []
         self._ids: set[int] = set()
+        self._pending: list[PendingMessage] = []  # rows after the stored ones
 
     def rowCount(self, parent: QModelIndex = _ROOT) -> int:  # noqa: N802 - Qt's name
-        return 0 if parent.isValid() else len(self._messages)
+        return 0 if parent.isValid() else len(self._messages) + len(self._pending)
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
+        if index.row() >= len(self._messages):
+            return self._pending_data(self._pending[index.row() - len(self._messages)], role)
         message = self._messages[index.row()]
         own = message.sender.id == self._me_id
         if role == Qt.ItemDataRole.DisplayRole:
@@ -180,6 +200,25 @@ class MessageListModel(QAbstractListModel):
             MessageRoles.BODY: message.body,
             MessageRoles.OWN: own,
             MessageRoles.TIME: self.time_label(message),
+            MessageRoles.CLIENT_MSG_ID: message.client_msg_id,
+        }.get(role)
+
+    @staticmethod
+    def _pending_data(pending: PendingMessage, role: int) -> object:
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"You  {pending_label(pending)}\n{pending.body}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            written = pending.queued_at.astimezone().strftime("%H:%M:%S")
+            if pending.state is PendingState.FAILED:
+                return f"Written at {written}; the server refused it: {pending.reason}"
+            return f"Written at {written}; not stored on the server yet"
+        return {
+            MessageRoles.SENDER: "You",
+            MessageRoles.BODY: pending.body,
+            MessageRoles.OWN: True,
+            MessageRoles.TIME: pending_label(pending),
+            MessageRoles.PENDING: pending.state,
+            MessageRoles.CLIENT_MSG_ID: pending.client_msg_id,
         }.get(role)
 
     def sender_label(self, message: ChatMessage) -> str:
@@ -190,11 +229,12 @@ class MessageListModel(QAbstractListModel):
         """The local time of day the message was stored."""
         return message.created_at.astimezone().strftime("%H:%M")
 
-    def set_messages(self, messages: list[ChatMessage]) -> None:
-        """Show another conversation's messages (already in id order)."""
+    def set_messages(self, messages: list[ChatMessage], pending: list[PendingMessage] | None = None) -> None:
+        """Show another conversation: its stored messages (in id order), then its pending ones."""
         self.beginResetModel()
         self._messages = list(messages)
         self._ids = {m.id for m in messages}
+        self._pending = list(pending or [])
         self.endResetModel()
 
     def add(self, messages: list[ChatMessage]) -> int:
@@ -211,8 +251,50 @@ class MessageListModel(QAbstractListModel):
             added += 1
         return added
 
+    def show_pending(self, pending: PendingMessage) -> None:
+        """Append a new pending message as the last row, or update the one with its id."""
+        row = self._pending_row(pending.client_msg_id)
+        if row is None:
+            row = self.rowCount()
+            self.beginInsertRows(QModelIndex(), row, row)
+            self._pending.append(pending)
+            self.endInsertRows()
+            return
+        self._pending[row - len(self._messages)] = pending
+        index = self.index(row)
+        self.dataChanged.emit(index, index)
+
+    def settle(self, client_msg_id: str, message: ChatMessage) -> None:
+        """The pending message is stored: show ``message`` in its place in id order, once."""
+        row = self._pending_row(client_msg_id)
+        stored = len(self._messages)
+        if row == stored and message.id not in self._ids and (not self._messages or self._messages[-1].id < message.id):
+            # The usual case: the first pending row is exactly where the stored message goes,
+            # so the same row turns into it (no row moves, the view keeps its place).
+            self._pending.pop(0)
+            self._messages.append(message)
+            self._ids.add(message.id)
+            index = self.index(row)
+            self.dataChanged.emit(index, index)
+            return
+        if row is not None:
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._pending[row - stored]
+            self.endRemoveRows()
+        self.add([message])
+
+    def _pending_row(self, client_msg_id: str) -> int | None:
+        return next((len(self._messages) + i for i, p in enumerate(self._pending)
+                     if p.client_msg_id == client_msg_id), None)
+
     def message_ids(self) -> list[int]:
+        """The ids of the stored messages shown, in row order."""
         return [m.id for m in self._messages]
 
     def bodies(self) -> list[str]:
+        """The bodies of the stored messages shown, in row order (pending ones excluded)."""
         return [m.body for m in self._messages]
+
+    def pending(self) -> list[PendingMessage]:
+        """The pending messages shown after the stored ones, in row order."""
+        return list(self._pending)

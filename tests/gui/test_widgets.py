@@ -9,6 +9,7 @@ from typing import Any
 
 from chase.schemas import ChatMessage, UserRef
 from client.core.conversations import PUBLIC
+from client.core.outbox import PendingMessage, PendingState
 from client.qt.chat_view import body_document
 from client.qt.main_window import MessageInput
 from client.qt.models import ConversationListModel, ConversationRoles, MessageListModel, MessageRoles
@@ -37,6 +38,60 @@ def test_message_model_keeps_each_message_once_in_id_order(qapp: Any, qtbot: Any
     own = model.index(model.rowCount() - 1)
     assert own.data(MessageRoles.OWN) is True and own.data(MessageRoles.SENDER) == "You"
     assert own.data(MessageRoles.BODY) == "<i>mine</i>"
+
+
+def pending(cmid: str, body: str, state: PendingState = PendingState.SENDING, reason: str = "") -> PendingMessage:
+    return PendingMessage(cmid, PUBLIC, body, datetime(2026, 1, 1, 12, 31, tzinfo=UTC), state, reason)
+
+
+def test_pending_messages_show_after_the_stored_ones_and_turn_into_them_in_place(qapp: Any) -> None:
+    model = MessageListModel(ME.id)
+    model.set_messages([msg(2), msg(5)], [pending("p1", "first <b>mine</b>")])
+    changes: list[tuple[str, int]] = []
+    model.rowsInserted.connect(lambda _parent, first, _last: changes.append(("inserted", first)))
+    model.rowsRemoved.connect(lambda _parent, first, _last: changes.append(("removed", first)))
+    model.dataChanged.connect(lambda top, _bottom: changes.append(("changed", top.row())))
+    model.show_pending(pending("p2", "second", PendingState.WAITING))
+    row = model.index(3)
+    assert (row.data(MessageRoles.BODY), row.data(MessageRoles.SENDER), row.data(MessageRoles.OWN)) == (
+        "second", "You", True)
+    assert row.data(MessageRoles.PENDING) is PendingState.WAITING and row.data(MessageRoles.MESSAGE_ID) is None
+    assert row.data(MessageRoles.TIME) == "not sent yet — will retry when connected"
+    assert model.index(2).data(MessageRoles.TIME) == "sending…"
+    assert model.index(2).data(MessageRoles.BODY) == "first <b>mine</b>"  # plain text, as typed
+    # A state change updates the row where it is.
+    model.show_pending(pending("p2", "second", PendingState.RETRYING, "try again shortly"))
+    assert model.index(3).data(MessageRoles.TIME) == "not sent yet — will retry: try again shortly"
+    # Stored (newest id, first pending): the same row becomes the stored message.
+    model.settle("p1", msg(7, ME, "first <b>mine</b>"))
+    assert model.message_ids() == [2, 5, 7] and [p.client_msg_id for p in model.pending()] == ["p2"]
+    assert model.index(2).data(MessageRoles.PENDING) is None and model.index(2).data(MessageRoles.TIME) == "12:30"
+    assert model.rowCount() == 4 and changes == [("inserted", 3), ("changed", 3), ("changed", 2)]
+    # A newer message (id 10) came first, so the stored form of p2 (id 9) goes above it, in id
+    # order, once, whatever copy arrives later.
+    model.add([msg(10)])
+    changes.clear()
+    model.settle("p2", msg(9, ME, "second"))
+    model.add([msg(9, ME, "second")])
+    assert model.message_ids() == [2, 5, 7, 9, 10] and model.pending() == []
+    assert model.bodies()[-2:] == ["second", "hi"] and model.rowCount() == 5
+    assert changes == [("removed", 4), ("inserted", 3)]
+
+
+def test_a_failed_message_says_why_and_a_stored_one_arriving_early_is_shown_once(qapp: Any) -> None:
+    model = MessageListModel(ME.id)
+    model.set_messages([msg(2)])
+    model.show_pending(pending("p1", "to nobody", PendingState.FAILED, "the recipient does not exist"))
+    model.show_pending(pending("p2", "hello"))
+    failed = model.index(1)
+    assert failed.data(MessageRoles.TIME) == "not sent: the recipient does not exist"
+    assert "refused it: the recipient does not exist" in failed.data(Qt.ItemDataRole.ToolTipRole)
+    assert failed.data(Qt.ItemDataRole.DisplayRole) == "You  not sent: the recipient does not exist\nto nobody"
+    # p2's stored message was already shown (a sync came first): its pending row just goes.
+    model.add([msg(3, ME, "hello")])
+    model.settle("p2", msg(3, ME, "hello"))
+    assert model.message_ids() == [2, 3] and [p.client_msg_id for p in model.pending()] == ["p1"]
+    assert model.rowCount() == 3
 
 
 def test_bodies_are_laid_out_as_plain_text_never_html(qapp: Any) -> None:

@@ -1,8 +1,8 @@
 """The chat client's connection logic against an in-memory gateway that implements the port.
 
 The fake speaks the real frames (chase.schemas) and keeps the server's promises: ids in commit
-order, dedupe by (sender, client_msg_id), sync after an id, history newest first. The real
-gateway is exercised in tests/integration/test_client_core.py.
+order, dedupe by (sender, client_msg_id), the ack before the sender's own copy, sync after an
+id, history newest first. The real gateway is exercised in tests/integration/test_client_core.py.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from chase.schemas import (
     AckFrame,
     ChatMessage,
+    ErrorFrame,
     HelloFrame,
     HistoryFrame,
     HistoryPageFrame,
@@ -32,13 +33,24 @@ from client.core.backoff import BackoffPolicy
 from client.core.chat import ChatClient
 from client.core.conversations import PUBLIC
 from client.core.errors import MessageRejected, ServerUnreachable, SessionExpired
-from client.core.events import ClientState, GaveUp, MessagesAdded, SessionEnded, Source
+from client.core.events import (
+    ClientState,
+    GaveUp,
+    MessagesAdded,
+    PendingAdded,
+    PendingChanged,
+    PendingStored,
+    SessionEnded,
+    Source,
+)
+from client.core.outbox import PendingMessage, PendingState
 from client.core.transport import Connector, Link, LinkClosed
 from tests.helpers import wait_until
 
 ALICE = UserRef(id=1, username="alice")
 BOB = UserRef(id=2, username="bob")
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+WRITTEN = datetime(2026, 1, 1, 9, 30).astimezone()  # the injected local clock
 
 
 class FakeLink(Link):
@@ -74,6 +86,10 @@ class FakeGateway(Connector):
         self.store_up = True
         self.revoked = False
         self.received: list[SendFrame] = []
+        #: Sends received while ``store_up`` is False, until :meth:`store_held`.
+        self.held: list[tuple[FakeLink, SendFrame]] = []
+        #: When set, every send is answered with this error (its client_msg_id filled in).
+        self.refusal: ErrorFrame | None = None
         self.max_body = 100
 
     async def connect(self, token: str) -> Link:
@@ -87,18 +103,29 @@ class FakeGateway(Connector):
         link.push(encode(HelloFrame(user=ALICE, session_id="s1", limits=limits, online_user_ids=[1])))
         return link
 
-    def post(self, sender: UserRef, body: str, to: int | None = None, cmid: str | None = None) -> ChatMessage:
+    def post(self, sender: UserRef, body: str, to: int | None = None, cmid: str | None = None,
+             *, acked_on: FakeLink | None = None) -> ChatMessage:
+        """Store a message (once per sender and cmid), ack it on ``acked_on``, then fan it out."""
         cmid = cmid or f"{sender.id}-{len(self.messages)}"
-        for m in self.messages:
-            if m.sender.id == sender.id and m.client_msg_id == cmid:
-                return m
-        m = ChatMessage(id=len(self.messages) + 1, sender=sender, recipient_id=to, body=body,
-                        created_at=T0, client_msg_id=cmid)
-        self.messages.append(m)
+        known = next((m for m in self.messages if m.sender.id == sender.id and m.client_msg_id == cmid), None)
+        m = known or ChatMessage(id=len(self.messages) + 1, sender=sender, recipient_id=to, body=body,
+                                 created_at=T0, client_msg_id=cmid)
+        if known is None:
+            self.messages.append(m)
+        if acked_on is not None:
+            acked_on.push(encode(AckFrame(client_msg_id=cmid, message_id=m.id, created_at=m.created_at,
+                                          duplicate=known is not None)))
         for link in self.links:
             if not link.closed:
                 link.push(encode(MessageFrame(message=m)))
         return m
+
+    def store_held(self, *, ack: bool) -> None:
+        """Store the held sends; without ``ack`` as if the acks were lost with the link."""
+        for link, frame in self.held:
+            self.post(link.user, frame.body, frame.recipient_id, frame.client_msg_id,
+                      acked_on=link if ack else None)
+        self.held = []
 
     def drop(self, code: int = 1006) -> None:
         for link in self.links:
@@ -110,11 +137,12 @@ class FakeGateway(Connector):
         frame = decode_client_frame(text)
         if isinstance(frame, SendFrame):
             self.received.append(frame)
-            if self.store_up:
-                before = len(self.messages)
-                m = self.post(link.user, frame.body, frame.recipient_id, frame.client_msg_id)
-                link.push(encode(AckFrame(client_msg_id=m.client_msg_id, message_id=m.id,
-                                          created_at=m.created_at, duplicate=len(self.messages) == before)))
+            if self.refusal is not None:
+                link.push(encode(self.refusal.model_copy(update={"client_msg_id": frame.client_msg_id})))
+            elif self.store_up:
+                self.post(link.user, frame.body, frame.recipient_id, frame.client_msg_id, acked_on=link)
+            else:
+                self.held.append((link, frame))
         elif isinstance(frame, SyncFrame):
             newer = [m for m in self.messages if m.id > frame.after_id]
             link.push(encode(SyncPageFrame(request_id=frame.request_id, messages=newer[: frame.limit],
@@ -153,7 +181,7 @@ SESSION = AuthSession(token="tok-alice", session_id="s1", user=ALICE, expires_at
 def make_client(gateway: FakeGateway, sleeps: Sleeps | None = None, attempts: int = 5,
                 page: int = 50) -> tuple[ChatClient, list[object]]:
     client = ChatClient(gateway, SESSION, policy=BackoffPolicy(base=1, cap=8, max_attempts=attempts),
-                        sleep=sleeps or Sleeps(), history_page=page)
+                        sleep=sleeps or Sleeps(), clock=lambda: WRITTEN, history_page=page)
     events: list[object] = []
     client.subscribe(events.append)
     return client, events
@@ -287,4 +315,128 @@ async def test_too_long_or_empty_messages_are_refused_before_sending() -> None:
     with pytest.raises(MessageRejected):
         await client.send("   \n")
     assert gateway.received == [] and len(client.outbox) == 0
+    await client.close()
+
+
+# --- one's own messages before they are stored (pending) -------------------------------------
+
+
+def pending_events(events: list[object]) -> list[tuple[str, str]]:
+    """(event, state) for each pending event: the life of one's own unstored messages."""
+    seen: list[tuple[str, str]] = []
+    for e in events:
+        if isinstance(e, PendingAdded | PendingChanged):
+            seen.append((type(e).__name__, e.message.state.value))
+        elif isinstance(e, PendingStored):
+            seen.append(("PendingStored", str(e.message.id)))
+    return seen
+
+
+async def test_a_sent_message_is_pending_until_its_ack_turns_it_into_the_stored_message() -> None:
+    gateway = FakeGateway()
+    client, events = make_client(gateway)
+    await client.start()
+    gateway.store_up = False  # received, not yet acknowledged
+    outgoing = await client.send("hello room")
+    assert client.pending(PUBLIC) == [PendingMessage(outgoing.client_msg_id, PUBLIC, "hello room", WRITTEN,
+                                                     PendingState.SENDING)]
+    assert client.store.messages(PUBLIC) == [] and client.pending(BOB.id) == []
+    gateway.store_up = True
+    gateway.store_held(ack=True)  # the ack, then the live copy of one's own message
+    ack = await asyncio.wait_for(outgoing.acked, 5)
+    assert ack.message_id == 1 and client.pending(PUBLIC) == []
+    gateway.post(BOB, "after")  # read after the live copy, so that copy has been handled too
+    await wait_until(lambda: ids(client) == [1, 2])
+    assert [m.body for m in client.store.messages(PUBLIC)] == ["hello room", "after"]
+    assert pending_events(events) == [("PendingAdded", "sending"), ("PendingStored", str(ack.message_id))]
+    stored = next(e for e in events if isinstance(e, PendingStored))
+    assert stored.client_msg_id == outgoing.client_msg_id and stored.conversation is PUBLIC
+    # The pending entry is replaced before MessagesAdded carries the message, which comes once.
+    after = events[events.index(stored) + 1:]
+    added = [m for e in after if isinstance(e, MessagesAdded) for m in e.messages]
+    assert [m.id for m in added] == [ack.message_id, 2]  # one's own once (the live copy dropped), then bob's
+    await client.close()
+
+
+async def test_a_message_written_offline_waits_then_is_sent_and_stored_once() -> None:
+    gateway = FakeGateway()
+    sleeps = Sleeps(hold=True)
+    client, events = make_client(gateway, sleeps)
+    await client.start()
+    gateway.up = False
+    gateway.drop()
+    await wait_until(lambda: client.state is ClientState.RECONNECTING and len(sleeps.delays) == 1)
+    outgoing = await client.send("written offline", to=BOB.id)
+    assert [(p.body, p.state) for p in client.pending(BOB.id)] == [("written offline", PendingState.WAITING)]
+    assert gateway.received == []
+    gateway.up = True
+    sleeps.gate.set()
+    ack = await asyncio.wait_for(outgoing.acked, 5)
+    await wait_until(lambda: ids(client, BOB.id) == [ack.message_id])
+    assert client.pending(BOB.id) == [] and len(client.outbox) == 0
+    assert pending_events(events) == [("PendingAdded", "waiting"), ("PendingChanged", "sending"),
+                                      ("PendingStored", str(ack.message_id))]
+    await client.close()
+
+
+async def test_a_message_stored_before_its_ack_came_is_settled_by_the_sync_not_resent() -> None:
+    gateway = FakeGateway()
+    sleeps = Sleeps(hold=True)
+    client, events = make_client(gateway, sleeps)
+    await client.start()
+    gateway.store_up = False
+    outgoing = await client.send("ack lost")
+    gateway.drop()  # the link dies before the ack...
+    await wait_until(lambda: [p.state for p in client.pending(PUBLIC)] == [PendingState.WAITING])
+    gateway.store_up = True
+    gateway.store_held(ack=False)  # ...but the message was stored
+    sleeps.gate.set()
+    ack = await asyncio.wait_for(outgoing.acked, 5)  # made from the synced message
+    assert ack.message_id == 1 and ack.client_msg_id == outgoing.client_msg_id
+    await wait_until(lambda: client.state is ClientState.CONNECTED)
+    assert ids(client) == [1] and client.pending(PUBLIC) == []
+    assert [f.client_msg_id for f in gateway.received] == [outgoing.client_msg_id]  # never resent
+    assert pending_events(events) == [("PendingAdded", "sending"), ("PendingChanged", "waiting"),
+                                      ("PendingStored", "1")]
+    await client.close()
+
+
+async def test_a_refused_message_stays_shown_as_failed_with_the_reason_and_is_never_resent() -> None:
+    gateway = FakeGateway()
+    client, events = make_client(gateway)
+    await client.start()
+    gateway.refusal = ErrorFrame(code="recipient_unknown", message="the recipient does not exist")
+    outgoing = await client.send("anyone there?", to=99)
+    with pytest.raises(MessageRejected, match="the recipient does not exist"):
+        await asyncio.wait_for(outgoing.acked, 5)
+    [failed] = client.pending(99)
+    assert (failed.state, failed.reason, failed.body) == (PendingState.FAILED, "the recipient does not exist",
+                                                          "anyone there?")
+    assert len(client.outbox) == 0 and client.outbox.pending() == []
+    gateway.refusal = None
+    gateway.drop()  # a reconnect resends what is unacknowledged: not this one
+    await wait_until(lambda: client.state is ClientState.CONNECTED and len(gateway.links) == 1)
+    await (await client.send("next")).acked
+    assert [f.body for f in gateway.received] == ["anyone there?", "next"]
+    assert [p.state for p in client.pending(99)] == [PendingState.FAILED]
+    assert pending_events(events)[:2] == [("PendingAdded", "sending"), ("PendingChanged", "failed")]
+    await client.close()
+
+
+async def test_a_retryable_refusal_shows_retrying_with_the_reason_then_the_resend_is_stored() -> None:
+    gateway = FakeGateway()
+    sleeps = Sleeps(hold=True)
+    client, events = make_client(gateway, sleeps)
+    await client.start()
+    gateway.refusal = ErrorFrame(code="unavailable", message="messages cannot be stored right now",
+                                 retryable=True)
+    outgoing = await client.send("soon")
+    await wait_until(lambda: [p.state for p in client.pending(PUBLIC)] == [PendingState.RETRYING])
+    assert client.pending(PUBLIC)[0].reason == "messages cannot be stored right now"
+    gateway.refusal = None
+    sleeps.gate.set()  # the pause before the resend is over
+    ack = await asyncio.wait_for(outgoing.acked, 5)
+    assert ids(client) == [ack.message_id] and client.pending(PUBLIC) == []
+    assert pending_events(events) == [("PendingAdded", "sending"), ("PendingChanged", "retrying"),
+                                      ("PendingChanged", "sending"), ("PendingStored", str(ack.message_id))]
     await client.close()

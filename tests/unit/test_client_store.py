@@ -1,4 +1,5 @@
-"""The local conversation store and the outbox: dedupe, id order, resend with original ids."""
+"""The local conversation store and the outbox: dedupe, id order, resend with original ids, and
+what the outbox shows of one's own messages until they are stored."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import UTC, datetime
 
 from chase.schemas import AckFrame, ChatMessage, UserRef
 from client.core.conversations import PUBLIC, ConversationStore, conversation_of
-from client.core.outbox import Outbox, new_client_msg_id
+from client.core.outbox import Outbox, PendingState, new_client_msg_id
 
 ALICE = UserRef(id=1, username="alice")
 BOB = UserRef(id=2, username="bob")
@@ -71,3 +72,34 @@ def test_client_msg_ids_are_fresh_hex() -> None:
     ids = {new_client_msg_id() for _ in range(100)}
     assert len(ids) == 100
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+
+
+def test_outbox_shows_pending_messages_per_conversation_with_their_state() -> None:
+    written = datetime(2026, 1, 1, 9, 30).astimezone()
+    outbox = Outbox(clock=lambda: written)
+    room = outbox.add("one", None, state=PendingState.SENDING)
+    private = outbox.add("two", BOB.id)
+    later = outbox.add("three", None)
+    assert outbox.messages(PUBLIC) == [room, later] and outbox.messages(BOB.id) == [private]
+    assert (private.state, private.queued_at, private.reason) == (PendingState.WAITING, written, "")
+    assert private.frame.recipient_id == BOB.id and private.frame.client_msg_id == private.client_msg_id
+    # A change is reported once; the same state again is no change.
+    retrying = outbox.mark(room.client_msg_id, PendingState.RETRYING, "try again shortly")
+    assert retrying is not None and retrying.reason == "try again shortly"
+    assert outbox.mark(room.client_msg_id, PendingState.RETRYING, "try again shortly") is None
+    assert outbox.mark("unknown", PendingState.SENDING) is None
+    assert outbox.messages(PUBLIC)[0] == retrying
+
+
+def test_a_failed_message_is_still_shown_but_never_resent_nor_revived() -> None:
+    outbox = Outbox()
+    refused = outbox.add("to nobody", 99)
+    kept = outbox.add("fine", None)
+    failed = outbox.mark(refused.client_msg_id, PendingState.FAILED, "the recipient does not exist")
+    assert failed is not None and outbox.messages(99) == [failed]
+    assert outbox.pending() == [kept.frame] and len(outbox) == 1
+    assert refused.client_msg_id not in outbox and outbox.get(refused.client_msg_id) is None
+    assert outbox.entry(refused.client_msg_id) == failed
+    # A late resend or a reconnect cannot bring it back to life.
+    assert outbox.mark(refused.client_msg_id, PendingState.SENDING) is None
+    assert outbox.drop(refused.client_msg_id) == failed and outbox.messages(99) == []
