@@ -39,6 +39,9 @@ class _UserReply(_Reply):
     id: int
     username: str
 
+    def user(self) -> UserRef:
+        return UserRef(id=self.id, username=self.username)
+
 
 class _SessionReply(_Reply):
     token: str
@@ -93,8 +96,7 @@ class AuthApi:
         if response.status_code == 409:
             raise UsernameTaken(_error(response).message or f"the name {username!r} is taken")
         _raise_for(response)
-        reply = _parse(_UserReply, response)
-        return UserRef(id=reply.id, username=reply.username)
+        return _parse(_UserReply, response).user()
 
     async def login(self, username: str, password: str) -> AuthSession:
         """Log in; the caller keeps the session and passes it to the chat client."""
@@ -116,8 +118,7 @@ class AuthApi:
     async def me(self, session: AuthSession) -> UserRef:
         response = await self._call("GET", "/users/me", token=session.token)
         _raise_for(response, authenticated=True)
-        reply = _parse(_UserReply, response)
-        return UserRef(id=reply.id, username=reply.username)
+        return _parse(_UserReply, response).user()
 
     async def users_page(self, session: AuthSession, after_id: int | None = None, limit: int = 100) -> UserPage:
         params: dict[str, int] = {"limit": limit}

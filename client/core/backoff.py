@@ -7,8 +7,12 @@ clients after a server restart, instead of having them all knock at the same ins
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+#: Waits out a delay; injected (asyncio.sleep in production) so tests need no real sleeps.
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class Random(Protocol):

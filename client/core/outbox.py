@@ -99,8 +99,8 @@ class Outbox:
 
     def get(self, client_msg_id: str) -> SendFrame | None:
         """The frame to resend for this id, or None when it is stored, unknown or FAILED."""
-        entry = self._entries.get(client_msg_id)
-        return entry.frame if entry is not None and entry.state is not PendingState.FAILED else None
+        entry = self._unacked(client_msg_id)
+        return entry.frame if entry is not None else None
 
     def pending(self) -> list[SendFrame]:
         """Every unacknowledged message, oldest first: resend them all after (re)connecting."""
@@ -114,5 +114,9 @@ class Outbox:
         return sum(e.state is not PendingState.FAILED for e in self._entries.values())
 
     def __contains__(self, client_msg_id: object) -> bool:
+        return self._unacked(client_msg_id) is not None
+
+    def _unacked(self, client_msg_id: object) -> PendingMessage | None:
+        # A FAILED entry is only shown: it is never resent and no longer counts as unacknowledged.
         entry = self._entries.get(client_msg_id) if isinstance(client_msg_id, str) else None
-        return entry is not None and entry.state is not PendingState.FAILED
+        return entry if entry is not None and entry.state is not PendingState.FAILED else None

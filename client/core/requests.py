@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import TypeVar
 
-from client.core.errors import NotConnected
+from chase.schemas import ErrorFrame, HistoryFrame, SyncFrame, encode
+from client.core.errors import ClientError, NotConnected, ProtocolFailure
+from client.core.transport import Link, LinkClosed
+
+T = TypeVar("T")
 
 
 def new_request_id() -> str:
@@ -42,3 +47,28 @@ class PendingRequests:
             if not future.done():
                 future.set_exception(NotConnected("the connection dropped"))
         self._futures.clear()
+
+    async def ask(self, link: Link | None, frame: HistoryFrame | SyncFrame, expect: type[T], timeout: float) -> T:
+        """Send ``frame`` on ``link`` and return its reply; someone must :meth:`resolve` it.
+
+        Raises NotConnected (no link, or it dropped meanwhile), ProtocolFailure (no answer in
+        ``timeout`` seconds, or not an ``expect``) or ClientError (the server refused it).
+        """
+        if link is None:
+            raise NotConnected("not connected to the server")
+        assert frame.request_id is not None
+        future = self.open(frame.request_id)
+        try:
+            await link.send(encode(frame))
+            reply = await asyncio.wait_for(future, timeout)
+        except LinkClosed:
+            raise NotConnected("the connection dropped") from None
+        except TimeoutError:
+            raise ProtocolFailure(f"no answer to {frame.type} in time") from None
+        finally:
+            self.close(frame.request_id)
+        if isinstance(reply, ErrorFrame):
+            raise ClientError(reply.message)
+        if not isinstance(reply, expect):
+            raise ProtocolFailure(f"unexpected answer to {frame.type}")
+        return reply

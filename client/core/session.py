@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from chase.schemas import UserRef
 from client.core.api import AuthApi, AuthSession
-from client.core.backoff import BackoffPolicy
-from client.core.chat import ChatClient, Sleep
+from client.core.backoff import BackoffPolicy, Sleep
+from client.core.chat import ChatClient
 from client.core.endpoints import Endpoints
 from client.core.transport import WebSocketConnector
 
