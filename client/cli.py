@@ -191,20 +191,23 @@ def format_message(message: ChatMessage, me_id: int, name_of: Callable[[int], st
 async def _follow(client: ChatClient, printer: Printer, chat: _Chat | None) -> int:
     reader = asyncio.create_task(chat.run()) if chat else None
     events = client.events()
+    next_event: asyncio.Future[ClientEvent] | None = None
     try:
         while True:
             next_event = asyncio.ensure_future(anext(events))
             waiting = {next_event} | ({reader} if reader else set())
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if reader in done:
-                next_event.cancel()
                 return reader.result()
             code = _on_event(next_event.result(), printer)
             if code is not None:
                 return code
     finally:
-        if reader:
-            reader.cancel()
+        # The generator can be closed only once the task waiting on it has unwound.
+        unfinished = [t for t in (reader, next_event) if t is not None and not t.done()]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
         await events.aclose()
 
 
