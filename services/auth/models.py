@@ -63,8 +63,21 @@ def _check_password_bytes(value: str) -> str:
     return value
 
 
-Username = Annotated[str, AfterValidator(check_username)]
-NewPassword = Annotated[str, AfterValidator(check_password)]
+# The rules in the OpenAPI schema too (json_schema_extra documents them without replacing
+# the validators' own, clearer error messages).
+Username = Annotated[
+    str,
+    AfterValidator(check_username),
+    Field(json_schema_extra={"pattern": USERNAME_PATTERN.pattern, "minLength": 3, "maxLength": 32}),
+]
+NewPassword = Annotated[
+    str,
+    AfterValidator(check_password),
+    Field(
+        description=f"At least {PASSWORD_MIN_CHARS} characters and at most {PASSWORD_MAX_BYTES} bytes in UTF-8",
+        json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": PASSWORD_MAX_BYTES},
+    ),
+]
 #: At login only the byte limit applies: the rules for new passwords may change over time.
 LoginName = Annotated[str, Field(min_length=1, max_length=64)]
 LoginPassword = Annotated[str, Field(min_length=1), AfterValidator(_check_password_bytes)]
