@@ -13,6 +13,7 @@ it is disconnected (4008 "too slow") and nobody else is held up.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Iterable
 from typing import Protocol
 
@@ -160,8 +161,11 @@ class FanOut:
         self.queue_name = routing.gateway_queue(presence.gateway_id)
         self._prefetch = prefetch
         self._by_user: dict[int, set[Connection]] = {}
-        # Binding is awaited; the lock keeps a user's connect and disconnect from interleaving.
-        self._lock = asyncio.Lock()
+        # Binding is awaited; a lock per user keeps that user's connects and disconnects from
+        # interleaving, while different users connect in parallel (a reconnect storm after a
+        # gateway restart would otherwise queue every user behind everyone else's bindings).
+        # Weak values: a lock lives only while someone holds or waits for it.
+        self._user_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._subscription: Subscription | None = None
 
     async def start(self) -> None:
@@ -189,7 +193,7 @@ class FanOut:
         Raises :class:`BusUnavailable` when the user's bindings could not be made: the caller
         must then close the connection (1013), it would miss its own acks.
         """
-        async with self._lock:
+        async with self._lock_for(conn.user_id):
             conns = self._by_user.get(conn.user_id)
             if conns is None:
                 for binding in routing.user_bindings(conn.user_id):
@@ -201,9 +205,15 @@ class FanOut:
             self._by_user.setdefault(conn.user_id, set()).add(conn)
         await self._announce(update)
 
+    def _lock_for(self, user_id: int) -> asyncio.Lock:
+        lock = self._user_locks.get(user_id)
+        if lock is None:
+            lock = self._user_locks[user_id] = asyncio.Lock()
+        return lock
+
     async def remove(self, conn: Connection) -> None:
         """Forget ``conn``; unbinds its user when it was their last connection here."""
-        async with self._lock:
+        async with self._lock_for(conn.user_id):
             conns = self._by_user.get(conn.user_id)
             if conns is None or conn not in conns:
                 return

@@ -174,3 +174,37 @@ async def test_store_status_from_the_worker_switches_sends_for_every_connection(
     await wait_until(lambda: fanout.store.available)
     [accepted] = alice.session.receive_text('{"type": "send", "client_msg_id": "c1", "body": "hi"}')
     assert accepted.routing_key == routing.MESSAGE_SUBMITTED
+
+
+class SlowBindBus(MemoryBus):
+    """An in-process bus whose bindings for one user hang until released (a slow broker)."""
+
+    def __init__(self, slow_user: int) -> None:
+        super().__init__("unit-slow")
+        self.slow_user = slow_user
+        self.release = asyncio.Event()
+
+    async def bind(self, queue_name: str, binding: str) -> None:
+        if f".{self.slow_user}." in f".{binding}.":
+            await self.release.wait()
+        await super().bind(queue_name, binding)
+
+
+async def test_one_users_slow_bindings_do_not_hold_up_another_user() -> None:
+    bus = SlowBindBus(slow_user=ALICE.id)
+    await bus.start()
+    fanout = FanOut(bus, PresenceTracker("gw-1", FakeClock(), ttl_seconds=15))
+    await fanout.start()
+    try:
+        alice = asyncio.create_task(connect(fanout, ALICE))
+        bob_conn, bob_sink = await asyncio.wait_for(connect(fanout, BOB), 5)  # not queued behind alice
+        await wait_until(lambda: any(f.type == "hello" for f in bob_sink.frames))
+        assert not alice.done()
+        bus.release.set()
+        alice_conn, _ = await asyncio.wait_for(alice, 5)
+        for conn in (alice_conn, bob_conn):
+            await fanout.remove(conn)
+            await conn.finish()
+    finally:
+        await fanout.stop()
+        await bus.close()
