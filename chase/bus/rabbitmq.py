@@ -10,14 +10,21 @@ Publishing uses one channel with publisher confirms: :meth:`RabbitBus.publish` r
 the broker's ack and raises :class:`BusUnavailable` otherwise. Each subscription has a channel
 of its own with ``basic.qos(prefetch)``, so closing it returns exactly its unacked deliveries.
 Requests use direct reply-to (``amq.rabbitmq.reply-to``) on the publishing channel.
+
+Broker connection loss: the connection is robust. While it is down every operation raises
+:class:`BusUnavailable` at once (a robust channel would otherwise wait for the reconnect with no
+bound); one that does not complete in time (the reconnect is under way) raises it after
+``publish_timeout``. Once reconnected, aio-pika re-declares the exchanges, the queues (exclusive
+ones included) with their bindings, runtime ones too, and the consumers; unacked deliveries come
+back redelivered, and the direct reply-to consumer is restarted by ``_consume_replies``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -45,6 +52,8 @@ log = get_logger(__name__)
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 _BROKER_ERRORS = (*CONNECTION_EXCEPTIONS, TimeoutError)
+
+_T = TypeVar("_T")
 
 
 def redact(url: str) -> str:
@@ -247,7 +256,14 @@ class RabbitBus(Bus):
     def _require(self) -> AbstractRobustConnection:
         if self._closed or self._connection is None or self._exchange is None:
             raise BusUnavailable("the RabbitMQ bus is not started or already closed")
+        if not self._connection.connected.is_set():
+            raise BusUnavailable("the broker connection is down (reconnecting)")
         return self._connection
+
+    async def _bounded(self, operation: Callable[[], Awaitable[_T]], timeout: float | None = None) -> _T:
+        """Run ``operation`` for at most ``timeout`` (default ``publish_timeout``) seconds: on a
+        robust channel it would wait for a reconnect as long as that takes."""
+        return await asyncio.wait_for(operation(), self.publish_timeout if timeout is None else timeout)
 
     def _message(self, event: Event, **properties: Any) -> aio_pika.Message:
         return aio_pika.Message(
@@ -294,16 +310,29 @@ class RabbitBus(Bus):
     async def consume(self, queue: QueueSpec, handler: Handler, *, prefetch: int = 100) -> Subscription:
         connection = self._require()
         channel: AbstractChannel | None = None
-        try:
+        subscription: _RabbitSubscription | None = None
+
+        async def subscribe() -> _RabbitSubscription:
+            nonlocal channel, subscription
             channel = await connection.channel()
             await channel.set_qos(prefetch_count=max(1, prefetch))
             declared = await self._declare(channel, queue)
             subscription = _RabbitSubscription(self, channel, declared, handler)
             subscription.tag = await declared.consume(subscription.on_message)
+            return subscription
+
+        try:
+            subscription = await self._bounded(subscribe, self.connect_timeout)
         except _BROKER_ERRORS as exc:
+            if subscription is not None:
+                subscription.task.cancel()
             if channel is not None and not channel.is_closed:
-                await channel.close()
+                try:
+                    await self._bounded(channel.close)
+                except _BROKER_ERRORS:
+                    pass
             raise BusUnavailable(f"cannot consume {queue.name}: {exc!r}") from None
+        declared = subscription.queue
         self._queues[declared.name] = declared
         self._subscriptions.add(subscription)
         return subscription
@@ -319,14 +348,16 @@ class RabbitBus(Bus):
     async def bind(self, queue_name: str, binding: str) -> None:
         self._require()
         try:
-            await (await self._queue(queue_name)).bind(self.exchange_name, routing_key=binding)
+            queue = await self._queue(queue_name)
+            await self._bounded(lambda: queue.bind(self.exchange_name, routing_key=binding))
         except _BROKER_ERRORS as exc:
             raise BusUnavailable(f"cannot bind {queue_name} to {binding}: {exc!r}") from None
 
     async def unbind(self, queue_name: str, binding: str) -> None:
         self._require()
         try:
-            await (await self._queue(queue_name)).unbind(self.exchange_name, routing_key=binding)
+            queue = await self._queue(queue_name)
+            await self._bounded(lambda: queue.unbind(self.exchange_name, routing_key=binding))
         except _BROKER_ERRORS as exc:
             raise BusUnavailable(f"cannot unbind {queue_name} from {binding}: {exc!r}") from None
 

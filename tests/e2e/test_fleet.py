@@ -23,7 +23,7 @@ from chase.tls import client_context
 from services.auth.client import AuthClient
 from tests.e2e.processes import Processes, processes, wait_for_ports
 from tests.helpers import unused_port, wait_until
-from tests.integration.system import TestClient
+from tests.integration.system import TestClient, delete_namespace
 
 PASSWORD = "correct horse battery staple"
 
@@ -59,7 +59,7 @@ async def fleet(tmp_path: Path, mariadb_url: str, amqp_url: str, bus_namespace: 
             yield Fleet(procs, auth, dev_certs / "ca.pem", mariadb_url, gw1_port, gw2_port)
         finally:
             await auth.aclose()
-            await _delete_namespace(amqp_url, bus_namespace)
+            await delete_namespace(amqp_url, set(), bus_namespace)
 
 
 class Fleet:
@@ -85,18 +85,6 @@ class Fleet:
 
     def proc(self, name: str):  # noqa: ANN201
         return next(p for p in self.procs.procs if p.name == name)
-
-
-async def _delete_namespace(amqp_url: str, namespace: str) -> None:
-    import aio_pika
-
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for queue in ("persistence.submitted", "persistence.history", "dead-letter"):
-            await channel.queue_delete(f"{namespace}.{queue}")
-        for exchange in ("events", "dead-letter"):
-            await channel.exchange_delete(f"{namespace}.{exchange}")
 
 
 def _bodies(client: TestClient) -> list[str]:

@@ -155,13 +155,19 @@ class System:
             yield TestClient(ws)
 
 
-async def _cleanup_rabbit(amqp_url: str, queues: set[str], namespace: str) -> None:
+#: Queues every namespace may have, whoever declared them (a bus's own list misses a queue
+#: another bus of the same namespace declared).
+WELL_KNOWN_QUEUES = ("persistence.submitted", "persistence.history", "dead-letter")
+
+
+async def delete_namespace(amqp_url: str, queues: set[str], namespace: str) -> None:
+    """Delete a test namespace from the real broker: its queues and its exchanges."""
     import aio_pika
 
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        for name in queues:
+        for name in queues | {f"{namespace}.{q}" for q in WELL_KNOWN_QUEUES}:
             await channel.queue_delete(name)
         for exchange in ("events", "dead-letter"):
             await channel.exchange_delete(f"{namespace}.{exchange}")
@@ -243,4 +249,4 @@ async def running_system(
             await persistence_engine.dispose()
         await engine.dispose()
         if amqp_url is not None:
-            await _cleanup_rabbit(amqp_url, declared, namespace)
+            await delete_namespace(amqp_url, declared, namespace)

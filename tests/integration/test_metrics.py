@@ -26,7 +26,7 @@ from chase.tls import client_context
 from services.auth.client import AuthRejected
 from services.gateway.settings import GatewaySettings
 from tests.helpers import port_open, unused_port, wait_until
-from tests.integration.system import System, _cleanup_rabbit, running_system
+from tests.integration.system import System, delete_namespace, running_system
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -155,4 +155,4 @@ async def test_chase_gateway_alone_serves_its_metrics_on_the_metrics_port(
     finally:
         gateway.cancel()
         await asyncio.gather(gateway, return_exceptions=True)
-        await _cleanup_rabbit(amqp_url, set(), bus_namespace)
+        await delete_namespace(amqp_url, set(), bus_namespace)

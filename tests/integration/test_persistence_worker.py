@@ -33,6 +33,7 @@ from chase.store.tables import messages, users
 from services.persistence.main import PersistenceService
 from services.persistence.settings import PersistenceSettings
 from tests.helpers import wait_until
+from tests.integration.system import delete_namespace
 
 NOW = datetime(2026, 5, 6, 7, 8, 9, 654321, tzinfo=UTC)
 OBSERVER = QueueSpec("test.observer", bindings=("message.stored.#", "message.rejected.#"), durable=False)
@@ -51,18 +52,6 @@ class Stack:
     bus: Bus
     service: PersistenceService
     seen: list[Seen] = field(default_factory=list)
-
-
-async def _rabbit_cleanup(amqp_url: str, namespace: str) -> None:
-    import aio_pika
-
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for name in ("persistence.submitted", "persistence.history", "dead-letter", OBSERVER.name):
-            await channel.queue_delete(f"{namespace}.{name}")
-        for exchange in ("events", "dead-letter"):
-            await channel.exchange_delete(f"{namespace}.{exchange}")
 
 
 @pytest.fixture(params=["memory-sqlite", "memory-mariadb", "rabbit-mariadb"])
@@ -104,7 +93,7 @@ async def stack(request: pytest.FixtureRequest, bus_namespace: str) -> AsyncIter
         await bus.close()
         await engine.dispose()
         if bus_kind == "rabbit":
-            await _rabbit_cleanup(request.getfixturevalue("amqp_url"), bus_namespace)
+            await delete_namespace(request.getfixturevalue("amqp_url"), {f"{bus_namespace}.{OBSERVER.name}"}, bus_namespace)
 
 
 async def make_users(engine, *names: str) -> list[UserRef]:
