@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from datetime import UTC, datetime
 
 import pytest
+
+from chase.schemas import UserRef
 
 
 def unused_port() -> int:
@@ -38,3 +41,16 @@ async def port_open(port: int, host: str = "127.0.0.1") -> bool:
     writer.close()
     await writer.wait_closed()
     return True
+
+
+async def make_users(engine, *names: str, created_at: datetime | None = None) -> list[UserRef]:  # noqa: ANN001
+    """Insert users straight into the store (no auth service), returning their refs in order."""
+    from chase.store.tables import users
+
+    when = (created_at or datetime(2026, 1, 1, tzinfo=UTC)).replace(tzinfo=None)
+    refs = []
+    async with engine.begin() as conn:
+        for name in names:
+            result = await conn.execute(users.insert().values(username=name, password_hash="x", created_at=when))
+            refs.append(UserRef(id=result.inserted_primary_key[0], username=name))
+    return refs

@@ -9,22 +9,12 @@ import sqlalchemy as sa
 
 from chase.clock import FakeClock
 from chase.schemas import MessageSubmitted, UserRef
-from chase.store.tables import messages, users
+from chase.store.tables import messages
 from services.persistence.errors import RejectCode
 from services.persistence.store import MessageStore, Rejected, Stored
+from tests.helpers import make_users
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, 123456, tzinfo=UTC)
-
-
-async def make_users(engine, *names: str) -> list[UserRef]:
-    refs = []
-    async with engine.begin() as conn:
-        for name in names:
-            result = await conn.execute(
-                users.insert().values(username=name, password_hash="x", created_at=NOW.replace(tzinfo=None))
-            )
-            refs.append(UserRef(id=result.inserted_primary_key[0], username=name))
-    return refs
 
 
 def submit(sender: UserRef, cmid: str, body: str = "hi", to: int | None = None) -> MessageSubmitted:
@@ -42,7 +32,7 @@ def store(migrated_engine) -> MessageStore:
 
 
 async def test_batch_is_stored_in_submission_order(migrated_engine, store):
-    alice, bob = await make_users(migrated_engine, "alice", "bob")
+    alice, bob = await make_users(migrated_engine, "alice", "bob", created_at=NOW)
     batch = [submit(alice, "a1", "one"), submit(bob, "b1", "two", to=alice.id), submit(alice, "a2", "three")]
 
     results = await store.store_batch(batch)
@@ -58,7 +48,7 @@ async def test_batch_is_stored_in_submission_order(migrated_engine, store):
 
 
 async def test_resend_across_batches_returns_original(migrated_engine, store):
-    (alice,) = await make_users(migrated_engine, "alice")
+    (alice,) = await make_users(migrated_engine, "alice", created_at=NOW)
     [first] = await store.store_batch([submit(alice, "m1", "original")])
 
     [again] = await store.store_batch([submit(alice, "m1", "changed body")])
@@ -70,7 +60,7 @@ async def test_resend_across_batches_returns_original(migrated_engine, store):
 
 
 async def test_resend_within_one_batch_is_stored_once(migrated_engine, store):
-    alice, bob = await make_users(migrated_engine, "alice", "bob")
+    alice, bob = await make_users(migrated_engine, "alice", "bob", created_at=NOW)
     batch = [submit(alice, "m1", "x"), submit(bob, "m1", "same id, other sender"), submit(alice, "m1", "x")]
 
     results = await store.store_batch(batch)
@@ -82,7 +72,7 @@ async def test_resend_within_one_batch_is_stored_once(migrated_engine, store):
 
 
 async def test_unknown_recipient_rejected_without_affecting_others(migrated_engine, store):
-    alice, bob = await make_users(migrated_engine, "alice", "bob")
+    alice, bob = await make_users(migrated_engine, "alice", "bob", created_at=NOW)
     batch = [submit(alice, "m1", to=bob.id), submit(alice, "m2", to=999_999), submit(bob, "m3")]
 
     results = await store.store_batch(batch)
@@ -93,7 +83,7 @@ async def test_unknown_recipient_rejected_without_affecting_others(migrated_engi
 
 
 async def test_unknown_sender_and_bad_bodies_rejected(migrated_engine, store):
-    (alice,) = await make_users(migrated_engine, "alice")
+    (alice,) = await make_users(migrated_engine, "alice", created_at=NOW)
     ghost = UserRef(id=424242, username="ghost")
     batch = [submit(ghost, "g1"), submit(alice, "e1", "  \n\t"), submit(alice, "l1", "x" * 101), submit(alice, "ok")]
 
@@ -109,7 +99,7 @@ async def test_unknown_sender_and_bad_bodies_rejected(migrated_engine, store):
 
 
 async def test_message_to_oneself_is_allowed_and_private(migrated_engine, store):
-    alice, bob = await make_users(migrated_engine, "alice", "bob")
+    alice, bob = await make_users(migrated_engine, "alice", "bob", created_at=NOW)
     [note] = await store.store_batch([submit(alice, "n1", "note to self", to=alice.id)])
 
     assert isinstance(note, Stored)
@@ -120,7 +110,7 @@ async def test_message_to_oneself_is_allowed_and_private(migrated_engine, store)
 
 async def test_row_stored_by_another_writer_is_answered_as_duplicate(migrated_engine, store):
     # E.g. a standby worker that took over stored it: the key, not the body, decides.
-    (alice,) = await make_users(migrated_engine, "alice")
+    (alice,) = await make_users(migrated_engine, "alice", created_at=NOW)
     async with migrated_engine.begin() as conn:
         await conn.execute(
             messages.insert().values(
@@ -134,7 +124,7 @@ async def test_row_stored_by_another_writer_is_answered_as_duplicate(migrated_en
 
 
 async def test_history_pages_newest_first_with_exact_has_more(migrated_engine, store):
-    alice, bob = await make_users(migrated_engine, "alice", "bob")
+    alice, bob = await make_users(migrated_engine, "alice", "bob", created_at=NOW)
     stored = await store.store_batch([submit(alice, f"p{i}", f"public {i}") for i in range(5)])
     ids = [r.message.id for r in stored]
 
@@ -150,14 +140,14 @@ async def test_history_pages_newest_first_with_exact_has_more(migrated_engine, s
 
 
 async def test_history_page_size_is_capped(migrated_engine, store):
-    (alice,) = await make_users(migrated_engine, "alice")
+    (alice,) = await make_users(migrated_engine, "alice", created_at=NOW)
     await store.store_batch([submit(alice, f"c{i}") for i in range(60)])
     page = await store.history(alice.id, None, None, 10_000)
     assert len(page.messages) == 50 and page.has_more
 
 
 async def test_third_user_cannot_read_a_private_conversation(migrated_engine, store):
-    alice, bob, carol = await make_users(migrated_engine, "alice", "bob", "carol")
+    alice, bob, carol = await make_users(migrated_engine, "alice", "bob", "carol", created_at=NOW)
     results = await store.store_batch(
         [submit(alice, "d1", "secret", to=bob.id), submit(bob, "d2", "reply", to=alice.id), submit(carol, "pub")]
     )
@@ -175,7 +165,7 @@ async def test_third_user_cannot_read_a_private_conversation(migrated_engine, st
 
 
 async def test_sync_oldest_first_with_cursor(migrated_engine, store):
-    alice, bob, carol = await make_users(migrated_engine, "alice", "bob", "carol")
+    alice, bob, carol = await make_users(migrated_engine, "alice", "bob", "carol", created_at=NOW)
     results = await store.store_batch(
         [
             submit(alice, "s1"),
@@ -206,7 +196,7 @@ UNICODE_BODIES = [
 
 
 async def test_unicode_bodies_round_trip_byte_exact(migrated_engine, store):
-    (alice,) = await make_users(migrated_engine, "alice")
+    (alice,) = await make_users(migrated_engine, "alice", created_at=NOW)
     results = await store.store_batch([submit(alice, f"u{i}", body) for i, body in enumerate(UNICODE_BODIES)])
     assert all(isinstance(r, Stored) for r in results)
 
@@ -241,7 +231,7 @@ def _commit_elsewhere(engine, sql: str, params: tuple) -> None:
 async def test_race_with_another_writer_is_retried_as_duplicate(migrated_engine, store):
     # Another writer commits our key after our look-up and before our INSERT: the INSERT hits
     # the unique key, and the batch is run again instead of failing.
-    alice, bob = await make_users(migrated_engine, "alice", "bob")
+    alice, bob = await make_users(migrated_engine, "alice", "bob", created_at=NOW)
     fired = []
 
     def sneak_in(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001

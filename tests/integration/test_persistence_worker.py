@@ -29,10 +29,10 @@ from chase.schemas import (
 )
 from chase.store import migrate
 from chase.store.engine import create_engine
-from chase.store.tables import messages, users
+from chase.store.tables import messages
 from services.persistence.main import PersistenceService
 from services.persistence.settings import PersistenceSettings
-from tests.helpers import wait_until
+from tests.helpers import make_users, wait_until
 from tests.integration.system import delete_namespace
 
 NOW = datetime(2026, 5, 6, 7, 8, 9, 654321, tzinfo=UTC)
@@ -96,17 +96,6 @@ async def stack(request: pytest.FixtureRequest, bus_namespace: str) -> AsyncIter
             await delete_namespace(request.getfixturevalue("amqp_url"), {f"{bus_namespace}.{OBSERVER.name}"}, bus_namespace)
 
 
-async def make_users(engine, *names: str) -> list[UserRef]:
-    refs = []
-    async with engine.begin() as conn:
-        for name in names:
-            result = await conn.execute(
-                users.insert().values(username=name, password_hash="x", created_at=NOW.replace(tzinfo=None))
-            )
-            refs.append(UserRef(id=result.inserted_primary_key[0], username=name))
-    return refs
-
-
 async def submit(bus: Bus, sender: UserRef, cmid: str, body: str = "hello", to: int | None = None) -> None:
     event = MessageSubmitted(sender=sender, recipient_id=to, body=body, client_msg_id=cmid, submitted_at=NOW)
     await bus.publish(routing.MESSAGE_SUBMITTED, event)
@@ -118,7 +107,7 @@ async def count_rows(engine) -> int:
 
 
 async def test_stored_events_are_published_after_commit(stack: Stack):
-    alice, bob = await make_users(stack.engine, "alice", "bob")
+    alice, bob = await make_users(stack.engine, "alice", "bob", created_at=NOW)
     await submit(stack.bus, alice, "a1", "public hello")
     await submit(stack.bus, alice, "a2", "private hello", to=bob.id)
     await submit(stack.bus, bob, "b1", "שלום 😀 e\u0301")
@@ -139,7 +128,7 @@ async def test_stored_events_are_published_after_commit(stack: Stack):
 
 
 async def test_resend_is_acknowledged_with_the_original(stack: Stack):
-    (alice,) = await make_users(stack.engine, "alice")
+    (alice,) = await make_users(stack.engine, "alice", created_at=NOW)
     await submit(stack.bus, alice, "m1", "first")
     await wait_until(lambda: len(stack.seen) == 1)
 
@@ -153,7 +142,7 @@ async def test_resend_is_acknowledged_with_the_original(stack: Stack):
 
 
 async def test_unknown_recipient_is_rejected_to_the_sender(stack: Stack):
-    (alice,) = await make_users(stack.engine, "alice")
+    (alice,) = await make_users(stack.engine, "alice", created_at=NOW)
     await submit(stack.bus, alice, "x1", to=987_654)
     await submit(stack.bus, alice, "x2", "   ")
     await submit(stack.bus, alice, "ok")
@@ -169,7 +158,7 @@ async def test_unknown_recipient_is_rejected_to_the_sender(stack: Stack):
 
 
 async def test_foreign_event_on_the_queue_is_skipped(stack: Stack):
-    (alice,) = await make_users(stack.engine, "alice")
+    (alice,) = await make_users(stack.engine, "alice", created_at=NOW)
     await stack.bus.publish(routing.MESSAGE_SUBMITTED, SessionRevoked(user_id=alice.id, session_id="s"))
     await submit(stack.bus, alice, "after")
 
@@ -178,7 +167,7 @@ async def test_foreign_event_on_the_queue_is_skipped(stack: Stack):
 
 
 async def test_history_and_sync_over_the_bus(stack: Stack):
-    alice, bob, carol = await make_users(stack.engine, "alice", "bob", "carol")
+    alice, bob, carol = await make_users(stack.engine, "alice", "bob", "carol", created_at=NOW)
     await submit(stack.bus, alice, "p1", "public")
     await submit(stack.bus, alice, "d1", "for bob only", to=bob.id)
     await submit(stack.bus, bob, "d2", "back to alice", to=alice.id)
@@ -204,7 +193,7 @@ async def test_history_and_sync_over_the_bus(stack: Stack):
 
 async def test_stop_then_restart_loses_nothing(stack: Stack):
     # Messages submitted while no worker runs wait in the durable queue and are stored later.
-    (alice,) = await make_users(stack.engine, "alice")
+    (alice,) = await make_users(stack.engine, "alice", created_at=NOW)
     await stack.service.stop()
     for i in range(5):
         await submit(stack.bus, alice, f"w{i}", f"while stopped {i}")
