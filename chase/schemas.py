@@ -20,8 +20,11 @@ PROTOCOL_VERSION = 1
 #: The client's own id for a message, unique per sender; resending it is a no-op.
 ClientMsgId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 RequestId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
-UserId = Annotated[int, Field(ge=1)]
-MessageId = Annotated[int, Field(ge=1)]
+#: The largest id either database holds (a signed 64-bit integer on SQLite and MySQL alike).
+#: Every id a client sends is bounded by it, so nothing out of range reaches a query.
+MAX_ID = 2**63 - 1
+UserId = Annotated[int, Field(ge=1, le=MAX_ID)]
+MessageId = Annotated[int, Field(ge=1, le=MAX_ID)]
 #: Page sizes are capped by the server (``MAX_PAGE``); a client may ask for fewer.
 PageSize = Annotated[int, Field(ge=1, le=200)]
 MAX_PAGE = 200
@@ -50,6 +53,10 @@ class ChatMessage(Model):
     body: str
     created_at: datetime
     client_msg_id: ClientMsgId
+    #: The id of the message before this one in the same conversation (``None`` for the
+    #: first). A client that holds every message up to its sync cursor and receives one whose
+    #: ``prev_id`` is above that cursor and unknown to it has missed something: it syncs.
+    prev_id: MessageId | None = None
 
 
 # --- client -> gateway frames ---------------------------------------------------------------
@@ -80,7 +87,7 @@ class SyncFrame(Model):
 
     type: Literal["sync"] = "sync"
     request_id: RequestId | None = None
-    after_id: Annotated[int, Field(ge=0)] = 0
+    after_id: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
     limit: PageSize = MAX_PAGE
 
 
@@ -163,6 +170,17 @@ class PongFrame(Model):
     request_id: RequestId | None = None
 
 
+class ResyncFrame(Model):
+    """Live delivery to this connection may have missed messages: sync from your cursor now.
+
+    Sent when the gateway's broker subscription was re-established (events published while it
+    was down never reached this gateway). The connection stays open.
+    """
+
+    type: Literal["resync"] = "resync"
+    reason: str
+
+
 class ErrorFrame(Model):
     """A request failed; ``code`` is stable (see ``services/gateway/errors.py``)."""
 
@@ -176,7 +194,15 @@ class ErrorFrame(Model):
 
 
 ServerFrame = Annotated[
-    HelloFrame | AckFrame | MessageFrame | PresenceFrame | HistoryPageFrame | SyncPageFrame | PongFrame | ErrorFrame,
+    HelloFrame
+    | AckFrame
+    | MessageFrame
+    | PresenceFrame
+    | HistoryPageFrame
+    | SyncPageFrame
+    | PongFrame
+    | ResyncFrame
+    | ErrorFrame,
     Field(discriminator="type"),
 ]
 
@@ -272,7 +298,7 @@ class HistoryQuery(Model):
 class SyncQuery(Model):
     type: Literal["sync.query"] = "sync.query"
     viewer_id: UserId
-    after_id: Annotated[int, Field(ge=0)]
+    after_id: Annotated[int, Field(ge=0, le=MAX_ID)]
     limit: PageSize
 
 
