@@ -15,6 +15,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
 
 from prometheus_client import start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,6 +27,10 @@ from chase.logging import get_logger
 from chase.store import migrate
 from chase.store.engine import check_reachable, create_engine
 from chase.tls import ensure_dev_certs
+
+if TYPE_CHECKING:
+    from services.auth.settings import AuthSettings
+    from services.gateway.settings import GatewaySettings
 
 log = get_logger("chase.serve")
 
@@ -110,7 +115,7 @@ async def serve_all() -> None:
     from services.persistence.settings import PersistenceSettings
 
     auth_settings = load(AuthSettings)
-    gateway_settings = load(GatewaySettings)
+    gateway_settings = beside(load(GatewaySettings), auth_settings)
     persistence_settings = load(PersistenceSettings)
     ensure_certs(auth_settings)
     async with AsyncExitStack() as stack:
@@ -122,6 +127,28 @@ async def serve_all() -> None:
             lambda: _run_auth(auth_settings, engine, bus),
             lambda: _run_gateway(gateway_settings, bus),
         )
+
+
+def beside(gateway_settings: GatewaySettings, auth_settings: AuthSettings) -> GatewaySettings:
+    """The gateway settings of ``chase serve``: its gateway checks tokens with the auth service
+    of the same process (``CHASE_AUTH_HOST`` / ``CHASE_AUTH_PORT``), unless
+    ``CHASE_GATEWAY_AUTH_URL`` is set. Never a default URL, where another system may listen.
+
+    Raises :class:`ConfigError` when the auth port is 0 (no address known in advance).
+    """
+    if "auth_url" in gateway_settings.model_fields_set:
+        return gateway_settings
+    if auth_settings.port == 0:
+        raise ConfigError(
+            "CHASE_AUTH_PORT: `chase serve` needs a fixed auth port (its gateway must know where "
+            "to check tokens), or set CHASE_GATEWAY_AUTH_URL"
+        )
+    host = auth_settings.host
+    if host in ("", "0.0.0.0", "::"):  # listening everywhere: reach it on this machine
+        host = "::1" if host == "::" else "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return gateway_settings.model_copy(update={"auth_url": f"https://{host}:{auth_settings.port}"})
 
 
 async def serve_auth() -> None:

@@ -20,7 +20,11 @@ class GatewaySettings(CommonSettings):
 
     host: str = Field("127.0.0.1", description="Address the WebSocket server listens on")
     port: int = Field(8765, ge=0, le=65535, description="WebSocket (wss://) port; 0 picks a free one")
-    auth_url: str = Field("https://127.0.0.1:8443", description="Base URL of the auth service")
+    auth_url: str = Field(
+        "https://127.0.0.1:8443",
+        description="Base URL of the auth service; under `chase serve`, unset means the auth service "
+        "of the same process (CHASE_AUTH_HOST, CHASE_AUTH_PORT)",
+    )
     # One word of a routing key: it names this gateway's queue and presence events.
     gateway_id: str = Field(
         default_factory=_random_gateway_id,

@@ -1,5 +1,8 @@
 """`chase serve` as a real process: the whole system on the embedded default, as `make run`
-starts it, reached over verified TLS, and stopped cleanly by Ctrl-C (SIGINT)."""
+starts it, reached over verified TLS, and stopped cleanly by Ctrl-C (SIGINT).
+
+Every port is moved off its default and nothing else is said: the gateway must find the auth
+service it runs beside on its own (a default URL would reach whatever listens on 8443)."""
 
 from __future__ import annotations
 
@@ -21,23 +24,23 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 async def served(tmp_path: Path, dev_certs: Path):
-    auth_port, gateway_port = unused_port(), unused_port()
+    auth_port, gateway_port, metrics_port = unused_port(), unused_port(), unused_port()
     env = {
         "CHASE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'chase.db'}",
         "CHASE_CERTS_DIR": str(dev_certs),
         "CHASE_AUTH_PORT": str(auth_port),
         "CHASE_AUTH_BCRYPT_ROUNDS": "4",
         "CHASE_GATEWAY_PORT": str(gateway_port),
-        "CHASE_GATEWAY_AUTH_URL": f"https://127.0.0.1:{auth_port}",
+        "CHASE_METRICS_PORT": str(metrics_port),
     }
     with processes(tmp_path, **env) as procs:
         serve = procs.start("serve", "serve")
-        await wait_for_ports(procs, auth_port, gateway_port)
-        yield serve, auth_port, gateway_port, dev_certs / "ca.pem"
+        await wait_for_ports(procs, auth_port, gateway_port, metrics_port)
+        yield serve, auth_port, gateway_port, metrics_port, dev_certs / "ca.pem"
 
 
 async def test_serve_is_the_whole_system_over_verified_tls(served) -> None:  # noqa: ANN001
-    serve, auth_port, gateway_port, ca = served
+    serve, auth_port, gateway_port, metrics_port, ca = served
     async with httpx.AsyncClient(verify=client_context(ca)) as http:
         spec = await http.get(f"https://127.0.0.1:{auth_port}/openapi.json")
         assert spec.status_code == 200 and "/api/v1/sessions" in spec.json()["paths"]
@@ -67,6 +70,15 @@ async def test_serve_is_the_whole_system_over_verified_tls(served) -> None:  # n
         ack = await alice_ws.expect("ack")
         frame = await bob_ws.expect("message", lambda f: f.message.id == ack.message_id)
         assert frame.message.body == "hi bob 👋" and frame.message.sender.username == "alice"
+        await bob_ws.send_frame(type="send", client_msg_id="all-1", recipient_id=None, body="hello room")
+        room_ack = await bob_ws.expect("ack")
+        frame = await alice_ws.expect("message", lambda f: f.message.id == room_ack.message_id)
+        assert frame.message.recipient_id is None and frame.message.sender.username == "bob"
+
+    async with httpx.AsyncClient(verify=client_context(ca)) as http:
+        scrape = await http.get(f"https://127.0.0.1:{metrics_port}/metrics")
+        assert scrape.status_code == 200
+        assert 'chase_gateway_connections_total{outcome="accepted"} 2.0' in scrape.text
 
     serve.signal(signal.SIGINT)
     assert serve.wait(20) == 0, serve.tail()
