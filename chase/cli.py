@@ -132,11 +132,15 @@ def _gateway(_: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     from chase.store import migrate
-    from chase.store.engine import check_reachable, create_engine
+    from chase.store.engine import check_reachable, create_engine, ensure_database
 
     settings = load(CommonSettings)
 
     async def run() -> None:
+        if not args.down:
+            created = await ensure_database(settings.database_url)
+            if created:
+                print(created)
         engine = create_engine(settings.database_url)
         try:
             await check_reachable(engine)

@@ -25,7 +25,7 @@ from chase.bus.factory import create_bus
 from chase.config import CommonSettings, ConfigError
 from chase.logging import get_logger
 from chase.store import migrate
-from chase.store.engine import check_reachable, create_engine
+from chase.store.engine import check_reachable, create_engine, ensure_database
 from chase.tls import ensure_dev_certs
 
 if TYPE_CHECKING:
@@ -37,7 +37,12 @@ log = get_logger("chase.serve")
 
 @asynccontextmanager
 async def open_engine(settings: CommonSettings, *, upgrade: bool) -> AsyncIterator[AsyncEngine]:
-    """An engine that answers (else :class:`ConfigError`), migrated to head when ``upgrade``."""
+    """An engine that answers (else :class:`ConfigError`), migrated to head when ``upgrade``
+    (a missing MySQL database is then created first)."""
+    if upgrade:
+        created = await ensure_database(settings.database_url)
+        if created:
+            log.info(created)
     engine = create_engine(settings.database_url)
     try:
         await check_reachable(engine)

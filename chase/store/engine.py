@@ -48,6 +48,67 @@ async def check_reachable(engine: AsyncEngine) -> None:
         raise ConfigError(f"CHASE_DATABASE_URL: cannot reach {safe_url}: {_first_line(exc)}") from None
 
 
+#: MySQL/MariaDB error numbers: unknown database; access denied to a database; no privilege.
+_ER_BAD_DB = 1049
+_ER_DB_ACCESS_DENIED = 1044
+_ER_DENIED = (_ER_DB_ACCESS_DENIED, 1045, 1142, 1227)
+
+
+async def ensure_database(url: str) -> str | None:
+    """On MySQL/MariaDB, create the database of ``url`` when the server says it does not exist
+    (utf8mb4, binary collation: names compare as the application compares them).
+
+    Returns one line saying what was created, or None when nothing was done (it exists, or
+    SQLite, whose file is made on first use). Raises :class:`ConfigError` with the statement
+    an administrator must run when the user may not create it, or when the server does not
+    answer.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "mysql" or not parsed.database:
+        return None
+    engine = create_engine(url)
+    try:
+        async with engine.connect():
+            return None
+    except sa.exc.DBAPIError as exc:
+        # A user without rights on a database is told "access denied" whether it exists or not.
+        errno = _mysql_errno(exc)
+        if errno not in (_ER_BAD_DB, _ER_DB_ACCESS_DENIED):
+            raise ConfigError(f"CHASE_DATABASE_URL: cannot reach {_safe(engine)}: {_first_line(exc)}") from None
+    finally:
+        await engine.dispose()
+    name = parsed.database
+    server = create_engine(parsed.set(database="").render_as_string(hide_password=False))
+    quoted = server.dialect.identifier_preparer.quote_identifier(name)
+    create = f"CREATE DATABASE IF NOT EXISTS {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    try:
+        async with server.begin() as conn:
+            await conn.execute(sa.text(create))
+    except sa.exc.DBAPIError as exc:
+        if _mysql_errno(exc) in _ER_DENIED:
+            user = parsed.username or "the user"
+            missing = "does not exist" if errno == _ER_BAD_DB else f"does not exist or {user} may not use it"
+            raise ConfigError(
+                f"CHASE_DATABASE_URL: database {quoted} {missing}, and {user} may not create it; "
+                f"as an administrator run: {create}; GRANT ALL ON {quoted}.* TO '{user}'@'%';"
+            ) from None
+        raise ConfigError(f"CHASE_DATABASE_URL: cannot create database {quoted}: {_first_line(exc)}") from None
+    finally:
+        await server.dispose()
+    if errno != _ER_BAD_DB:
+        return None  # it may have been there all along; the next connection tells
+    return f"created database {quoted} (utf8mb4, utf8mb4_bin) on {parsed.host or 'localhost'}"
+
+
+def _mysql_errno(exc: sa.exc.DBAPIError) -> int | None:
+    args = getattr(exc.orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _safe(engine: AsyncEngine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

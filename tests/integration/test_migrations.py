@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -12,6 +14,7 @@ from alembic.migration import MigrationContext
 from chase.store import migrate
 from chase.store.engine import create_engine
 from chase.store.tables import conversation_key, messages, metadata, users
+from tests.conftest import MARIADB_URL, require_service
 
 APP_TABLES = {"users", "sessions", "messages"}
 
@@ -93,3 +96,82 @@ async def test_utf8mb4_bodies_round_trip_byte_exact_on_mariadb(mariadb_engine) -
     assert [row[0] for row in rows] == BODIES
     # The server holds exactly the UTF-8 bytes (not a double-encoded or lossy copy).
     assert [row[1] for row in rows] == [body.encode("utf-8").hex().upper() for body in BODIES]
+
+
+@pytest.fixture
+def missing_database() -> Iterator[tuple[str, str]]:
+    """A MariaDB URL naming a database that does not exist yet (dropped afterwards)."""
+    require_service("MariaDB", "127.0.0.1", 3306)
+    import pymysql
+
+    name = f"chase_t_{uuid.uuid4().hex[:12]}"
+    try:
+        yield name, MARIADB_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+def _chase_migrate(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str) -> tuple[int, str, str]:
+    from chase.cli import main
+
+    monkeypatch.setenv("CHASE_DATABASE_URL", url)
+    status = main(["migrate"])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_chase_migrate_creates_a_missing_database_and_says_so(
+    missing_database: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pymysql
+
+    name, url = missing_database
+    status, out, err = _chase_migrate(monkeypatch, capsys, url)
+    assert status == 0, err
+    assert out.splitlines()[0] == f"created database `{name}` (utf8mb4, utf8mb4_bin) on 127.0.0.1"
+    admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+    try:
+        with admin.cursor() as cur:
+            cur.execute(
+                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA"
+                " WHERE SCHEMA_NAME = %s", (name,),
+            )
+            assert cur.fetchone() == ("utf8mb4", "utf8mb4_bin")
+            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (name,))
+            assert APP_TABLES <= {row[0] for row in cur.fetchall()}
+    finally:
+        admin.close()
+    # Run again: the database is there, nothing is created and nothing is said about it.
+    status, out, err = _chase_migrate(monkeypatch, capsys, url)
+    assert status == 0 and "created database" not in out, err
+
+
+def test_chase_migrate_without_the_right_to_create_says_what_to_run(
+    missing_database: tuple[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pymysql
+
+    name, url = missing_database
+    user, password = f"chase_u_{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY '{password}'")
+        limited = url.replace("root@", f"{user}:{password}@")
+        status, out, err = _chase_migrate(monkeypatch, capsys, limited)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'127.0.0.1'")
+        admin.close()
+    assert status == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    # The server tells a user without rights "access denied" whether the database exists or not.
+    assert err.startswith(
+        f"chase: CHASE_DATABASE_URL: database `{name}` does not exist or {user} may not use it, "
+        f"and {user} may not create it; as an administrator run: "
+    ), err
+    assert f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" in err
+    assert password not in err
