@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 from types import TracebackType
 
 _CHUNK = 64 * 1024
@@ -60,6 +61,13 @@ class TcpForwarder:
         await asyncio.gather(*(link.done() for link in links))
         if server is not None:
             await server.wait_closed()  # after the aborts: on newer Pythons it waits for them
+
+    def go_stale(self) -> None:
+        """Every open connection goes stale: the next bytes its client sends are dropped and the
+        connection closed (FIN), as a server closing an idle keep-alive connection does when a
+        request arrives on it at that very moment. New connections are forwarded as usual."""
+        for link in self._links:
+            link.stale = True
 
     async def restore(self) -> None:
         """Accept and forward connections again, on the same port."""
@@ -108,9 +116,11 @@ class _Link:
         upstream_writer: asyncio.StreamWriter,
     ) -> None:
         self._writers = (client_writer, upstream_writer)
+        #: Drop the client's next bytes and hang up (see TcpForwarder.go_stale).
+        self.stale = False
         loop = asyncio.get_running_loop()
         self._pumps = (
-            loop.create_task(_pump(client_reader, upstream_writer)),
+            loop.create_task(_pump(client_reader, upstream_writer, lambda: self.stale)),
             loop.create_task(_pump(upstream_reader, client_writer)),
         )
 
@@ -130,9 +140,13 @@ class _Link:
         await asyncio.gather(*self._pumps, return_exceptions=True)
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stale: Callable[[], bool] = lambda: False
+) -> None:
     with contextlib.suppress(OSError):
         while data := await reader.read(_CHUNK):
+            if stale():
+                return  # the link closes both sides
             writer.write(data)
             await writer.drain()
 

@@ -5,6 +5,7 @@ it. Failures are typed::
 
     AuthClientError
     ├── AuthUnavailable           cannot connect, timed out, or the service answered 5xx
+    │                             (a read on a stale keep-alive connection is retried once first)
     │   └── CertificateNotTrusted the server's certificate did not verify against the CA
     └── AuthRejected              a 4xx: ``status``, ``code`` (see errors.ErrorCode), ``message``
         ├── InvalidToken          401 on a token (forged, expired, revoked, missing)
@@ -35,6 +36,15 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
+
+#: How long an idle pooled connection is kept. Shorter than the auth service's own keep-alive
+#: (services.auth.main.KEEP_ALIVE_SECONDS), so the client lets go of a connection before the
+#: server closes it: with equal timeouts a request can leave on a connection the server is
+#: closing at that very moment.
+KEEPALIVE_EXPIRY_SECONDS = 4.0
+#: Reads that are retried once, on a fresh connection, after a transport failure. Only these:
+#: a POST or DELETE may have taken effect before the connection broke.
+_RETRYABLE_METHODS = frozenset({"GET"})
 
 
 class AuthClientError(Exception):
@@ -89,7 +99,11 @@ class AuthClient:
         if ssl_context is None:
             ssl_context = client_context(Path(ca_path) if ca_path is not None else None)
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), verify=ssl_context, timeout=timeout, transport=transport
+            base_url=base_url.rstrip("/"),
+            verify=ssl_context,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS),
         )
 
     async def __aenter__(self) -> AuthClient:
@@ -135,7 +149,15 @@ class AuthClient:
     async def _send(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else None
         try:
-            return await self._http.request(method, path, headers=headers, **kwargs)
+            try:
+                return await self._http.request(method, path, headers=headers, **kwargs)
+            except _STALE_CONNECTION:
+                if method not in _RETRYABLE_METHODS:
+                    raise
+                # A pooled keep-alive connection the server had already closed (or was closing
+                # as the request left): the service is most likely up. The pool has dropped the
+                # broken connection, so the second try opens a fresh one.
+                return await self._http.request(method, path, headers=headers, **kwargs)
         except httpx.ConnectError as exc:
             if _is_verification_error(exc):
                 raise CertificateNotTrusted(f"the certificate of {self._http.base_url} is not trusted") from exc
@@ -160,6 +182,11 @@ class AuthClient:
         retry_after = _retry_after(response)
         kind = on_401 if response.status_code == 401 else AuthRejected
         raise kind(response.status_code, code, message, retry_after=retry_after)
+
+
+#: What a request on a connection the server closed under it fails with: the server hung up
+#: before answering, or the socket was reset while reading or writing.
+_STALE_CONNECTION = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:

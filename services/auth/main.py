@@ -18,6 +18,11 @@ from services.auth.settings import AuthSettings
 
 log = get_logger("chase.auth")
 
+#: How long an idle keep-alive connection stays open. Longer than the pool expiry of our own
+#: client (services.auth.client.KEEPALIVE_EXPIRY_SECONDS), so a gateway's pooled connection is
+#: dropped by the gateway first and never closed under a token check.
+KEEP_ALIVE_SECONDS = 15
+
 
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signals to its owner and says where it listens."""
@@ -55,6 +60,7 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
         access_log=False,
         lifespan="off",
         server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         # Idle keep-alive clients (a gateway's token checker) must not hold up a shutdown.
         timeout_graceful_shutdown=3,
     )

@@ -16,6 +16,7 @@ from chase.store.engine import create_engine
 from chase.tls import client_context
 from services.auth import main
 from services.auth.client import (
+    KEEPALIVE_EXPIRY_SECONDS,
     AuthClient,
     AuthRejected,
     AuthUnavailable,
@@ -24,6 +25,7 @@ from services.auth.client import (
     InvalidToken,
 )
 from services.auth.settings import AuthSettings
+from tests.faults import TcpForwarder
 from tests.helpers import unused_port, wait_until
 
 
@@ -107,6 +109,41 @@ async def test_auth_client_typed_failures(server: str) -> None:
             await nobody.check_token("anything")
     with pytest.raises(ValueError, match="HTTPS only"):
         AuthClient(server.replace("https://", "http://"))
+
+
+async def test_a_token_check_survives_a_stale_keep_alive_connection(server: str, dev_certs: Path) -> None:
+    """The auth service closes an idle keep-alive connection just as a token check goes out on
+    it: the check is answered on a fresh connection, never turned into "unavailable"."""
+    port = int(server.rsplit(":", 1)[1])
+    async with TcpForwarder("127.0.0.1", port) as link, AuthClient(
+        f"https://127.0.0.1:{link.port}", ca_path=dev_certs / "ca.pem"
+    ) as client:
+        await client.register("alice", "correct horse")
+        session = await client.login("alice", "correct horse")
+        assert (await client.check_token(session.token)).session_id == session.session_id
+        assert link.accepted == 1  # one pooled connection so far
+        for round_ in range(2, 4):
+            link.go_stale()
+            info = await client.check_token(session.token)
+            assert info.session_id == session.session_id
+            assert link.accepted == round_  # the retry went out on a fresh connection
+
+
+async def test_a_write_on_a_stale_connection_is_not_repeated(server: str, dev_certs: Path) -> None:
+    """A login may have taken effect before the connection broke: it is reported, not resent."""
+    port = int(server.rsplit(":", 1)[1])
+    async with TcpForwarder("127.0.0.1", port) as link, AuthClient(
+        f"https://127.0.0.1:{link.port}", ca_path=dev_certs / "ca.pem"
+    ) as client:
+        await client.register("alice", "correct horse")
+        link.go_stale()
+        with pytest.raises(AuthUnavailable, match="no answer"):
+            await client.login("alice", "correct horse")
+        assert link.accepted == 1
+
+
+def test_the_client_lets_go_of_idle_connections_before_the_server_closes_them() -> None:
+    assert KEEPALIVE_EXPIRY_SECONDS < main.KEEP_ALIVE_SECONDS
 
 
 async def test_missing_certificate_is_one_clear_error(sqlite_url: str, tmp_path: Path) -> None:
