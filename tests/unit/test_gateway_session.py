@@ -10,6 +10,7 @@ import pytest
 from chase import routing
 from chase.clock import FakeClock
 from chase.schemas import (
+    MAX_ID,
     AckFrame,
     ChatMessage,
     ErrorFrame,
@@ -92,6 +93,48 @@ def test_bad_frames_get_an_error_and_nothing_else(data: str | bytes, code: Error
     assert s.receive_text(frame(type="ping", request_id="r")) == [Send(PongFrame(request_id="r"))]
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        # Types are strict (docs/protocol.md section 1): no string or bool for an integer, no
+        # number for a string, no float for an integer.
+        frame(type="history", with_user_id="5"),
+        frame(type="history", with_user_id=True),
+        frame(type="history", limit=5.0),
+        frame(type="sync", after_id="5"),
+        frame(type="sync", after_id=True),
+        frame(type="send", client_msg_id=5, body="x"),
+        frame(type="send", client_msg_id="c1", body=5),
+        frame(type="ping", request_id=5),
+        # Ids are 64-bit: one past MAX_ID is refused, never echoed back.
+        frame(type="history", with_user_id=MAX_ID + 1),
+        frame(type="history", before_id=MAX_ID + 1),
+        frame(type="sync", after_id=MAX_ID + 1),
+        frame(type="send", client_msg_id="c1", body="x", recipient_id=MAX_ID + 1),
+    ],
+)
+def test_ill_typed_or_out_of_range_fields_are_invalid_frames(data: str) -> None:
+    s = session()
+    error = only_error(s.receive_text(data))
+    assert error.code == ErrorCode.INVALID_FRAME
+    assert s.pending == frozenset()
+
+
+def test_the_largest_id_is_asked_for_and_echoed() -> None:
+    s = session()
+    [query] = s.receive_text(frame(type="history", request_id="h", with_user_id=MAX_ID, before_id=MAX_ID))
+    assert isinstance(query, Query) and query.request.with_user_id == MAX_ID
+    [reply] = s.query_replied(query, MessagePage(messages=[], has_more=False))
+    assert isinstance(reply.frame, HistoryPageFrame) and reply.frame.with_user_id == MAX_ID
+
+
+@pytest.mark.parametrize("kind", [5, None, True, ["send"], {"send": 1}])
+def test_a_type_that_is_not_a_string_is_an_unknown_type(kind: object) -> None:
+    # docs/protocol.md section 5: any "type" other than the four names, whatever its JSON type.
+    error = only_error(session().receive_text(frame(type=kind, request_id="r1")))
+    assert (error.code, error.request_id) == (ErrorCode.UNKNOWN_TYPE, "r1")
+
+
 def test_missing_field_is_named_and_the_client_msg_id_is_echoed() -> None:
     error = only_error(session().receive_text(frame(type="send", client_msg_id="c1")))
     assert "body" in error.message
@@ -164,6 +207,14 @@ def test_a_rate_limited_send_is_named_so_the_client_can_resend_it() -> None:
     error = only_error(s.receive_text(frame(type="send", client_msg_id="late-1", body="hi")))
     assert (error.code, error.client_msg_id, error.retryable) == (ErrorCode.RATE_LIMITED, "late-1", True)
     assert s.pending == frozenset()
+
+
+def test_a_rate_limited_request_carries_its_request_id() -> None:
+    s = session()
+    for _ in range(LIMITS.rate_burst):
+        s.receive_text(frame(type="ping"))
+    error = only_error(s.receive_text(frame(type="history", request_id="h-9")))
+    assert (error.code, error.request_id, error.client_msg_id) == (ErrorCode.RATE_LIMITED, "h-9", None)
 
 
 def test_sustained_flood_closes_the_connection() -> None:
