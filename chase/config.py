@@ -26,8 +26,12 @@ class ConfigError(Exception):
 
 
 def shared(name: str) -> AliasChoices:
-    """The env var of a setting every service shares: ``CHASE_<NAME>``, whatever the prefix."""
-    return AliasChoices(f"CHASE_{name.upper()}", name)
+    """The env var of a setting every service shares: ``CHASE_<NAME>``, whatever the prefix.
+
+    Only that name: an alias without the prefix would also be read from the environment (a
+    host's own ``DATABASE_URL``). Code still passes the field by name (``populate_by_name``).
+    """
+    return AliasChoices(f"CHASE_{name.upper()}")
 
 
 class CommonSettings(BaseSettings):

@@ -64,15 +64,24 @@ _EXIT_FOR: list[tuple[type[ClientError], Exit]] = [
 ]
 
 
+#: The environment variables the command-line client reads (listed in docs/configuration.md).
+ENV_USER = "CHASE_USER"
+ENV_PASSWORD = "CHASE_PASSWORD"
+VARIABLES = (
+    (ENV_USER, "Username when --user is not given (else it is asked for)"),
+    (ENV_PASSWORD, "Password (else it is asked for, without echo)"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--server", default=DEFAULT_SERVER, help="auth API address (default %(default)s)")
     common.add_argument("--gateway", default=None, help="gateway address (default wss://<server host>:8765)")
     common.add_argument("--ca", type=Path, default=None,
                         help="CA file to trust (default certs/ca.pem for a local server)")
-    common.add_argument("--user", default=os.environ.get("CHASE_USER"), help="username (or CHASE_USER)")
+    common.add_argument("--user", default=os.environ.get(ENV_USER), help=f"username (or {ENV_USER})")
     parser = argparse.ArgumentParser(prog="chase cli", description="ChaSe from the terminal.",
-                                     epilog="The password is read from CHASE_PASSWORD or asked for.")
+                                     epilog=f"The password is read from {ENV_PASSWORD} or asked for.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("register", parents=[common], help="create an account")
     say = commands.add_parser("say", parents=[common], help="send one message and exit after its ack")
@@ -95,7 +104,7 @@ def main(argv: list[str]) -> int:
         parser.error(str(exc))
     try:
         username = args.user or input("username: ")
-        password = os.environ.get("CHASE_PASSWORD") or getpass.getpass(f"password for {username}: ")
+        password = os.environ.get(ENV_PASSWORD) or getpass.getpass(f"password for {username}: ")
         return asyncio.run(_run(args, endpoints, username, password))
     except (KeyboardInterrupt, EOFError):
         return Exit.INTERRUPTED

@@ -28,7 +28,7 @@ class GatewaySettings(CommonSettings):
     # One word of a routing key: it names this gateway's queue and presence events.
     gateway_id: str = Field(
         default_factory=_random_gateway_id,
-        validation_alias=AliasChoices("CHASE_GATEWAY_ID", "gateway_id"),
+        validation_alias=AliasChoices("CHASE_GATEWAY_ID"),
         pattern=r"^[a-z0-9][a-z0-9-]{0,39}$",
         description="This gateway's name on the bus (one word); default gw-<random>",
     )

@@ -47,3 +47,35 @@ def test_a_wrong_setting_is_named_in_one_line(
         load(ServiceSettings)
     message = str(caught.value)
     assert message.startswith(expected) and "\n" not in message
+
+
+def test_only_chase_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A host's own DATABASE_URL or LOG_LEVEL must never reconfigure ChaSe.
+    for name in ("CHASE_DATABASE_URL", "CHASE_MAX_BODY_CHARS", "CHASE_LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABASE_URL", "mysql+aiomysql://root@elsewhere/other")
+    monkeypatch.setenv("MAX_BODY_CHARS", "12")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    settings = load(ServiceSettings)
+    assert (settings.database_url, settings.max_body_chars, settings.log_level) == (DEFAULT_DATABASE_URL, 4000, "info")
+
+    from services.gateway.settings import GatewaySettings
+
+    monkeypatch.delenv("CHASE_GATEWAY_ID", raising=False)
+    monkeypatch.setenv("GATEWAY_ID", "not-ours")
+    assert load(GatewaySettings).gateway_id.startswith("gw-")
+    assert GatewaySettings(gateway_id="gw1").gateway_id == "gw1"
+
+
+def test_settings_are_still_given_by_name_in_code() -> None:
+    assert ServiceSettings(max_body_chars=12, port=1).max_body_chars == 12
+
+
+def test_a_session_lasts_at_least_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.auth.settings import AuthSettings
+
+    monkeypatch.setenv("CHASE_AUTH_SESSION_TTL_SECONDS", "59")
+    with pytest.raises(ConfigError, match="^CHASE_AUTH_SESSION_TTL_SECONDS: Input should be greater than or equal to 60"):
+        load(AuthSettings)
+    monkeypatch.setenv("CHASE_AUTH_SESSION_TTL_SECONDS", "60")
+    assert load(AuthSettings).session_ttl_seconds == 60
