@@ -100,10 +100,17 @@ async def load_messages(conn: AsyncConnection, rows: int, *, on_chunk: Callable[
 Case = Callable[[random.Random], Awaitable[int]]
 
 
-def cases(store, rows: int, page: int = 50) -> dict[str, Case]:  # noqa: ANN001 - MessageStore
+async def id_bounds(conn: AsyncConnection) -> tuple[int, int]:
+    """The first private message's id and the last id (ids of a bulk insert may skip values)."""
+    first_private = (await conn.execute(sa.text("SELECT MIN(id) FROM messages WHERE recipient_id IS NOT NULL"))).scalar()
+    last = (await conn.execute(sa.text("SELECT MAX(id) FROM messages"))).scalar()
+    return int(first_private), int(last)
+
+
+def cases(store, first_private: int, last: int, page: int = 50) -> dict[str, Case]:  # noqa: ANN001 - MessageStore
     """Each kind of page the history service answers, with random depths; each returns the
-    number of messages on its page."""
-    half = rows // 2
+    number of messages on its page. ``first_private``, ``last``: see :func:`id_bounds`."""
+    half, rows = first_private - 1, last
 
     async def history(viewer: int, other: int | None, before: int | None) -> int:
         return len((await store.history(viewer, other, before, page)).messages)
@@ -157,9 +164,11 @@ async def run(server_url: str, rows: int, samples: int, seconds: float) -> dict[
             await load_messages(conn, rows, on_chunk=lambda n: print(f"  loaded {n:,} rows", flush=True))
         async with engine.begin() as conn:
             await conn.execute(sa.text("ANALYZE TABLE messages, users"))
+            first_private, last = await id_bounds(conn)
         print(f"loaded {rows:,} messages in {time.monotonic() - started:.0f} s", flush=True)
         store = MessageStore(engine, SystemClock())
-        return {label: await measure(case, samples, seconds) for label, case in cases(store, rows).items()}
+        kinds = cases(store, first_private, last)
+        return {label: await measure(case, samples, seconds) for label, case in kinds.items()}
     finally:
         await engine.dispose()
         infra.drop_database(server_url, name)
