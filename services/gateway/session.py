@@ -116,9 +116,12 @@ class ConnectionSession:
         flood_strikes: int | None = None,
         max_pending: int = MAX_PENDING,
         store: StoreAvailability | None = None,
+        send_timeout: float | None = None,
     ) -> None:
         """``store`` is the gateway-wide view of the store's availability (None: always
-        available); while it says unavailable, sends are refused with ``unavailable``."""
+        available); while it says unavailable, sends are refused with ``unavailable``.
+        ``send_timeout``: a send neither acked nor refused that long after it was published is
+        answered ``unavailable`` by :meth:`expire_pending` (None: never)."""
         self.user = user
         self.session_id = session_id
         self.limits = limits
@@ -128,9 +131,11 @@ class ConnectionSession:
         # rate_limited errors would otherwise have us write an error for every frame it sends.
         self._flood_strikes = flood_strikes if flood_strikes is not None else 2 * limits.rate_burst
         self._strikes = 0
-        self._pending: OrderedDict[str, None] = OrderedDict()
+        #: client_msg_id -> when it was published (monotonic), oldest first.
+        self._pending: OrderedDict[str, float] = OrderedDict()
         self._max_pending = max_pending
         self._store = store
+        self._send_timeout = send_timeout
 
     # --- connection life cycle ----------------------------------------------------------------
 
@@ -232,7 +237,7 @@ class ConnectionSession:
             client_msg_id=cid,
             submitted_at=self._clock.now(),
         )
-        self._pending[cid] = None
+        self._pending[cid] = self._clock.monotonic()
         self._pending.move_to_end(cid)
         while len(self._pending) > self._max_pending:
             self._pending.popitem(last=False)
@@ -250,6 +255,27 @@ class ConnectionSession:
                 client_msg_id=client_msg_id,
             )
         ]
+
+    def expire_pending(self) -> list[Action]:
+        """Answer ``unavailable`` (retryable) to every send published more than
+        ``send_timeout`` ago and still unanswered, and forget it: whatever hangs behind the
+        gateway, a send gets an answer within that bound. Call it about every second.
+
+        A late ack for such a send is not passed on (its message frame is); the client's
+        resend of the same frame is then acked as a duplicate.
+        """
+        if self._send_timeout is None:
+            return []
+        cutoff = self._clock.monotonic() - self._send_timeout
+        expired = [cid for cid, published in self._pending.items() if published <= cutoff]
+        actions: list[Action] = []
+        for cid in expired:
+            del self._pending[cid]
+            actions.append(
+                self._error(ErrorCode.UNAVAILABLE, "no answer from the store in time; send it again",
+                            client_msg_id=cid)
+            )
+        return actions
 
     def query_replied(self, query: Query, reply: Event) -> list[Action]:
         """Turn the history service's reply into the page (or error) frame for the client."""
@@ -297,6 +323,14 @@ class ConnectionSession:
         message = event.message
         if not may_see(self.user.id, message):
             return []
+        if event.resend:
+            # The answer to a resend: the sending connection's ack, and nothing for anyone
+            # else (the message itself went out when it was first stored).
+            if message.sender.id != self.user.id or message.client_msg_id not in self._pending:
+                return []
+            del self._pending[message.client_msg_id]
+            return [Send(AckFrame(client_msg_id=message.client_msg_id, message_id=message.id,
+                                  created_at=message.created_at, duplicate=True))]
         actions: list[Action] = []
         if message.sender.id == self.user.id and message.client_msg_id in self._pending:
             del self._pending[message.client_msg_id]
@@ -307,8 +341,9 @@ class ConnectionSession:
                 duplicate=event.duplicate,
             )
             actions.append(Send(ack))
-        # Duplicates are fanned out too: a worker that died between its COMMIT and its publish
-        # leaves the redelivered copy as the only one anyone will get live. Clients dedupe by id.
+        # Redelivered duplicates are fanned out too: a worker that died between its COMMIT and
+        # its publish leaves the redelivered copy as the only one anyone will get live. Clients
+        # dedupe by id.
         actions.append(Send(MessageFrame(message=message)))
         return actions
 
