@@ -69,6 +69,8 @@ MAX_PENDING = 1000
 _MAX_DETAIL = 200
 #: What a send refused during a store outage is told (the worker's reason stays in the logs).
 STORE_UNAVAILABLE_MESSAGE = "messages cannot be stored right now; try again shortly"
+#: What a send is told while an earlier refused send of the connection was not sent again.
+OUT_OF_ORDER_MESSAGE = "an earlier message was refused: send it again first, then this one"
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,9 @@ class ConnectionSession:
         self._max_pending = max_pending
         self._store = store
         self._send_timeout = send_timeout
+        #: The first send refused with a retryable error and not sent again since: until it
+        #: is, later sends are refused too, so none of them can be stored before it.
+        self._resend_first: str | None = None
 
     # --- connection life cycle ----------------------------------------------------------------
 
@@ -165,6 +170,8 @@ class ConnectionSession:
             wait = self._bucket.retry_after(self._clock.monotonic())
             # Name the refused send or request, so the client knows what to send again.
             request_id, client_msg_id = (None, None) if self._oversize(data) else _correlation_ids(data)
+            if client_msg_id is not None:
+                self._refused(client_msg_id)
             return [
                 self._error(
                     ErrorCode.RATE_LIMITED,
@@ -211,8 +218,18 @@ class ConnectionSession:
     def _oversize(self, data: str | bytes) -> bool:
         return _size(data) > self.limits.max_frame_bytes
 
+    def _refused(self, client_msg_id: str) -> None:
+        if self._resend_first is None:
+            self._resend_first = client_msg_id
+
     def _on_send(self, frame: SendFrame) -> list[Action]:
         cid = frame.client_msg_id
+        if self._resend_first is not None and self._resend_first != cid and cid not in self._pending:
+            # Per-connection order: an earlier send was refused and not sent again yet. Were
+            # this one published now, it would be stored before that one.
+            return [self._error(ErrorCode.UNAVAILABLE, OUT_OF_ORDER_MESSAGE, client_msg_id=cid)]
+        if self._resend_first == cid:
+            self._resend_first = None
         if not frame.body.strip():
             return [self._error(ErrorCode.BODY_EMPTY, "message body is empty", client_msg_id=cid)]
         if len(frame.body) > self.limits.max_body_chars:
@@ -227,6 +244,8 @@ class ConnectionSession:
         if self._store is not None and not self._store.available:
             # Published now, it would wait unanswered for the database. A send already pending
             # stays pending: its first copy is on the bus and will be acked once stored.
+            if cid not in self._pending:
+                self._refused(cid)
             return [self._error(ErrorCode.UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE, client_msg_id=cid)]
         event = MessageSubmitted(
             # The sender is who logged in, whatever the frame says (and it cannot say: extra
@@ -248,6 +267,7 @@ class ConnectionSession:
     def publish_failed(self, client_msg_id: str) -> list[Action]:
         """The broker did not take the submitted message: tell the client, never ack it."""
         self._pending.pop(client_msg_id, None)
+        self._refused(client_msg_id)
         return [
             self._error(
                 ErrorCode.UNAVAILABLE,

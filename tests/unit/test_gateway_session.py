@@ -373,3 +373,16 @@ def test_queries_and_pings_still_work_during_an_outage() -> None:
     assert s.receive_text(frame(type="ping", request_id="p")) == [Send(PongFrame(request_id="p"))]
     [query] = s.receive_text(frame(type="sync", request_id="s"))
     assert isinstance(query, Query)
+
+
+def test_after_a_refused_send_later_ones_wait_until_it_is_sent_again() -> None:
+    # Per-connection order: c2 must not be stored before c1, which the broker did not take.
+    s = session(ALICE)
+    s.receive_text(frame(type="send", client_msg_id="c1", body="one"))
+    s.publish_failed("c1")
+    error = only_error(s.receive_text(frame(type="send", client_msg_id="c2", body="two")))
+    assert (error.code, error.retryable, error.client_msg_id) == (ErrorCode.UNAVAILABLE, True, "c2")
+    [publish] = s.receive_text(frame(type="send", client_msg_id="c1", body="one"))
+    assert isinstance(publish, Publish) and publish.client_msg_id == "c1"
+    [publish] = s.receive_text(frame(type="send", client_msg_id="c2", body="two"))
+    assert isinstance(publish, Publish) and publish.client_msg_id == "c2"
