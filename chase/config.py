@@ -47,10 +47,37 @@ class CommonSettings(BaseSettings):
         default=DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL: sqlite+aiosqlite:///path or mysql+aiomysql://user:pw@host/db",
     )
+    database_connect_timeout_seconds: float = Field(
+        validation_alias=shared("database_connect_timeout_seconds"),
+        default=5.0,
+        gt=0,
+        description="Longest wait to connect to the database (or for a pooled connection)",
+    )
+    database_statement_timeout_seconds: float = Field(
+        validation_alias=shared("database_statement_timeout_seconds"),
+        default=5.0,
+        gt=0,
+        description="Longest a database statement or lock wait may take (MariaDB max_statement_time and "
+        "innodb_lock_wait_timeout; SQLite busy timeout); a transaction left idle twice as long is ended",
+    )
     amqp_url: str | None = Field(
         validation_alias=shared("amqp_url"),
         default=None,
         description="RabbitMQ URL (amqp://user:pw@host:5672/vhost); unset: in-process bus",
+    )
+    amqp_heartbeat_seconds: int = Field(
+        validation_alias=shared("amqp_heartbeat_seconds"),
+        default=5,
+        ge=1,
+        le=60,
+        description="RabbitMQ heartbeat: a process that hangs (or whose link freezes) is noticed by the broker "
+        "after about this long, which hands the persistence queue to the standby worker",
+    )
+    amqp_reconnect_seconds: float = Field(
+        validation_alias=shared("amqp_reconnect_seconds"),
+        default=1.0,
+        gt=0,
+        description="Pause between attempts to reconnect to RabbitMQ after the connection was lost",
     )
     bus_namespace: str = Field(
         validation_alias=shared("bus_namespace"),

@@ -28,6 +28,11 @@ def message_stored(sender_id: int, recipient_id: int | None) -> str:
     return f"message.stored.dm.{low}.{high}"
 
 
+def message_resent(sender_id: int) -> str:
+    """Routing key of the answer to a resend: only gateways holding the sender hear it."""
+    return f"user.{sender_id}.message.resent"
+
+
 def message_rejected(sender_id: int) -> str:
     return f"message.rejected.{sender_id}"
 

@@ -227,6 +227,10 @@ class MessageStored(Model):
     type: Literal["message.stored"] = "message.stored"
     message: ChatMessage
     duplicate: bool = False
+    #: True when the sender submitted an already stored message again (a resend): only the
+    #: sender's pending send is acknowledged, nobody is shown the message again. Published on
+    #: the sender's own key (``routing.message_resent``).
+    resend: bool = False
 
 
 class MessageRejected(Model):

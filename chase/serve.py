@@ -43,7 +43,11 @@ async def open_engine(settings: CommonSettings, *, upgrade: bool) -> AsyncIterat
         created = await ensure_database(settings.database_url)
         if created:
             log.info(created)
-    engine = create_engine(settings.database_url)
+    engine = create_engine(
+        settings.database_url,
+        connect_timeout=settings.database_connect_timeout_seconds,
+        statement_timeout=settings.database_statement_timeout_seconds,
+    )
     try:
         await check_reachable(engine)
         if upgrade:
@@ -55,7 +59,12 @@ async def open_engine(settings: CommonSettings, *, upgrade: bool) -> AsyncIterat
 
 @asynccontextmanager
 async def open_bus(settings: CommonSettings) -> AsyncIterator[Bus]:
-    bus = create_bus(settings.amqp_url, settings.bus_namespace)
+    bus = create_bus(
+        settings.amqp_url,
+        settings.bus_namespace,
+        heartbeat=settings.amqp_heartbeat_seconds,
+        reconnect_interval=settings.amqp_reconnect_seconds,
+    )
     await bus.start()
     try:
         yield bus

@@ -1,4 +1,4 @@
-"""Fault injection for tests: a TCP forwarder that can cut a service off and bring it back.
+"""Fault injection for tests: a TCP forwarder that can cut, refuse, freeze or slow a link.
 
 ::
 
@@ -6,12 +6,17 @@
         url = f"mysql+aiomysql://root@127.0.0.1:{db.port}/chase"   # talk through the forwarder
         ...
         await db.cut()       # every connection through it drops; new ones are refused
-        ...
         await db.restore()   # connections go through again, on the same port
+        await db.refuse()    # new connections are refused, open ones go on working
+        db.freeze()          # nothing moves either way, nothing is closed (a hung server or a
+                             # dead network path): new connections are accepted and hang too
+        db.thaw()            # what was held back flows again
+        db.latency = 0.2     # every chunk, either way, is held this long first
 
 A cut looks to the client like the server died or the network went away: open connections are
-reset (RST, not a polite close) and connecting fails with "connection refused". The target
-itself is untouched, so a test can cut a real MariaDB or RabbitMQ without stopping it.
+reset (RST, not a polite close) and connecting fails with "connection refused". A freeze looks
+like nothing at all: only the client's own timeouts can tell. The target itself is untouched,
+so a test can fault a real MariaDB or RabbitMQ that others use without stopping it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,12 @@ class TcpForwarder:
         self._links: set[_Link] = set()
         #: Connections accepted (and forwarded) so far: lets a test see that a client came back.
         self.accepted = 0
+        #: Set while data flows; cleared by :meth:`freeze`.
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        #: Seconds every chunk waits before it is passed on (either direction).
+        self.latency = 0.0
+        self._refusing = False
 
     @property
     def is_cut(self) -> bool:
@@ -70,9 +81,22 @@ class TcpForwarder:
             link.stale = True
 
     async def restore(self) -> None:
-        """Accept and forward connections again, on the same port."""
+        """Accept and forward connections again, on the same port (after a cut or a refuse)."""
+        self._refusing = False
         if self._server is None:
             await self.start()
+
+    async def refuse(self) -> None:
+        """Refuse new connections (reset at once); the open ones keep working."""
+        self._refusing = True
+
+    def freeze(self) -> None:
+        """Stop moving data, closing nothing: a server that hangs, a path that went dark."""
+        self.flowing.clear()
+
+    def thaw(self) -> None:
+        """Let data flow again, what was held back first."""
+        self.flowing.set()
 
     async def close(self) -> None:
         await self.cut()
@@ -87,6 +111,9 @@ class TcpForwarder:
         await self.close()
 
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self._refusing:
+            _reset(client_writer)
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -97,7 +124,7 @@ class TcpForwarder:
             _reset(client_writer)
             return
         self.accepted += 1
-        link = _Link(client_reader, client_writer, upstream_reader, upstream_writer)
+        link = _Link(self, client_reader, client_writer, upstream_reader, upstream_writer)
         self._links.add(link)
         try:
             await link.done()
@@ -110,6 +137,7 @@ class _Link:
 
     def __init__(
         self,
+        forwarder: TcpForwarder,
         client_reader: asyncio.StreamReader,
         client_writer: asyncio.StreamWriter,
         upstream_reader: asyncio.StreamReader,
@@ -120,8 +148,8 @@ class _Link:
         self.stale = False
         loop = asyncio.get_running_loop()
         self._pumps = (
-            loop.create_task(_pump(client_reader, upstream_writer, lambda: self.stale)),
-            loop.create_task(_pump(upstream_reader, client_writer)),
+            loop.create_task(_pump(forwarder, client_reader, upstream_writer, lambda: self.stale)),
+            loop.create_task(_pump(forwarder, upstream_reader, client_writer)),
         )
 
     def abort(self) -> None:
@@ -141,12 +169,18 @@ class _Link:
 
 
 async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stale: Callable[[], bool] = lambda: False
+    forwarder: TcpForwarder,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    stale: Callable[[], bool] = lambda: False,
 ) -> None:
     with contextlib.suppress(OSError):
         while data := await reader.read(_CHUNK):
             if stale():
                 return  # the link closes both sides
+            if forwarder.latency > 0:
+                await asyncio.sleep(forwarder.latency)
+            await forwarder.flowing.wait()
             writer.write(data)
             await writer.drain()
 

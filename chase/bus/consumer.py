@@ -5,18 +5,25 @@ a worker implements only :meth:`BatchConsumer.consume_batch` (or :meth:`Consumer
 
 Life of a batch: deliveries are collected until ``max_batch`` arrived or ``max_wait`` seconds
 passed since the first; ``consume_batch`` gets their events in delivery order. When it returns,
-every delivery is acked. When it raises, the batch is retried; a batch that keeps failing is
-split in halves, recursively, so one poison event cannot block the others: it is isolated,
-retried up to ``max_attempts`` times on its own, then rejected without requeue (dead-lettered)
-and logged. Failures that :meth:`BatchConsumer.is_transient` calls transient (the database is
-down) are retried with back-off for as long as it takes and never dead-letter anything.
+every delivery is acked. When it raises:
+
+- a failure :meth:`BatchConsumer.is_transient` calls transient (database or broker down) is
+  retried in place with back-off for as long as it takes, and never dead-letters anything;
+  but a batch whose deliveries came on a channel that is gone is dropped instead (the broker
+  has already put them back, and whoever consumes now gets them again);
+- a failure :meth:`BatchConsumer.steps_down` recognises (another worker took over) gives up
+  the batch and everything prefetched, and consumes again, behind the new active consumer;
+- any other failure splits the batch in halves, recursively, so one poison event cannot
+  block the others. An event that fails alone goes back to the broker, which counts its
+  deliveries (the queue's ``delivery_limit``, RabbitMQ's ``x-delivery-limit``): on its last
+  allowed attempt :meth:`BatchConsumer.on_poison` is told (so the sender can be) and it is
+  dead-lettered. No attempt count lives in this process, so a crash forgets nothing.
 
 Only one batch is in progress at a time per consumer, which keeps the queue order.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 from collections import deque
 
@@ -31,7 +38,7 @@ log = get_logger(__name__)
 MAX_RETRY_DELAY = 5.0
 
 
-class BatchConsumer(abc.ABC):
+class BatchConsumer:
     """Subclass, implement :meth:`consume_batch`, then ``await start()`` and later ``await stop()``."""
 
     def __init__(
@@ -41,17 +48,15 @@ class BatchConsumer(abc.ABC):
         *,
         max_batch: int = 200,
         max_wait: float = 0.02,
-        max_attempts: int = 5,
         retry_delay: float = 0.05,
         stop_timeout: float = 10.0,
     ) -> None:
-        if max_batch < 1 or max_attempts < 1:
-            raise ValueError("max_batch and max_attempts must be at least 1")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self.bus = bus
         self.queue = queue
         self.max_batch = max_batch
         self.max_wait = max_wait
-        self.max_attempts = max_attempts
         self.retry_delay = retry_delay
         self.stop_timeout = stop_timeout
         self._pending: deque[Delivery] = deque()
@@ -59,8 +64,13 @@ class BatchConsumer(abc.ABC):
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._subscription: Subscription | None = None
+        self._deposed = False
 
-    @abc.abstractmethod
+    async def handle_batch(self, deliveries: list[Delivery]) -> None:
+        """Override to see the deliveries (``redelivered``...); by default their events go to
+        :meth:`consume_batch`. Same contract as :meth:`consume_batch`."""
+        await self.consume_batch([d.event for d in deliveries])
+
     async def consume_batch(self, events: list[Event]) -> None:
         """Handle ``events`` (in delivery order) all or nothing, e.g. in one transaction.
 
@@ -68,6 +78,7 @@ class BatchConsumer(abc.ABC):
         to have the batch retried; a raise must leave nothing half-done, since a part of the
         batch is handed in again.
         """
+        raise NotImplementedError
 
     def is_transient(self, exc: Exception) -> bool:
         """Override: True for failures that are not the events' fault (database unreachable).
@@ -76,6 +87,18 @@ class BatchConsumer(abc.ABC):
         dead-lettered because of them.
         """
         return False
+
+    def steps_down(self, exc: Exception) -> bool:
+        """Override: True when ``exc`` means another consumer has taken over (a fenced writer).
+
+        The batch and everything prefetched is given back and this consumer subscribes again,
+        which puts it behind the active one (single active consumer) as a standby.
+        """
+        return False
+
+    async def on_poison(self, delivery: Delivery, exc: Exception) -> None:
+        """Override: ``delivery`` failed on its last allowed attempt and is dead-lettered next."""
+        return None
 
     @property
     def stopping(self) -> bool:
@@ -134,40 +157,78 @@ class BatchConsumer(abc.ABC):
             if not self._pending:
                 self._arrived.clear()
             await self._handle(batch)
+            if self._deposed and not self._stopping:
+                await self._resubscribe()
+
+    async def _resubscribe(self) -> None:
+        """Give back everything unacked and queue up again behind the active consumer."""
+        self._deposed = False
+        log.warning("consumer.stepped_down", queue=self.queue.name)
+        self._pending.clear()
+        if self._subscription is not None:
+            await self._subscription.cancel()
+            self._subscription = None
+        while not self._stopping:
+            try:
+                self._subscription = await self.bus.consume(
+                    self.queue, self._on_delivery, prefetch=2 * self.max_batch
+                )
+                return
+            except Exception as exc:  # noqa: BLE001 - broker down: try again, bounded pauses
+                log.warning("consumer.resubscribe_failed", queue=self.queue.name, error=repr(exc))
+                await self._pause(4)
 
     async def _handle(self, part: list[Delivery]) -> None:
-        """Handle ``part`` until it is acked or its poison is dead-lettered (or we stop)."""
-        failures = 0
+        """Handle ``part`` until it is acked, given back, or dead-lettered (or we stop)."""
         transient = 0
         while not self._stopping:
             try:
-                await self.consume_batch([d.event for d in part])
+                await self.handle_batch(part)
             except Exception as exc:
+                if self.steps_down(exc):
+                    self._deposed = True
+                    return
                 if self.is_transient(exc):
+                    if any(d.stale for d in part):
+                        # Lost with its channel: the broker has it again, for whoever consumes.
+                        log.warning("consumer.batch_abandoned", queue=self.queue.name, size=len(part),
+                                    error=repr(exc))
+                        return
                     transient += 1
                     log.warning("consumer.transient_failure", queue=self.queue.name, error=repr(exc), attempt=transient)
                     await self._pause(transient)
                     continue
-                failures += 1
-                if len(part) > 1 and failures >= min(2, self.max_attempts):
+                if len(part) > 1:
+                    log.warning("consumer.batch_failed_splitting", queue=self.queue.name, size=len(part),
+                                error=repr(exc))
                     middle = len(part) // 2
                     await self._handle(part[:middle])
-                    await self._handle(part[middle:])
+                    if not self._deposed:
+                        await self._handle(part[middle:])
                     return
-                if failures >= self.max_attempts:
-                    await self._dead_letter(part[0], exc)
-                    return
-                log.warning("consumer.batch_failed", queue=self.queue.name, size=len(part), attempt=failures,
-                            error=repr(exc))
-                await self._pause(failures)
-                continue
+                await self._failed_alone(part[0], exc)
+                return
             for delivery in part:
                 await delivery.ack()
             return
 
+    async def _failed_alone(self, delivery: Delivery, exc: Exception) -> None:
+        limit = self.queue.delivery_limit
+        if limit is not None and delivery.delivery_count < limit:
+            # Back to the broker, which counts it: the count survives this process.
+            log.warning("consumer.event_failed", queue=self.queue.name, routing_key=delivery.routing_key,
+                        attempt=delivery.delivery_count + 1, limit=limit, error=repr(exc))
+            await delivery.reject(requeue=True)
+            return
+        try:
+            await self.on_poison(delivery, exc)
+        except Exception:  # noqa: BLE001 - telling is best effort; the event goes either way
+            log.exception("consumer.on_poison_failed", queue=self.queue.name)
+        await self._dead_letter(delivery, exc)
+
     async def _dead_letter(self, delivery: Delivery, exc: Exception) -> None:
         log.error("consumer.dead_letter", queue=self.queue.name, routing_key=delivery.routing_key,
-                  event_type=delivery.event.type, attempts=self.max_attempts, error=repr(exc))
+                  event_type=delivery.event.type, attempts=delivery.delivery_count + 1, error=repr(exc))
         await delivery.reject(requeue=False)
         metrics.BUS_DEAD_LETTERED.labels(self.queue.name).inc()
 
@@ -194,12 +255,12 @@ class BatchConsumer(abc.ABC):
 class Consumer(BatchConsumer):
     """One event at a time: implement :meth:`consume`; same acks, retries and dead-lettering."""
 
-    def __init__(self, bus: Bus, queue: QueueSpec, *, max_attempts: int = 5, retry_delay: float = 0.05) -> None:
-        super().__init__(bus, queue, max_batch=1, max_wait=0.0, max_attempts=max_attempts, retry_delay=retry_delay)
+    def __init__(self, bus: Bus, queue: QueueSpec, *, retry_delay: float = 0.05) -> None:
+        super().__init__(bus, queue, max_batch=1, max_wait=0.0, retry_delay=retry_delay)
 
-    @abc.abstractmethod
     async def consume(self, event: Event) -> None:
         """Handle one event; return when its effects are durable, raise to have it retried."""
+        raise NotImplementedError
 
     async def consume_batch(self, events: list[Event]) -> None:
         for event in events:

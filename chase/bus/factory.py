@@ -6,7 +6,9 @@ from chase.bus.memory import MemoryBus
 from chase.bus.port import Bus
 
 
-def create_bus(amqp_url: str | None, namespace: str = "chase") -> Bus:
+def create_bus(
+    amqp_url: str | None, namespace: str = "chase", *, heartbeat: int = 5, reconnect_interval: float = 1.0
+) -> Bus:
     """Build (not connect) the bus; the caller must ``await bus.start()`` and later ``close()``.
 
     With ``amqp_url`` None the bus is in-process: every service that must talk to another has
@@ -17,4 +19,4 @@ def create_bus(amqp_url: str | None, namespace: str = "chase") -> Bus:
     # Imported here so that the embedded default never loads aio-pika.
     from chase.bus.rabbitmq import RabbitBus
 
-    return RabbitBus(amqp_url, namespace)
+    return RabbitBus(amqp_url, namespace, heartbeat=heartbeat, reconnect_interval=reconnect_interval)

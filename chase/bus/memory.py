@@ -5,7 +5,9 @@ the broker: bindings by topic pattern, one copy per queue, events cross as JSON 
 shared by reference, malformed events fail to decode the same way), prefetch, ack / reject with
 ``redelivered`` on redelivery, unacked deliveries returned when a subscription is cancelled,
 single-active-consumer, exclusive queues that vanish with their connection, ``max_length`` with
-drop-head, a ``dead-letter`` queue for durable queues, and request/reply.
+drop-head, a ``dead-letter`` queue for durable queues, ``delivery_limit`` counted per message
+the way a quorum queue counts it (every return, requeue or consumer gone, adds one; past the
+limit the message is dead-lettered), and request/reply.
 
 One :class:`MemoryBroker` is the server; each :class:`MemoryBus` is one connection to it. A
 bus made without a broker gets a private one. Deliveries reach a subscription's handler one at
@@ -50,6 +52,8 @@ class _Message:
     redelivered: bool = False
     reply_to: str | None = None
     correlation_id: str | None = None
+    #: Returns so far (RabbitMQ's x-delivery-count on quorum queues).
+    delivery_count: int = 0
 
 
 class MemoryBroker:
@@ -99,9 +103,15 @@ class _Queue:
         self.dispatch()
 
     def give_back(self, messages: list[_Message]) -> None:
-        """Return unacked messages to the head of the queue, in their original order."""
+        """Return unacked messages to the head of the queue, in their original order; one
+        returned more often than the queue's ``delivery_limit`` is dead-lettered instead."""
+        limit = self.spec.delivery_limit if self.spec.durable else None
         for message in reversed(messages):
             message.redelivered = True
+            message.delivery_count += 1
+            if limit is not None and message.delivery_count > limit:
+                self.broker.dead_letter(self, message)
+                continue
             self.ready.appendleft(message)
         self.dispatch()
 
@@ -128,9 +138,14 @@ class _MemoryDelivery(Delivery):
         self.redelivered = message.redelivered
         self.reply_to = message.reply_to
         self.correlation_id = message.correlation_id
+        self.delivery_count = message.delivery_count if consumer.queue.spec.delivery_limit is not None else 0
         self._consumer = consumer
         self._message = message
         self.settled = False
+
+    @property
+    def stale(self) -> bool:
+        return self._consumer.cancelled or id(self._message) not in self._consumer.outstanding
 
     async def ack(self) -> None:
         if not self.settled:

@@ -54,6 +54,10 @@ class QueueSpec:
     single_active_consumer: bool = False
     #: Bounded length for queues that may be dropped from (a gateway's fan-out); None: unbounded.
     max_length: int | None = None
+    #: Durable queues only: how many times an event may come back (rejected with requeue, or
+    #: unacked when its consumer went away) before the broker dead-letters it (RabbitMQ's
+    #: ``x-delivery-limit``). The count lives in the broker, so it survives consumer crashes.
+    delivery_limit: int | None = None
 
 
 class Delivery(abc.ABC):
@@ -62,6 +66,15 @@ class Delivery(abc.ABC):
     event: Event
     routing_key: str
     redelivered: bool
+    #: How many earlier deliveries of this event failed (came back to the queue), as the
+    #: broker counts them on queues with a ``delivery_limit``; 0 elsewhere.
+    delivery_count: int = 0
+
+    @property
+    def stale(self) -> bool:
+        """True when the channel this came on is gone: it can no longer be acked, and the
+        broker has already put the event back for another delivery."""
+        return False
 
     @abc.abstractmethod
     async def ack(self) -> None:
@@ -118,6 +131,16 @@ class Bus(abc.ABC):
         At most ``prefetch`` deliveries are unacknowledged at once. An exception escaping
         ``handler`` rejects the delivery with requeue.
         """
+
+    def on_reconnect(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call ``callback`` each time the broker connection came back after a loss, once the
+        queues of :meth:`consume` are declared, bound and consumed again.
+
+        Events published while the connection was down never reached exclusive queues (they
+        died with it): a consumer of one uses this to tell its own clients to catch up. The
+        in-process bus never loses its connection, so it never calls back.
+        """
+        return None
 
     @abc.abstractmethod
     async def bind(self, queue_name: str, binding: str) -> None:

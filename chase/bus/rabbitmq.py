@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS, PublishError
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError, PublishError
 from aiormq.abc import DeliveredMessage
 from pydantic import ValidationError
 from yarl import URL
@@ -67,8 +67,18 @@ class _RabbitDelivery(Delivery):
         self.event = event
         self.routing_key = message.routing_key or ""
         self.redelivered = bool(message.redelivered)
+        count = (message.headers or {}).get("x-delivery-count", 0)
+        self.delivery_count = count if isinstance(count, int) else 0
         self.message = message
         self._settled = False
+
+    @property
+    def stale(self) -> bool:
+        try:
+            self.message.channel  # noqa: B018 - raises once the delivery's channel is closed
+        except ChannelInvalidStateError:
+            return True
+        return False
 
     async def ack(self) -> None:
         await self._settle(self.message.ack())
@@ -151,8 +161,15 @@ class RabbitBus(Bus):
     """The bus on a RabbitMQ broker; ``await start()`` before use, ``await close()`` after."""
 
     def __init__(self, url: str, namespace: str = "chase", *, connect_timeout: float = 10,
-                 publish_timeout: float = 5.0) -> None:
+                 publish_timeout: float = 5.0, heartbeat: int = 5, reconnect_interval: float = 1.0) -> None:
+        """``heartbeat`` (seconds) is how fast the broker notices this process hung or its link
+        froze (about that long), which is what hands a single-active-consumer queue to the
+        standby; ``reconnect_interval`` is the pause between reconnection attempts."""
         self.url = url
+        self.heartbeat = heartbeat
+        self.reconnect_interval = reconnect_interval
+        self._reconnect_listeners: list[Callable[[], Awaitable[None]]] = []
+        self._listener_tasks: set[asyncio.Task[None]] = set()
         self.namespace = namespace
         self.connect_timeout = connect_timeout
         self.publish_timeout = publish_timeout
@@ -170,7 +187,13 @@ class RabbitBus(Bus):
 
     async def start(self) -> None:
         try:
-            self._connection = await aio_pika.connect_robust(self.url, timeout=self.connect_timeout)
+            self._connection = await aio_pika.connect_robust(
+                self.url,
+                timeout=self.connect_timeout,
+                heartbeat=self.heartbeat,
+                reconnect_interval=self.reconnect_interval,
+            )
+            self._connection.reconnect_callbacks.add(self._reconnected)
             self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             self._exchange = await self._channel.declare_exchange(
                 self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
@@ -195,6 +218,25 @@ class RabbitBus(Bus):
             except _BROKER_ERRORS:
                 pass
         self._connection = self._channel = self._exchange = None
+
+    def on_reconnect(self, callback: Callable[[], Awaitable[None]]) -> None:
+        self._reconnect_listeners.append(callback)
+
+    async def _reconnected(self, *_: object) -> None:
+        # aio-pika calls this after every channel was restored: queues declared and bound
+        # again, consumers consuming again. The listeners run in a task of their own, so that
+        # what they do on the bus never waits for the reconnection that is calling them.
+        log.warning("bus.reconnected", namespace=self.namespace)
+        task = asyncio.get_running_loop().create_task(self._tell_reconnected())
+        self._listener_tasks.add(task)
+        task.add_done_callback(self._listener_tasks.discard)
+
+    async def _tell_reconnected(self) -> None:
+        for callback in list(self._reconnect_listeners):
+            try:
+                await callback()
+            except Exception:  # noqa: BLE001 - one listener must not stop the others
+                log.exception("bus.reconnect_listener_failed")
 
     async def _consume_replies(self, *_: object) -> None:
         # Direct reply-to: the pseudo-queue must be consumed, no-ack, on the channel that
@@ -233,6 +275,8 @@ class RabbitBus(Bus):
                 args["x-dead-letter-exchange"] = self.dead_letter_exchange
         if spec.single_active_consumer:
             args["x-single-active-consumer"] = True
+        if spec.delivery_limit is not None and spec.durable and not spec.exclusive:
+            args["x-delivery-limit"] = spec.delivery_limit
         if spec.max_length is not None:
             args["x-max-length"] = spec.max_length
             args["x-overflow"] = "drop-head"

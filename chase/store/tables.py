@@ -71,12 +71,31 @@ messages = sa.Table(
     sa.Column("body", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql"), nullable=False),
     sa.Column("client_msg_id", sa.String(64), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    # The id of the message before this one in the same conversation (NULL for the first):
+    # set by the persistence worker inside the batch's transaction, so clients see gaps.
+    sa.Column("prev_id", BigId, nullable=True),
     # Idempotent submit: a resend of the same client_msg_id by the same sender stores nothing.
     sa.UniqueConstraint("sender_id", "client_msg_id"),
     sa.Index("ix_messages_conversation_id", "conversation", "id"),
     sa.Index("ix_messages_recipient_id_id", "recipient_id", "id"),
     **MYSQL_TABLE_ARGS,
 )
+
+#: Who may write messages: one row per writer role, with an epoch that goes up on every
+#: takeover. Every batch's transaction renews the row only while its epoch is still the
+#: writer's own, so a deposed writer (paused, then resumed) cannot commit behind the new one.
+writer_leases = sa.Table(
+    "writer_leases",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("epoch", sa.BigInteger(), nullable=False),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: The lease of the persistence worker that stores messages.
+WRITER_LEASE = "persistence"
 
 PUBLIC_CONVERSATION = "public"
 

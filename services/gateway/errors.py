@@ -11,6 +11,7 @@ The whole tree at a glance::
         rate_limited       too many frames; retryable once the bucket refills
         recipient_unknown  the private message's recipient does not exist (from the worker)
         sender_unknown     the sender's account is gone (from the worker)
+        rejected           the store failed on this message every time it tried; never stored
         unavailable        broker or database down; retryable, nothing was acknowledged
         not_found          the thing asked for does not exist
         forbidden          not yours to see
@@ -40,6 +41,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     RECIPIENT_UNKNOWN = "recipient_unknown"
     SENDER_UNKNOWN = "sender_unknown"
+    REJECTED = "rejected"
     UNAVAILABLE = "unavailable"
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
@@ -73,6 +75,7 @@ UPSTREAM_CODES: dict[str, ErrorCode] = {
     "sender_unknown": ErrorCode.SENDER_UNKNOWN,
     "body_empty": ErrorCode.BODY_EMPTY,
     "body_too_long": ErrorCode.BODY_TOO_LONG,
+    "rejected": ErrorCode.REJECTED,
     "bad_query": ErrorCode.INVALID_FRAME,
     "store_unavailable": ErrorCode.UNAVAILABLE,
     "not_found": ErrorCode.NOT_FOUND,

@@ -30,6 +30,7 @@ from chase.schemas import (
     MessageStored,
     PresenceChanged,
     PresenceFrame,
+    ResyncFrame,
     ServerFrame,
     SessionRevoked,
     StoreStatus,
@@ -45,6 +46,8 @@ log = get_logger("chase.gateway")
 #: Events waiting in a gateway's queue before the oldest are dropped: a gateway that cannot
 #: keep up must not make the broker hold unbounded memory (clients resync by id).
 GATEWAY_QUEUE_MAX_LENGTH = 100_000
+#: What a connection is told when this gateway's queue was re-established.
+RESYNC_REASON = "live delivery was interrupted; sync from your cursor"
 
 
 class FrameSink(Protocol):
@@ -178,6 +181,29 @@ class FanOut:
             max_length=GATEWAY_QUEUE_MAX_LENGTH,
         )
         self._subscription = await self._bus.consume(spec, self._on_delivery, prefetch=self._prefetch)
+        self._bus.on_reconnect(self._queue_restored)
+
+    async def _queue_restored(self) -> None:
+        """The broker connection came back and with it a new queue: whatever was published
+        meanwhile never reached this gateway. Bind every local user again (the adapter has
+        restored the bindings it knew; binding twice is harmless), then tell every connection
+        to sync, so nobody is left with a silent gap."""
+        for user_id in list(self._by_user):
+            async with self._lock_for(user_id):
+                if user_id not in self._by_user:
+                    continue
+                for binding in routing.user_bindings(user_id):
+                    try:
+                        await self._bus.bind(self.queue_name, binding)
+                    except BusUnavailable as exc:
+                        # Lost again: the next reconnection calls this again.
+                        log.warning("re-binding after reconnect failed", error=str(exc))
+                        return
+        frame = ResyncFrame(reason=RESYNC_REASON)
+        connections = self.connections()
+        for conn in connections:
+            conn.deliver(frame)
+        log.warning("fan-out queue re-established, clients told to sync", connections=len(connections))
 
     async def stop(self) -> None:
         if self._subscription is not None:
@@ -260,6 +286,8 @@ class FanOut:
     def _targets(self, event: Event) -> list[Connection]:
         if isinstance(event, MessageStored):
             message = event.message
+            if event.resend:
+                return list(self._by_user.get(message.sender.id, ()))
             if message.recipient_id is None:
                 return self.connections()
             users: tuple[int, ...] = (message.sender.id, message.recipient_id)

@@ -51,6 +51,8 @@ log = get_logger("chase.gateway")
 
 #: How long a close handshake may take before the socket is simply dropped.
 CLOSE_TIMEOUT = 5.0
+#: How often unanswered sends are checked against CHASE_GATEWAY_SEND_TIMEOUT_SECONDS.
+SEND_SWEEP_SECONDS = 0.5
 
 
 class TokenChecker(Protocol):
@@ -112,6 +114,7 @@ class GatewayServer:
         self.fanout = FanOut(bus, presence, store=self.store)
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         # Queries run beside the read loop, so a slow history page never holds up sends.
         self._queries: set[asyncio.Task[None]] = set()
 
@@ -137,6 +140,7 @@ class GatewayServer:
             server_header=None,
         )
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
+        self._sweeper = asyncio.get_running_loop().create_task(self._expire_sends_forever())
         log.info("gateway listening", url=f"wss://{s.host}:{self.port}", gateway_id=s.gateway_id)
 
     async def stop(self) -> None:
@@ -145,15 +149,23 @@ class GatewayServer:
             self._server.close(code=CloseCode.GOING_AWAY, reason=REASON_SHUTDOWN)
             await self._server.wait_closed()
             self._server = None
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-            self._heartbeat = None
+        for task in (self._heartbeat, self._sweeper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._heartbeat = self._sweeper = None
         for task in list(self._queries):
             task.cancel()
         await asyncio.gather(*self._queries, return_exceptions=True)
         await self.fanout.stop()
         log.info("gateway stopped", gateway_id=self.settings.gateway_id)
+
+    async def _expire_sends_forever(self) -> None:
+        # Bounds every send's wait for an answer (see ConnectionSession.expire_pending).
+        while True:
+            await asyncio.sleep(SEND_SWEEP_SECONDS)
+            for conn in self.fanout.connections():
+                conn.apply(conn.session.expire_pending())
 
     async def _beat_forever(self) -> None:
         while True:
@@ -166,7 +178,14 @@ class GatewayServer:
         info = await self._authenticate(ws)
         if info is None:
             return
-        session = ConnectionSession(info.user, info.session_id, self.settings.limits, self._clock, store=self.store)
+        session = ConnectionSession(
+            info.user,
+            info.session_id,
+            self.settings.limits,
+            self._clock,
+            store=self.store,
+            send_timeout=self.settings.send_timeout_seconds,
+        )
         conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size)
         conn.start()
         try:

@@ -69,6 +69,8 @@ MAX_PENDING = 1000
 _MAX_DETAIL = 200
 #: What a send refused during a store outage is told (the worker's reason stays in the logs).
 STORE_UNAVAILABLE_MESSAGE = "messages cannot be stored right now; try again shortly"
+#: What a send is told while an earlier refused send of the connection was not sent again.
+OUT_OF_ORDER_MESSAGE = "an earlier message was refused: send it again first, then this one"
 
 
 @dataclass(frozen=True)
@@ -116,9 +118,12 @@ class ConnectionSession:
         flood_strikes: int | None = None,
         max_pending: int = MAX_PENDING,
         store: StoreAvailability | None = None,
+        send_timeout: float | None = None,
     ) -> None:
         """``store`` is the gateway-wide view of the store's availability (None: always
-        available); while it says unavailable, sends are refused with ``unavailable``."""
+        available); while it says unavailable, sends are refused with ``unavailable``.
+        ``send_timeout``: a send neither acked nor refused that long after it was published is
+        answered ``unavailable`` by :meth:`expire_pending` (None: never)."""
         self.user = user
         self.session_id = session_id
         self.limits = limits
@@ -128,9 +133,14 @@ class ConnectionSession:
         # rate_limited errors would otherwise have us write an error for every frame it sends.
         self._flood_strikes = flood_strikes if flood_strikes is not None else 2 * limits.rate_burst
         self._strikes = 0
-        self._pending: OrderedDict[str, None] = OrderedDict()
+        #: client_msg_id -> when it was published (monotonic), oldest first.
+        self._pending: OrderedDict[str, float] = OrderedDict()
         self._max_pending = max_pending
         self._store = store
+        self._send_timeout = send_timeout
+        #: The first send refused with a retryable error and not sent again since: until it
+        #: is, later sends are refused too, so none of them can be stored before it.
+        self._resend_first: str | None = None
 
     # --- connection life cycle ----------------------------------------------------------------
 
@@ -160,6 +170,8 @@ class ConnectionSession:
             wait = self._bucket.retry_after(self._clock.monotonic())
             # Name the refused send or request, so the client knows what to send again.
             request_id, client_msg_id = (None, None) if self._oversize(data) else _correlation_ids(data)
+            if client_msg_id is not None:
+                self._refused(client_msg_id)
             return [
                 self._error(
                     ErrorCode.RATE_LIMITED,
@@ -206,8 +218,18 @@ class ConnectionSession:
     def _oversize(self, data: str | bytes) -> bool:
         return _size(data) > self.limits.max_frame_bytes
 
+    def _refused(self, client_msg_id: str) -> None:
+        if self._resend_first is None:
+            self._resend_first = client_msg_id
+
     def _on_send(self, frame: SendFrame) -> list[Action]:
         cid = frame.client_msg_id
+        if self._resend_first is not None and self._resend_first != cid and cid not in self._pending:
+            # Per-connection order: an earlier send was refused and not sent again yet. Were
+            # this one published now, it would be stored before that one.
+            return [self._error(ErrorCode.UNAVAILABLE, OUT_OF_ORDER_MESSAGE, client_msg_id=cid)]
+        if self._resend_first == cid:
+            self._resend_first = None
         if not frame.body.strip():
             return [self._error(ErrorCode.BODY_EMPTY, "message body is empty", client_msg_id=cid)]
         if len(frame.body) > self.limits.max_body_chars:
@@ -222,6 +244,8 @@ class ConnectionSession:
         if self._store is not None and not self._store.available:
             # Published now, it would wait unanswered for the database. A send already pending
             # stays pending: its first copy is on the bus and will be acked once stored.
+            if cid not in self._pending:
+                self._refused(cid)
             return [self._error(ErrorCode.UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE, client_msg_id=cid)]
         event = MessageSubmitted(
             # The sender is who logged in, whatever the frame says (and it cannot say: extra
@@ -232,7 +256,7 @@ class ConnectionSession:
             client_msg_id=cid,
             submitted_at=self._clock.now(),
         )
-        self._pending[cid] = None
+        self._pending[cid] = self._clock.monotonic()
         self._pending.move_to_end(cid)
         while len(self._pending) > self._max_pending:
             self._pending.popitem(last=False)
@@ -243,6 +267,7 @@ class ConnectionSession:
     def publish_failed(self, client_msg_id: str) -> list[Action]:
         """The broker did not take the submitted message: tell the client, never ack it."""
         self._pending.pop(client_msg_id, None)
+        self._refused(client_msg_id)
         return [
             self._error(
                 ErrorCode.UNAVAILABLE,
@@ -250,6 +275,27 @@ class ConnectionSession:
                 client_msg_id=client_msg_id,
             )
         ]
+
+    def expire_pending(self) -> list[Action]:
+        """Answer ``unavailable`` (retryable) to every send published more than
+        ``send_timeout`` ago and still unanswered, and forget it: whatever hangs behind the
+        gateway, a send gets an answer within that bound. Call it about every second.
+
+        A late ack for such a send is not passed on (its message frame is); the client's
+        resend of the same frame is then acked as a duplicate.
+        """
+        if self._send_timeout is None:
+            return []
+        cutoff = self._clock.monotonic() - self._send_timeout
+        expired = [cid for cid, published in self._pending.items() if published <= cutoff]
+        actions: list[Action] = []
+        for cid in expired:
+            del self._pending[cid]
+            actions.append(
+                self._error(ErrorCode.UNAVAILABLE, "no answer from the store in time; send it again",
+                            client_msg_id=cid)
+            )
+        return actions
 
     def query_replied(self, query: Query, reply: Event) -> list[Action]:
         """Turn the history service's reply into the page (or error) frame for the client."""
@@ -297,6 +343,14 @@ class ConnectionSession:
         message = event.message
         if not may_see(self.user.id, message):
             return []
+        if event.resend:
+            # The answer to a resend: the sending connection's ack, and nothing for anyone
+            # else (the message itself went out when it was first stored).
+            if message.sender.id != self.user.id or message.client_msg_id not in self._pending:
+                return []
+            del self._pending[message.client_msg_id]
+            return [Send(AckFrame(client_msg_id=message.client_msg_id, message_id=message.id,
+                                  created_at=message.created_at, duplicate=True))]
         actions: list[Action] = []
         if message.sender.id == self.user.id and message.client_msg_id in self._pending:
             del self._pending[message.client_msg_id]
@@ -307,8 +361,9 @@ class ConnectionSession:
                 duplicate=event.duplicate,
             )
             actions.append(Send(ack))
-        # Duplicates are fanned out too: a worker that died between its COMMIT and its publish
-        # leaves the redelivered copy as the only one anyone will get live. Clients dedupe by id.
+        # Redelivered duplicates are fanned out too: a worker that died between its COMMIT and
+        # its publish leaves the redelivered copy as the only one anyone will get live. Clients
+        # dedupe by id.
         actions.append(Send(MessageFrame(message=message)))
         return actions
 

@@ -38,6 +38,12 @@ class GatewaySettings(CommonSettings):
     outbox_size: int = Field(1000, ge=1, description="Frames queued for a client before it is dropped")
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often presence heartbeats go out")
     query_timeout_seconds: float = Field(5.0, gt=0, description="How long a history/sync query may take")
+    send_timeout_seconds: float = Field(
+        8.0,
+        gt=0,
+        description="A send neither acked nor refused this long after it was published is answered "
+        "'unavailable' (retryable), whatever hangs behind the gateway",
+    )
 
     @property
     def limits(self) -> Limits:

@@ -19,6 +19,9 @@ class RejectCode(StrEnum):
     BODY_EMPTY = "body_empty"
     #: The body is longer than ``max_body_chars``.
     BODY_TOO_LONG = "body_too_long"
+    #: The store failed on this message on every attempt the queue allows (``x-delivery-limit``)
+    #: for a reason that is not an outage: it will never be stored.
+    REJECTED = "rejected"
 
 
 class QueryErrorCode(StrEnum):

@@ -32,6 +32,7 @@ class PersistenceService:
             clock,
             max_body_chars=settings.max_body_chars,
             page_max=settings.history_page_max,
+            lease_seconds=settings.lease_seconds,
         )
         self._bus = bus
         self._worker = PersistenceWorker(
@@ -41,6 +42,8 @@ class PersistenceService:
             max_wait=settings.batch_wait_seconds,
             probe=self.store.probe,
             clock=clock,
+            store_timeout=settings.store_timeout_seconds,
+            kill_after_commits=settings.fault_kill_after_commits,
         )
         self._responder: Subscription | None = None
 

@@ -18,4 +18,22 @@ class PersistenceSettings(CommonSettings):
     batch_wait_seconds: float = Field(
         0.002, ge=0, description="How long a partial batch waits for more messages before it is stored"
     )
+    lease_seconds: float = Field(
+        3.0,
+        gt=0,
+        description="How long the writer lease outlives the last batch that renewed it: a worker that hangs "
+        "longer is replaced by the standby, and its late commit is refused",
+    )
+    store_timeout_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="A batch not stored within this long counts as a store outage (gateways are told, "
+        "sends are refused with 'unavailable') and is retried",
+    )
+    fault_kill_after_commits: int = Field(
+        0,
+        ge=0,
+        description="Fault tests only: SIGKILL this worker right after this many COMMITs, before it "
+        "publishes or acks; 0: off",
+    )
     history_page_max: int = Field(MAX_PAGE, ge=1, le=MAX_PAGE, description="Largest history or sync page")

@@ -13,6 +13,7 @@ Functions ending in ``_txn`` run inside a transaction the caller owns and take i
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,8 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from chase.clock import Clock
 from chase.logging import get_logger
 from chase.schemas import MAX_PAGE, ChatMessage, MessagePage, MessageSubmitted, UserRef
-from chase.store.tables import PUBLIC_CONVERSATION, conversation_key, messages, users
+from chase.store.tables import PUBLIC_CONVERSATION, WRITER_LEASE, conversation_key, messages, users
 from services.persistence.errors import RejectCode
+from services.persistence.lease import FencedOut, hold_lease_txn
 
 log = get_logger(__name__)
 
@@ -61,6 +63,7 @@ _MESSAGE_COLUMNS = (
     messages.c.body,
     messages.c.created_at,
     messages.c.client_msg_id,
+    messages.c.prev_id,
 )
 _WITH_SENDER = messages.join(users, users.c.id == messages.c.sender_id)
 
@@ -76,8 +79,16 @@ class MessageStore:
         max_body_chars: int = 4000,
         page_max: int = MAX_PAGE,
         max_attempts: int = 3,
+        writer_id: str | None = None,
+        lease_seconds: float = 3.0,
     ) -> None:
+        """``writer_id`` names this writer in the lease (unique per process; default random);
+        ``lease_seconds`` is how long the lease outlives the last batch that renewed it."""
         self._engine = engine
+        self.writer_id = writer_id or f"writer-{uuid.uuid4().hex[:12]}"
+        self._lease_seconds = lease_seconds
+        #: The lease epoch this writer holds (None: not taken yet, or lost).
+        self.epoch: int | None = None
         self._clock = clock
         self._max_body_chars = max_body_chars
         self._page_max = max(1, min(page_max, MAX_PAGE))
@@ -90,7 +101,9 @@ class MessageStore:
 
         When this returns, every :class:`Stored` result is committed: the caller may now
         publish it. Raises on a database failure (nothing of the batch is committed, so the
-        whole batch can be retried: resends are idempotent).
+        whole batch can be retried: resends are idempotent), :class:`FencedOut` when another
+        writer took the lease over (the caller must step down), :class:`LeaseHeld` while
+        another writer's lease runs.
         """
         results: list[StoreResult | None] = [None] * len(submitted)
         first_of: dict[MessageKey, int] = {}
@@ -134,7 +147,17 @@ class MessageStore:
             created_at = _naive_utc(self._clock.now())
             try:
                 async with self._engine.begin() as conn:
-                    return await store_unique_txn(conn, candidates, created_at)
+                    # First statement: the lease row's lock is held until COMMIT, so no other
+                    # writer commits in between and ids follow commit order.
+                    epoch = await hold_lease_txn(
+                        conn, WRITER_LEASE, self.writer_id, self.epoch, created_at, self._lease_seconds
+                    )
+                    results = await store_unique_txn(conn, candidates, created_at)
+                self.epoch = epoch
+                return results
+            except FencedOut:
+                self.epoch = None
+                raise
             except IntegrityError:
                 # Another writer stored one of these keys (or deleted a user) between our
                 # look-up and our INSERT. Nothing was committed; running the batch again sees
@@ -211,7 +234,10 @@ async def store_unique_txn(
 ) -> list[StoreResult]:
     """Store messages whose keys are distinct; one result per candidate, in order.
 
-    Runs inside the caller's transaction; results are only true once it commits.
+    Runs inside the caller's transaction, which must hold the writer lease (see
+    :mod:`services.persistence.lease`): ids are given here, one above the largest, in
+    submission order, and each new message's ``prev_id`` is the previous id in its
+    conversation. Results are only true once the transaction commits.
     """
     keys = [(item.sender.id, item.client_msg_id) for item in candidates]
     existing = await messages_by_key_txn(conn, keys)
@@ -227,13 +253,51 @@ async def store_unique_txn(
         if outcome is None:
             new_rows.append(_new_row(item, created_at))
     if new_rows:
-        # One executemany in submission order: ids follow the order messages were submitted.
+        top = (await conn.execute(sa.select(sa.func.max(messages.c.id)))).scalar() or 0
+        heads = await last_ids_txn(conn, {str(row["conversation"]) for row in new_rows})
+        for row in new_rows:
+            top += 1
+            row["id"] = top
+            row["prev_id"] = heads.get(str(row["conversation"]))
+            heads[str(row["conversation"])] = top
+        # One executemany in submission order.
         await conn.execute(messages.insert(), new_rows)
-        stored = await messages_by_key_txn(conn, [key for key, out in zip(keys, outcomes, strict=True) if out is None])
-        for index, key in enumerate(keys):
+        fresh = iter(new_rows)
+        for index, item in enumerate(candidates):
             if outcomes[index] is None:
-                outcomes[index] = Stored(stored[key], duplicate=False)
+                outcomes[index] = Stored(_inserted_message(next(fresh), item, names), duplicate=False)
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+async def last_ids_txn(conn: AsyncConnection, conversations: set[str]) -> dict[str, int]:
+    """The largest stored id of each of ``conversations`` that has one.
+
+    One statement of one ``MAX`` subquery per conversation: each is a single probe of the
+    ``(conversation, id)`` index on both databases, however long the conversation.
+    """
+    if not conversations:
+        return {}
+    parts = [
+        sa.select(
+            sa.literal(name, sa.String(64)).label("conversation"),
+            sa.select(sa.func.max(messages.c.id)).where(messages.c.conversation == name).scalar_subquery().label("last_id"),
+        )
+        for name in sorted(conversations)
+    ]
+    query = parts[0] if len(parts) == 1 else sa.union_all(*parts)
+    return {row.conversation: row.last_id for row in (await conn.execute(query)).all() if row.last_id is not None}
+
+
+def _inserted_message(row: dict[str, object], item: MessageSubmitted, names: dict[int, str]) -> ChatMessage:
+    return ChatMessage(
+        id=row["id"],
+        sender=UserRef(id=item.sender.id, username=names[item.sender.id]),
+        recipient_id=item.recipient_id,
+        body=item.body,
+        created_at=_aware_utc(row["created_at"]),  # type: ignore[arg-type]
+        client_msg_id=item.client_msg_id,
+        prev_id=row["prev_id"],
+    )
 
 
 def _classify(item: MessageSubmitted, original: ChatMessage | None, names: dict[int, str]) -> StoreResult | None:
@@ -298,6 +362,7 @@ def _row_to_message(row: sa.Row) -> ChatMessage:
         body=row.body,
         created_at=_aware_utc(row.created_at),
         client_msg_id=row.client_msg_id,
+        prev_id=row.prev_id,
     )
 
 

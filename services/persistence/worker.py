@@ -2,7 +2,7 @@
 
 Persist, then fan out: a batch is stored in one transaction and only after its COMMIT are the
 results published, so every message a recipient sees is already in history. The base class
-acks the batch's deliveries only when :meth:`PersistenceWorker.consume_batch` returns; if a
+acks the batch's deliveries only when :meth:`PersistenceWorker.handle_batch` returns; if a
 publish is not confirmed it raises, the batch comes back, and storing it again only finds
 duplicates, so nothing is stored twice and nothing acknowledged is lost.
 
@@ -12,12 +12,27 @@ when a batch fails because the database cannot be reached, the worker publishes
 failing, so gateways that start mid-outage learn it too), and ``StoreStatus(available=True)``
 right after the first COMMIT that follows, and once at start-up when the database answers. The
 batch itself is retried as before by the base class. The announcements are best effort: with
-the broker down as well, they are logged and the retries go on.
+the broker down as well, they are logged and the retries go on. A batch that takes longer than
+``store_timeout`` (a database link frozen without closing, a lock never granted) counts as an
+outage too, so gateways refuse sends within seconds instead of leaving them waiting.
+
+Who hears of a result: a newly stored message, and any message from a *redelivered* delivery
+(the worker before may have died between its COMMIT and its publish, so this copy may be the
+only one), goes to everyone who may see it. A duplicate from a fresh delivery is a resend by
+its sender (its first copy was or will be published from its own delivery): only the sender's
+connections hear it (``MessageStored.resend``), so a resend never shows anything again to
+anyone else.
+
+Fencing: the store renews the writer lease in every batch's transaction. When another worker
+took it over (this one was paused past its lease), the commit fails with ``FencedOut`` and the
+worker steps down (see the base class) instead of committing behind the new one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -25,7 +40,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from chase import metrics, routing
 from chase.bus.consumer import BatchConsumer
-from chase.bus.port import Bus, BusUnavailable, QueueSpec
+from chase.bus.port import Bus, BusUnavailable, Delivery, QueueSpec
 from chase.clock import Clock, SystemClock
 from chase.logging import get_logger
 from chase.schemas import (
@@ -36,17 +51,24 @@ from chase.schemas import (
     MessageSubmitted,
     StoreStatus,
 )
+from services.persistence.errors import RejectCode
+from services.persistence.lease import FencedOut, LeaseHeld
 from services.persistence.store import Rejected, Stored, StoreResult
 
 log = get_logger(__name__)
 
 #: Durable, and one active consumer at a time: commit order equals id order, so id cursors
 #: have no gaps. A second worker waits as a hot standby.
+#: Each submission may fail (or be left unacked by a worker that died) this many times; on its
+#: last attempt the sender is told ``rejected`` and it is dead-lettered. The broker counts.
+DELIVERY_LIMIT = 5
+
 PERSISTENCE_QUEUE_SPEC = QueueSpec(
     routing.PERSISTENCE_QUEUE,
     bindings=(routing.MESSAGE_SUBMITTED,),
     durable=True,
     single_active_consumer=True,
+    delivery_limit=DELIVERY_LIMIT,
 )
 
 
@@ -54,10 +76,15 @@ class BatchStore(Protocol):
     async def store_batch(self, submitted: Sequence[MessageSubmitted]) -> list[StoreResult]: ...
 
 
-def outgoing(result: StoreResult) -> tuple[str, Event]:
-    """The routing key and event that announce one store result."""
+def outgoing(result: StoreResult, *, redelivered: bool = False) -> tuple[str, Event]:
+    """The routing key and event that announce one store result (see the module docstring
+    for who hears a duplicate)."""
     if isinstance(result, Stored):
         message = result.message
+        if result.duplicate and not redelivered:
+            return routing.message_resent(message.sender.id), MessageStored(
+                message=message, duplicate=True, resend=True
+            )
         key = routing.message_stored(message.sender.id, message.recipient_id)
         return key, MessageStored(message=message, duplicate=result.duplicate)
     assert isinstance(result, Rejected)
@@ -67,8 +94,9 @@ def outgoing(result: StoreResult) -> tuple[str, Event]:
 
 
 #: MySQL/MariaDB errors that say nothing about the statement: too many connections, lock wait
-#: timeout, deadlock, cannot connect, server gone, connection lost.
-_MYSQL_TRANSIENT = frozenset({1040, 1205, 1213, 2002, 2003, 2006, 2013})
+#: timeout, deadlock, cannot connect, server gone, connection lost, statement timeout
+#: (max_statement_time), disconnected by the server (an idle transaction ended).
+_MYSQL_TRANSIENT = frozenset({1040, 1205, 1213, 1969, 2002, 2003, 2006, 2013, 4031})
 
 
 def _database_down(exc: Exception) -> bool:
@@ -93,7 +121,10 @@ _MYSQL_UNREACHABLE = {
     2003: "cannot connect to the database",
     2006: "the database server has gone away",
     2013: "lost the connection to the database",
+    1969: "the database does not answer in time",
+    4031: "lost the connection to the database",
 }
+_NO_ANSWER = "the database does not answer in time"
 _LOST_CONNECTION = "lost the connection to the database"
 _STORE_ANSWERS = "the database answers"
 #: How long the start-up check may wait for the database before the worker starts anyway.
@@ -103,6 +134,8 @@ PROBE_TIMEOUT = 5.0
 def outage_reason(exc: Exception) -> str | None:
     """A short reason, safe to publish (no URL, host or password), when ``exc`` from the store
     means the database is unreachable; None for any other failure."""
+    if isinstance(exc, TimeoutError):
+        return _NO_ANSWER
     if isinstance(exc, ConnectionError):
         return _LOST_CONNECTION
     if not isinstance(exc, DBAPIError):
@@ -123,22 +156,28 @@ class PersistenceWorker(BatchConsumer):
         *,
         max_batch: int = 200,
         max_wait: float = 0.002,
-        max_attempts: int = 5,
         retry_delay: float = 0.05,
         probe: Callable[[], Awaitable[None]] | None = None,
         clock: Clock | None = None,
         status_interval: float = STORE_STATUS_INTERVAL_SECONDS,
+        store_timeout: float = 5.0,
+        kill_after_commits: int = 0,
     ) -> None:
         """``probe`` (e.g. ``MessageStore.probe``) is awaited once in :meth:`start`: when it
-        returns, the gateways are told the store is available."""
+        returns, the gateways are told the store is available. A batch not stored within
+        ``store_timeout`` seconds counts as a store outage. ``kill_after_commits`` (fault
+        tests only; 0: off) makes the process SIGKILL itself right after that many COMMITs,
+        before publishing or acking anything."""
         super().__init__(
             bus,
             PERSISTENCE_QUEUE_SPEC,
             max_batch=max_batch,
             max_wait=max_wait,
-            max_attempts=max_attempts,
             retry_delay=retry_delay,
         )
+        self._store_timeout = store_timeout
+        self._kill_after_commits = kill_after_commits
+        self._commits = 0
         self._store = store
         self._probe = probe
         self._clock = clock or SystemClock()
@@ -161,28 +200,49 @@ class PersistenceWorker(BatchConsumer):
         await super().start()
 
     def is_transient(self, exc: Exception) -> bool:
-        """Database or broker down: retry until it is back, never dead-letter for it."""
-        return isinstance(exc, BusUnavailable | ConnectionError) or _database_down(exc)
+        """Database or broker down, or a batch that took too long, or another worker's lease
+        still running: retry until it passes, never dead-letter for it."""
+        return isinstance(exc, BusUnavailable | ConnectionError | TimeoutError | LeaseHeld) or _database_down(exc)
 
-    async def consume_batch(self, events: list[Event]) -> None:
+    def steps_down(self, exc: Exception) -> bool:
+        """Another worker holds the lease now: give everything back and wait as a standby."""
+        return isinstance(exc, FencedOut)
+
+    async def on_poison(self, delivery: Delivery, exc: Exception) -> None:
+        """Tell the sender at once that this message will never be stored."""
+        event = delivery.event
+        if not isinstance(event, MessageSubmitted):
+            return
+        rejected = Rejected(event.sender.id, event.client_msg_id, RejectCode.REJECTED,
+                            "the message could not be stored")
+        metrics.PERSISTENCE_REJECTED.labels(RejectCode.REJECTED).inc()
+        await self.bus.publish(*outgoing(rejected))
+
+    async def handle_batch(self, deliveries: list[Delivery]) -> None:
         """Store the batch, then publish every result; raising sends the whole batch back."""
         submitted: list[MessageSubmitted] = []
-        for event in events:
-            if isinstance(event, MessageSubmitted):
-                submitted.append(event)
+        redelivered: list[bool] = []
+        for delivery in deliveries:
+            if isinstance(delivery.event, MessageSubmitted):
+                submitted.append(delivery.event)
+                redelivered.append(delivery.redelivered)
             else:
                 # Only a misrouted binding puts anything else here; retrying would not help.
-                log.warning("persistence_skipped_event", event_type=event.type)
+                log.warning("persistence_skipped_event", event_type=delivery.event.type)
         if not submitted:
             return
         started = self._clock.monotonic()
         try:
-            results = await self._store.store_batch(submitted)
+            results = await asyncio.wait_for(self._store.store_batch(submitted), self._store_timeout)
         except Exception as exc:
             reason = outage_reason(exc)
             if reason is not None:
                 await self._store_unreachable(reason)
-            raise  # the base class retries the batch
+            raise  # the base class retries the batch (or steps down)
+        self._commits += 1
+        if self._kill_after_commits and self._commits >= self._kill_after_commits:
+            log.warning("fault_hook_kill_after_commit", commits=self._commits)
+            os.kill(os.getpid(), signal.SIGKILL)
         _count_batch(results, self._clock.monotonic() - started)
         self._down_told_at = None
         if self._told is not True:
@@ -191,7 +251,9 @@ class PersistenceWorker(BatchConsumer):
             await self._tell(True, _STORE_ANSWERS)
         # In id order, so each gateway sees messages in the order they were committed; the
         # confirms are awaited together (one round trip per batch, not per message).
-        await self.bus.publish_many([outgoing(result) for result in results])
+        await self.bus.publish_many(
+            [outgoing(result, redelivered=again) for result, again in zip(results, redelivered, strict=True)]
+        )
         rejected = sum(isinstance(r, Rejected) for r in results)
         log.debug("persistence_batch_done", size=len(results), rejected=rejected)
 

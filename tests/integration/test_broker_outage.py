@@ -146,6 +146,12 @@ async def test_an_exclusive_queue_and_its_runtime_bindings_come_back(bus: Rabbit
 
     spec = QueueSpec("outage.gateway", bindings=("static",), durable=False, exclusive=True, max_length=100)
     await bus.consume(spec, handler)
+    restored = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        restored.set()
+
+    bus.on_reconnect(on_reconnect)
     await bus.bind("outage.gateway", "user.1")
     await bus.bind("outage.gateway", "user.2")
     await bus.unbind("outage.gateway", "user.2")
@@ -164,6 +170,9 @@ async def test_an_exclusive_queue_and_its_runtime_bindings_come_back(bus: Rabbit
         assert loop.time() - started < PUBLISH_TIMEOUT + 2, "an operation during the cut must fail promptly"
 
     await broker.restore()
+    # Until the bus says so, the queue may not be declared again yet (a publish can already
+    # go through on the restored publishing channel and be lost): wait for the bus's word.
+    await asyncio.wait_for(restored.wait(), RECOVERY)
     await publish_when_back(bus, "static", ev("static-after"))
     # The queue was re-declared (it died with the old connection) with its static binding and
     # the runtime one still in force; the unbound key stays unbound; binding works again.
@@ -243,8 +252,13 @@ async def test_a_broker_outage_refuses_sends_and_the_system_recovers(
                 assert (error.code, error.retryable) == ("unavailable", True)
 
                 await broker.restore()
-                # Both clients are still connected: the gateway keeps its WebSockets open
-                # through a broker outage, and its fan-out queue comes back with the bindings.
+                # Both clients are still connected and told to sync: the gateway's queue died
+                # with its connection, so live delivery may have missed something meanwhile.
+                for client in (a, b):
+                    resync = await client.expect("resync", timeout=RECOVERY)
+                    assert resync.reason
+                # The gateway keeps its WebSockets open through a broker outage, and its
+                # fan-out queue comes back with the bindings.
                 await send_until_acked(a, "while the broker is down", refused)
                 await b.expect("message", has_body("while the broker is down"), timeout=RECOVERY)
                 after = await send(a, "after the outage")

@@ -447,8 +447,8 @@ async def test_batch_consumer_batches_a_burst_in_order(bus: Bus) -> None:
 async def test_batch_consumer_isolates_and_dead_letters_poison(bus: Bus) -> None:
     dead = Inbox()
     await bus.consume(QueueSpec("dead-letter"), dead)
-    queue = spec("poisoned", "job.#")
-    consumer = Recorder(bus, queue, poison={"j04"}, max_batch=10, max_wait=0.5, max_attempts=3, retry_delay=0)
+    queue = spec("poisoned", "job.#", delivery_limit=2)
+    consumer = Recorder(bus, queue, poison={"j04"}, max_batch=10, max_wait=0.5, retry_delay=0)
     await consumer.start()
     try:
         expected = [f"j{i:02}" for i in range(10)]
@@ -461,3 +461,19 @@ async def test_batch_consumer_isolates_and_dead_letters_poison(bus: Bus) -> None
     assert consumer.handled == [t for t in expected if t != "j04"]
     assert dead.tags == ["j04"]
     assert dead.deliveries[0].routing_key == "job.item"
+
+
+async def test_the_broker_counts_returns_and_dead_letters_past_the_delivery_limit(bus: Bus) -> None:
+    dead = Inbox()
+    await bus.consume(QueueSpec("dead-letter"), dead)
+    counts: list[int] = []
+
+    async def always_return(delivery: Delivery) -> None:
+        counts.append(delivery.delivery_count)
+        await delivery.reject(requeue=True)
+
+    await bus.consume(spec("limited", "limited.#", delivery_limit=2), always_return)
+    await bus.publish("limited.x", ev("doomed"))
+    await wait_until(lambda: dead.tags == ["doomed"])
+    # Three attempts: the first, then two returns the limit allows; the count is the broker's.
+    assert counts == [0, 1, 2]

@@ -36,7 +36,9 @@ from tests.helpers import make_users, wait_until
 from tests.integration.system import delete_namespace
 
 NOW = datetime(2026, 5, 6, 7, 8, 9, 654321, tzinfo=UTC)
-OBSERVER = QueueSpec("test.observer", bindings=("message.stored.#", "message.rejected.#"), durable=False)
+OBSERVER = QueueSpec(
+    "test.observer", bindings=("message.stored.#", "message.rejected.#", "user.*.message.resent"), durable=False
+)
 
 
 @dataclass
@@ -135,9 +137,12 @@ async def test_resend_is_acknowledged_with_the_original(stack: Stack):
     await submit(stack.bus, alice, "m1", "first")
     await wait_until(lambda: len(stack.seen) == 2)
 
-    original, resend = (seen.event for seen in stack.seen)
-    assert resend.duplicate and not original.duplicate
-    assert resend.message == original.message
+    original, resend = stack.seen
+    assert resend.event.duplicate and resend.event.resend and not original.event.duplicate
+    assert resend.event.message == original.event.message
+    # Only the sender hears of a resend; the message is not shown to anyone again.
+    assert original.routing_key == routing.MESSAGE_STORED_PUBLIC
+    assert resend.routing_key == routing.message_resent(alice.id)
     assert await count_rows(stack.engine) == 1
 
 

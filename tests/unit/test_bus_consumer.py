@@ -11,6 +11,8 @@ from chase.schemas import Event, SessionRevoked
 from tests.helpers import wait_until
 
 QUEUE = QueueSpec("work", bindings=("work",))
+#: The broker allows two returns: three attempts in all, counted by the bus, not the consumer.
+LIMITED = QueueSpec("work", bindings=("work",), delivery_limit=2)
 
 
 def ev(tag: str) -> SessionRevoked:
@@ -42,7 +44,7 @@ class Flaky(BatchConsumer):
     """Fails with a transient error a given number of times, then works."""
 
     def __init__(self, bus: MemoryBus, failures: int) -> None:
-        super().__init__(bus, QUEUE, max_batch=10, max_wait=0.5, max_attempts=2, retry_delay=0)
+        super().__init__(bus, LIMITED, max_batch=10, max_wait=0.5, retry_delay=0)
         self.failures = failures
         self.calls = 0
         self.handled: list[str] = []
@@ -60,7 +62,7 @@ class Flaky(BatchConsumer):
 async def test_transient_failures_are_retried_and_never_dead_letter() -> None:
     bus = await started_bus()
     dead = await dead_letters(bus)
-    consumer = Flaky(bus, failures=6)  # more failures than max_attempts
+    consumer = Flaky(bus, failures=6)  # more failures than the delivery limit allows
     await consumer.start()
     for i in range(4):
         await bus.publish("work", ev(f"t{i}"))
@@ -112,9 +114,13 @@ async def test_stop_finishes_the_batch_in_progress_and_returns_the_rest() -> Non
 
 class OneByOne(Consumer):
     def __init__(self, bus: MemoryBus) -> None:
-        super().__init__(bus, QUEUE, max_attempts=3, retry_delay=0)
+        super().__init__(bus, LIMITED, retry_delay=0)
         self.attempts: dict[str, int] = {}
         self.handled: list[str] = []
+        self.poisoned: list[tuple[str, int]] = []
+
+    async def on_poison(self, delivery: Delivery, exc: Exception) -> None:
+        self.poisoned.append((tag(delivery.event), delivery.delivery_count))
 
     async def consume(self, event: Event) -> None:
         self.attempts[tag(event)] = self.attempts.get(tag(event), 0) + 1
@@ -123,7 +129,7 @@ class OneByOne(Consumer):
         self.handled.append(tag(event))
 
 
-async def test_consumer_handles_one_at_a_time_and_dead_letters_after_max_attempts() -> None:
+async def test_consumer_handles_one_at_a_time_and_dead_letters_at_the_delivery_limit() -> None:
     bus = await started_bus()
     dead = await dead_letters(bus)
     consumer = OneByOne(bus)
@@ -133,12 +139,15 @@ async def test_consumer_handles_one_at_a_time_and_dead_letters_after_max_attempt
     await wait_until(lambda: consumer.handled == ["a", "b"] and dead == ["bad"])
     await consumer.stop()
     assert consumer.attempts == {"a": 1, "bad": 3, "b": 1}
+    # Told once, on the last attempt the broker allows (two returns before it).
+    assert consumer.poisoned == [("bad", 2)]
     await bus.close()
 
 
 class Splitter(BatchConsumer):
     def __init__(self, bus: MemoryBus) -> None:
-        super().__init__(bus, QUEUE, max_batch=8, max_wait=0.5, max_attempts=4, retry_delay=0)
+        super().__init__(bus, QueueSpec("work", bindings=("work",), delivery_limit=3), max_batch=8, max_wait=0.5,
+                         retry_delay=0)
         self.calls: list[list[str]] = []
         self.handled: list[str] = []
 
@@ -150,14 +159,14 @@ class Splitter(BatchConsumer):
         self.handled.extend(names)
 
 
-async def test_poison_is_isolated_by_halving_and_tried_max_attempts_alone() -> None:
+async def test_poison_is_isolated_by_halving_and_tried_alone_up_to_the_delivery_limit() -> None:
     bus = await started_bus()
     dead = await dead_letters(bus)
     # Declare first so that all eight arrive as one batch.
     async def ignore(delivery: Delivery) -> None:
         pass
 
-    await (await bus.consume(QUEUE, ignore)).cancel()
+    await (await bus.consume(QueueSpec("work", bindings=("work",), delivery_limit=3), ignore)).cancel()
     for i in range(8):
         await bus.publish("work", ev(f"p{i}"))
     consumer = Splitter(bus)
@@ -167,4 +176,69 @@ async def test_poison_is_isolated_by_halving_and_tried_max_attempts_alone() -> N
     assert consumer.calls[0] == [f"p{i}" for i in range(8)]
     assert consumer.handled == ["p0", "p1", "p2", "p3", "p4", "p6", "p7"]
     assert consumer.calls.count(["p5"]) == 4
+    await bus.close()
+
+
+class Fenced(BatchConsumer):
+    """Stands for a worker whose writer lease was taken over while it held a batch."""
+
+    def __init__(self, bus: MemoryBus, name: str, deposed: bool = False) -> None:
+        super().__init__(bus, QueueSpec("work", bindings=("work",), single_active_consumer=True), max_batch=5,
+                         max_wait=0.05, retry_delay=0)
+        self.name = name
+        self.deposed = deposed
+        self.handled: list[str] = []
+
+    def steps_down(self, exc: Exception) -> bool:
+        return isinstance(exc, PermissionError)
+
+    async def consume_batch(self, events: list[Event]) -> None:
+        if self.deposed:
+            self.deposed = False
+            raise PermissionError("fenced out")
+        self.handled.extend(tag(e) for e in events)
+
+
+async def test_a_consumer_that_steps_down_gives_everything_back_and_queues_behind_the_other() -> None:
+    bus = await started_bus()
+    first, second = Fenced(bus, "first", deposed=True), Fenced(bus, "second")
+    await first.start()
+    await second.start()
+    for i in range(6):
+        await bus.publish("work", ev(f"s{i}"))
+    # The first (active) consumer is fenced out on its first batch: it steps down, and the
+    # second one, now active, handles everything, in order, once.
+    await wait_until(lambda: len(second.handled) == 6)
+    assert second.handled == [f"s{i}" for i in range(6)] and first.handled == []
+    await bus.publish("work", ev("later"))
+    await wait_until(lambda: "later" in second.handled)
+    assert first.handled == []
+    await first.stop()
+    await second.stop()
+    await bus.close()
+
+
+async def test_a_batch_lost_with_its_channel_is_dropped_not_retried() -> None:
+    bus = await started_bus()
+    consumer = Flaky(bus, failures=1_000_000)  # the store stays down
+    await consumer.start()
+    await bus.publish("work", ev("x"))
+    await wait_until(lambda: consumer.calls >= 1)
+    # The subscription goes (the broker connection died): the retries stop, the event is back
+    # in the queue for whoever consumes next.
+    subscription = consumer._subscription
+    assert subscription is not None
+    await subscription.cancel()
+    calls = consumer.calls
+    taken: list[Delivery] = []
+
+    async def take(delivery: Delivery) -> None:
+        taken.append(delivery)
+        await delivery.ack()
+
+    await bus.consume(LIMITED, take)
+    await wait_until(lambda: [tag(d.event) for d in taken] == ["x"])
+    assert taken[0].redelivered
+    await wait_until(lambda: consumer._task is not None and consumer.calls <= calls + 1)
+    await consumer.stop()
     await bus.close()

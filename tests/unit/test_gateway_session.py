@@ -288,6 +288,32 @@ def test_stored_message_acks_the_sender_then_shows_it() -> None:
     assert s.pending == frozenset()
 
 
+def test_a_resend_is_acked_to_its_sender_only_and_shown_to_nobody() -> None:
+    sender, other_device, bob = session(ALICE), session(ALICE), session(BOB)
+    sender.receive_text(frame(type="send", client_msg_id="c1", body="hi"))
+    event = stored(ALICE, "c1", mid=9, dup=True).model_copy(update={"resend": True})
+    [ack] = [a.frame for a in sender.on_event(event)]
+    assert ack == AckFrame(client_msg_id="c1", message_id=9, created_at=event.message.created_at, duplicate=True)
+    assert sender.on_event(event) == []  # answered once
+    assert other_device.on_event(event) == [] and bob.on_event(event) == []
+
+
+def test_a_send_unanswered_past_the_timeout_gets_unavailable_once() -> None:
+    clock = FakeClock()
+    s = session(ALICE, clock, send_timeout=8.0)
+    s.receive_text(frame(type="send", client_msg_id="c1", body="hi"))
+    clock.advance(5)
+    s.receive_text(frame(type="send", client_msg_id="c2", body="hi"))
+    clock.advance(3)
+    error = only_error(s.expire_pending())
+    assert (error.code, error.retryable, error.client_msg_id) == (ErrorCode.UNAVAILABLE, True, "c1")
+    assert s.pending == frozenset({"c2"})
+    assert s.expire_pending() == []
+    # A late ack of the expired send is not passed on; its message still is.
+    assert [type(a.frame) for a in s.on_event(stored(ALICE, "c1"))] == [MessageFrame]
+    assert session(ALICE).expire_pending() == []  # no timeout configured: never
+
+
 def test_duplicate_acks_the_sender_once_and_is_fanned_out_again() -> None:
     # The redelivered copy may be the only one anyone gets live (a worker died between COMMIT
     # and publish), so it goes to everyone who may see it; clients dedupe by message id.
@@ -398,3 +424,16 @@ def test_queries_and_pings_still_work_during_an_outage() -> None:
     assert s.receive_text(frame(type="ping", request_id="p")) == [Send(PongFrame(request_id="p"))]
     [query] = s.receive_text(frame(type="sync", request_id="s"))
     assert isinstance(query, Query)
+
+
+def test_after_a_refused_send_later_ones_wait_until_it_is_sent_again() -> None:
+    # Per-connection order: c2 must not be stored before c1, which the broker did not take.
+    s = session(ALICE)
+    s.receive_text(frame(type="send", client_msg_id="c1", body="one"))
+    s.publish_failed("c1")
+    error = only_error(s.receive_text(frame(type="send", client_msg_id="c2", body="two")))
+    assert (error.code, error.retryable, error.client_msg_id) == (ErrorCode.UNAVAILABLE, True, "c2")
+    [publish] = s.receive_text(frame(type="send", client_msg_id="c1", body="one"))
+    assert isinstance(publish, Publish) and publish.client_msg_id == "c1"
+    [publish] = s.receive_text(frame(type="send", client_msg_id="c2", body="two"))
+    assert isinstance(publish, Publish) and publish.client_msg_id == "c2"

@@ -187,9 +187,9 @@ class AlwaysFails(Consumer):
 
 
 async def test_a_dead_lettered_event_is_counted_by_queue(bus: MemoryBus) -> None:
-    queue = QueueSpec("metrics-work", bindings=("metrics-work",))
+    queue = QueueSpec("metrics-work", bindings=("metrics-work",), delivery_limit=1)
     before = value("chase_bus_dead_lettered_total", queue="metrics-work")
-    consumer = AlwaysFails(bus, queue, max_attempts=2, retry_delay=0.0)
+    consumer = AlwaysFails(bus, queue, retry_delay=0.0)
     await consumer.start()
     try:
         await bus.publish("metrics-work", SessionRevoked(user_id=1, session_id="s"))

@@ -148,11 +148,17 @@ def test_transient_failures_are_told_apart(exc, transient):
     assert worker.is_transient(exc) is transient
 
 
-def test_duplicate_flag_travels_in_the_event():
+def test_a_redelivered_duplicate_goes_to_everyone_a_resend_only_to_its_sender():
     message = ChatMessage(id=5, sender=ALICE, recipient_id=3, body="x", created_at=NOW, client_msg_id="m")
-    key, event = outgoing(Stored(message, duplicate=True))
+    # Redelivered: the worker before may have died between COMMIT and publish.
+    key, event = outgoing(Stored(message, duplicate=True), redelivered=True)
     assert key == "message.stored.dm.1.3"
     assert event == MessageStored(message=message, duplicate=True)
+    # A fresh delivery of a stored message is a resend: the sender's ack only.
+    key, event = outgoing(Stored(message, duplicate=True))
+    assert key == "user.1.message.resent"
+    assert event == MessageStored(message=message, duplicate=True, resend=True)
+    assert outgoing(Stored(message))[0] == "message.stored.dm.1.3"
 
 
 # --- announcing store outages ---------------------------------------------------------------
