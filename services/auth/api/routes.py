@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from chase.schemas import MAX_ID
 from services.auth.api.deps import CurrentSession, Engine, Service, Settings, require_json
 from services.auth.errors import ErrorResponse
 from services.auth.models import (
@@ -55,8 +56,10 @@ async def directory(
     _: CurrentSession,
     service: Service,
     settings: Settings,
-    after_id: Annotated[int, Query(ge=0, description="Last id of the previous page; 0 for the first")] = 0,
-    limit: Annotated[int | None, Query(ge=1, description="Page size; capped by the server")] = None,
+    after_id: Annotated[
+        int, Query(ge=0, le=MAX_ID, description="Last id of the previous page; 0 for the first")
+    ] = 0,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Page size; capped by the server")] = None,
 ) -> UserPage:
     """Users by ascending id, for the sidebar. Page on with ``after_id=next_after_id``."""
     wanted = limit or settings.directory_page_default
