@@ -123,3 +123,18 @@ def test_the_password_rule() -> None:
     assert passwords.problem("correct horse battery staple") is None
     assert len(passwords.common_passwords()) == 10_000
     assert all(len(p) >= passwords.MIN_CHARS for p in passwords.common_passwords())
+
+
+async def test_the_client_core_applies_the_same_password_rule_before_sending() -> None:
+    import ssl
+
+    from client.core.api import AuthApi
+    from client.core.errors import InvalidInput
+
+    # Nothing listens there: the rule refuses the password before any connection is made.
+    api = AuthApi("https://127.0.0.1:9", ssl.create_default_context())
+    try:
+        with pytest.raises(InvalidInput, match="most common"):
+            await api.register("alice", "password")
+    finally:
+        await api.aclose()
