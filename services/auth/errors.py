@@ -127,7 +127,7 @@ class TooManyAttempts(AuthError):
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
-        super().__init__(f"Too many failed logins for this name: try again in {self.retry_after} s.")
+        super().__init__(f"Too many failed logins: try again in {self.retry_after} s.")
 
     @property
     def headers(self) -> dict[str, str]:

@@ -8,6 +8,7 @@ so a hash cannot leave the service by accident. This module imports only pydanti
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated
 
@@ -24,6 +25,7 @@ USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
 #: single '_', '.' or '-' (so no '...', no '-x' that reads as a command option, no 'a__b').
 NEW_USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9]+(?:[_.-][A-Za-z0-9]+)*$")
 USERNAME_MIN_CHARS = 3
+DEVICE_MAX_CHARS = 64
 USERNAME_MAX_CHARS = 32
 PASSWORD_MIN_CHARS = passwords.MIN_CHARS
 #: bcrypt only reads the first 72 bytes of a password; see :func:`check_password`.
@@ -102,6 +104,17 @@ LoginPassword = Annotated[
 ]
 
 
+def _device(value: str) -> str:
+    """Printable text only: a label shown to people must not carry control characters."""
+    _text(value)
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        raise PydanticCustomError("device_invalid", "A device label is printable text (no control characters).")
+    return value
+
+
+DeviceLabel = Annotated[str, Field(min_length=1, max_length=DEVICE_MAX_CHARS), AfterValidator(_device)]
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
@@ -126,6 +139,8 @@ class UserCreate(_In):
 class LoginRequest(_In):
     username: LoginName
     password: LoginPassword
+    #: Shown in the list of sessions; defaults to the client's User-Agent.
+    device: DeviceLabel | None = None
 
 
 class UserPublic(_Out):
