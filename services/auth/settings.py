@@ -38,6 +38,14 @@ class AuthSettings(CommonSettings):
         description="Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed; "
         "empty: the header is ignored and the peer address counts",
     )
+    max_body_bytes: int = Field(16_384, ge=1024, description="Largest request body; larger ones get 413 unread")
+    body_timeout_seconds: float = Field(10.0, gt=0, description="How long a request body may take to arrive (408)")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long a connection may take to send a request's headers before it is dropped"
+    )
+    idle_timeout_seconds: float = Field(5.0, gt=0, description="How long an idle keep-alive connection stays open")
+    max_connections: int = Field(1000, ge=1, description="Open HTTPS connections; past it new ones are dropped")
+    max_concurrent_requests: int = Field(100, ge=1, description="Requests in progress; past it 503 with Retry-After")
     directory_page_default: int = Field(50, ge=1, le=500, description="Users per directory page by default")
     directory_page_max: int = Field(200, ge=1, le=500, description="Largest directory page a client may ask for")
     # On by default: the figures are counts by outcome, with no user, name or token in them.
