@@ -23,11 +23,12 @@ GATEWAY_CONNECTIONS_OPEN = Gauge(
     "chase_gateway_connections_open", "Authenticated WebSocket connections open now"
 )
 #: ``outcome``: accepted, refused_token (missing, invalid, expired or revoked; closed 4401),
-#: auth_unavailable (auth service not answering; 1013), bus_unavailable (bindings failed; 1013).
+#: auth_unavailable (auth service not answering; 1013), bus_unavailable (bindings failed; 1013),
+#: too_many (the user is at max_connections_per_user; 4429).
 GATEWAY_CONNECTIONS = Counter(
     "chase_gateway_connections", "WebSocket connections opened, by how authentication ended", ["outcome"]
 )
-CONNECTION_OUTCOMES = ("accepted", "refused_token", "auth_unavailable", "bus_unavailable")
+CONNECTION_OUTCOMES = ("accepted", "refused_token", "auth_unavailable", "bus_unavailable", "too_many")
 #: ``type``: send, history, sync, ping, or refused (answered with an error frame or a close).
 GATEWAY_FRAMES_RECEIVED = Counter(
     "chase_gateway_frames_received", "Client frames received, by what they turned out to be", ["type"]

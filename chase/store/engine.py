@@ -29,7 +29,7 @@ def create_engine(
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": statement_timeout})
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": statement_timeout})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "mysql":
@@ -39,6 +39,7 @@ def create_engine(
         engine = create_async_engine(
             parsed,
             echo=echo,
+            hide_parameters=True,
             pool_pre_ping=True,
             pool_recycle=3600,
             pool_timeout=connect_timeout,

@@ -28,6 +28,7 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql")
 
 USERNAME_MAX = 32
+DEVICE_MAX = 64
 
 users = sa.Table(
     "users",
@@ -53,8 +54,27 @@ sessions = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False),
     sa.Column("revoked_at", Timestamp, nullable=True),
+    # What the person sees in their list of sessions: a label the client gave (or its
+    # User-Agent), and when the token was last used (updated at most once a minute).
+    sa.Column("device", sa.String(DEVICE_MAX), nullable=True),
+    sa.Column("last_seen_at", Timestamp, nullable=True),
     sa.UniqueConstraint("token_hash"),
     sa.Index("ix_sessions_user_id", "user_id"),
+    sa.Index("ix_sessions_expires_at", "expires_at"),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: Failed-login counters, shared by every auth process (services/auth/throttle.py). One row
+#: per scope (a client address, a user name, or the two together), keyed by the SHA-256 of
+#: the scope so neither names nor addresses are kept in clear.
+login_throttle = sa.Table(
+    "login_throttle",
+    metadata,
+    sa.Column("scope_key", sa.String(64), primary_key=True),
+    sa.Column("failures", sa.Integer(), nullable=False),
+    sa.Column("blocked_until", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_login_throttle_updated_at", "updated_at"),
     **MYSQL_TABLE_ARGS,
 )
 

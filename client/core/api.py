@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from chase import passwords
 from chase.schemas import UserRef
 from client.core.endpoints import is_certificate_error
 from client.core.errors import (
@@ -91,7 +92,13 @@ class AuthApi:
         await self._http.aclose()
 
     async def register(self, username: str, password: str) -> UserRef:
-        """Create an account; the caller then logs in with :meth:`login`."""
+        """Create an account; the caller then logs in with :meth:`login`.
+
+        The password rule is checked here first (the server's own, from ``chase.passwords``),
+        so a refused password never leaves the machine."""
+        problem = passwords.problem(password, username)
+        if problem is not None:
+            raise InvalidInput(problem.message, {"password": problem.message})
         response = await self._call("POST", "/users", json={"username": username, "password": password})
         if response.status_code == 409:
             raise UsernameTaken(_error(response).message or f"the name {username!r} is taken")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from chase.logging import get_logger
 from chase.schemas import AckFrame, ChatMessage, ErrorFrame, Limits, SendFrame, UserRef, encode
+from chase.text import is_blank
 from client.core.backoff import BackoffPolicy, Sleep
 from client.core.errors import MessageRejected
 from client.core.events import EventHub, MessageAcked, PendingAdded, PendingChanged, PendingStored, SendFailed, Source
@@ -45,8 +46,8 @@ class Outgoing:
 
 def check_body(body: str, limits: Limits | None) -> None:
     """Raise MessageRejected for a body the server would refuse (empty, or over the limit)."""
-    if not body.strip():
-        raise MessageRejected("the message is empty")
+    if is_blank(body):
+        raise MessageRejected("the message is empty (or has no visible character)")
     if limits is not None and len(body) > limits.max_body_chars:
         raise MessageRejected(f"the message has {len(body)} characters; the limit is {limits.max_body_chars}")
 

@@ -14,7 +14,7 @@ from services.auth.api.routes import api, health, operations
 from services.auth.security import PasswordHasher
 from services.auth.service import AuthService
 from services.auth.settings import AuthSettings
-from services.auth.throttle import LoginThrottle
+from services.auth.throttle import LoginThrottle, Policy, Scope
 
 
 def create_app(
@@ -36,12 +36,7 @@ def create_app(
         hasher=PasswordHasher(settings.bcrypt_rounds),
         clock=clock,
         tokens=tokens or SecureTokens(),
-        throttle=LoginThrottle(
-            clock,
-            max_failures=settings.login_max_failures,
-            window_seconds=settings.login_window_seconds,
-            max_names=settings.login_throttle_max_names,
-        ),
+        throttle=LoginThrottle(engine, throttle_policy(settings)),
         session_ttl=timedelta(seconds=settings.session_ttl_seconds),
         bus=bus,
     )
@@ -59,3 +54,15 @@ def create_app(
     if settings.metrics:
         app.include_router(operations)
     return app
+
+
+def throttle_policy(settings: AuthSettings) -> Policy:
+    """The login throttle's three scopes from the settings (see ``throttle.py``)."""
+    hour, quarter = 3600.0, 900.0
+    return Policy(
+        address=Scope("address", settings.login_free_failures_per_address, 1.0,
+                      settings.login_address_delay_cap_seconds, hour),
+        pair=Scope("pair", settings.login_free_failures_per_pair, 1.0, settings.login_address_delay_cap_seconds, hour),
+        account=Scope("account", settings.login_free_failures_per_account, 1.0,
+                      settings.login_account_delay_cap_seconds, quarter),
+    )

@@ -39,7 +39,12 @@ class ErrorCode(StrEnum):
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
-    #: The database does not answer; the same request may succeed later.
+    #: The body is larger than ``CHASE_AUTH_MAX_BODY_BYTES`` (413).
+    BODY_TOO_LARGE = "body_too_large"
+    #: The body did not arrive in time (408).
+    REQUEST_TIMEOUT = "request_timeout"
+    #: The database does not answer, or the server is at its limit of requests in progress;
+    #: the same request may succeed later.
     UNAVAILABLE = "unavailable"
     #: A bug; the response says nothing more, the log does.
     INTERNAL = "internal"
@@ -127,7 +132,7 @@ class TooManyAttempts(AuthError):
 
     def __init__(self, retry_after: float) -> None:
         self.retry_after = max(1, math.ceil(retry_after))
-        super().__init__(f"Too many failed logins for this name: try again in {self.retry_after} s.")
+        super().__init__(f"Too many failed logins: try again in {self.retry_after} s.")
 
     @property
     def headers(self) -> dict[str, str]:

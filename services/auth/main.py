@@ -13,7 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chase.bus import Bus
 from chase.config import ConfigError
 from chase.logging import get_logger
+from chase.rlimit import ensure_open_file_limit
+from chase.tls import server_context
 from services.auth.app import create_app
+from services.auth.limits import RequestLimits, guarded_protocol
 from services.auth.settings import AuthSettings
 
 log = get_logger("chase.auth")
@@ -47,15 +50,30 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
     The caller owns ``engine`` and ``bus``. Raises :class:`ConfigError` when a TLS file is
     missing and ``SystemExit`` from uvicorn when the port cannot be bound.
     """
+    ensure_open_file_limit()
     for path in (settings.server_cert_path, settings.server_key_path):
         if not path.exists():
             raise ConfigError(f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is missing: run `chase certs` first")
-    config = uvicorn.Config(
+    app = RequestLimits(
         create_app(settings, engine=engine, bus=bus),
+        max_body_bytes=settings.max_body_bytes,
+        max_concurrent=settings.max_concurrent_requests,
+        body_timeout=settings.body_timeout_seconds,
+    )
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         ssl_certfile=str(settings.server_cert_path),
         ssl_keyfile=str(settings.server_key_path),
+        # The same TLS profile as every ChaSe server (chase.tls), not uvicorn's default.
+        ssl_context_factory=lambda config, _default: server_context(
+            settings.server_cert_path, settings.server_key_path
+        ),
+        http=guarded_protocol(header_timeout=settings.header_timeout_seconds, max_connections=settings.max_connections),
+        timeout_keep_alive=int(max(1, settings.idle_timeout_seconds)),
+        # X-Forwarded-For is read by the login throttle itself, from trusted proxies only.
+        proxy_headers=False,
         log_config=None,  # chase.logging configures logging once for the whole process
         access_log=False,
         lifespan="off",
@@ -82,3 +100,4 @@ async def _serve(server: uvicorn.Server, settings: AuthSettings) -> None:
         raise ConfigError(
             f"CHASE_AUTH_HOST / CHASE_AUTH_PORT: cannot listen on {settings.host}:{settings.port} (in use?)"
         ) from None
+

@@ -8,53 +8,65 @@ so a hash cannot leave the service by accident. This module imports only pydanti
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from chase import passwords
 from chase.schemas import UserRef
+from chase.text import has_lone_surrogate
 
+#: Names that can log in: every name ever accepted (the lookup at login uses it).
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{3,32}$")
-PASSWORD_MIN_CHARS = 8
+#: Names a new account may take: 3-32 characters, ASCII letters and digits in runs joined by
+#: single '_', '.' or '-' (so no '...', no '-x' that reads as a command option, no 'a__b').
+NEW_USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9]+(?:[_.-][A-Za-z0-9]+)*$")
+USERNAME_MIN_CHARS = 3
+DEVICE_MAX_CHARS = 64
+USERNAME_MAX_CHARS = 32
+PASSWORD_MIN_CHARS = passwords.MIN_CHARS
 #: bcrypt only reads the first 72 bytes of a password; see :func:`check_password`.
-PASSWORD_MAX_BYTES = 72
+PASSWORD_MAX_BYTES = passwords.MAX_BYTES
+USERNAME_RULE = (
+    "A username is 3 to 32 characters: ASCII letters and digits, joined by single '_', '.' or '-' "
+    "(it starts and ends with a letter or digit)."
+)
+
+
+def _text(value: str) -> str:
+    """Refuse strings that are not Unicode text (a JSON ``\\ud800`` escape decodes to one)."""
+    if has_lone_surrogate(value):
+        raise PydanticCustomError("string_unicode", "This must be valid Unicode text (it has a lone surrogate).")
+    return value
 
 
 def check_username(value: str) -> str:
-    """Accept 3-32 ASCII letters, digits, ``_``, ``.`` or ``-``.
+    """Accept the rule of :data:`NEW_USERNAME_PATTERN`.
 
     ASCII only on purpose: uniqueness is enforced on the database's ``lower(username)``, and
     SQLite's lower() folds only ASCII, so non-ASCII names would compare differently on SQLite
     and MySQL (and invite look-alike names).
     """
-    if not USERNAME_PATTERN.fullmatch(value):
-        raise PydanticCustomError(
-            "username_invalid",
-            "A username is 3 to 32 characters: ASCII letters, digits, '_', '.' or '-'.",
-        )
+    if not (USERNAME_MIN_CHARS <= len(value) <= USERNAME_MAX_CHARS and NEW_USERNAME_PATTERN.fullmatch(value)):
+        raise PydanticCustomError("username_invalid", USERNAME_RULE)
     return value
 
 
 def check_password(value: str) -> str:
-    """Accept at least 8 characters and at most 72 bytes in UTF-8.
-
-    bcrypt ignores everything after the 72nd byte, so a longer password would be silently
-    truncated (two passwords sharing 72 bytes would both work). We refuse it with a clear
-    reason instead. 72 bytes is 72 ASCII characters but fewer of most other scripts (an
-    emoji is 4 bytes).
-    """
-    if len(value) < PASSWORD_MIN_CHARS:
-        raise PydanticCustomError(
-            "password_too_short", "A password needs at least {min} characters.", {"min": PASSWORD_MIN_CHARS}
-        )
-    _check_password_bytes(value)
+    """Accept what :func:`chase.passwords.problem` accepts (length, bytes, not a common one)."""
+    _text(value)
+    problem = passwords.problem(value)
+    if problem is not None:
+        raise PydanticCustomError(f"password_{problem.code}", problem.message)
     return value
 
 
 def _check_password_bytes(value: str) -> str:
-    if len(value.encode("utf-8", "surrogatepass")) > PASSWORD_MAX_BYTES:
+    _text(value)
+    if len(value.encode("utf-8")) > PASSWORD_MAX_BYTES:
         raise PydanticCustomError(
             "password_too_long",
             "A password can be at most {max} bytes in UTF-8 (bcrypt's limit); this one is longer.",
@@ -64,23 +76,43 @@ def _check_password_bytes(value: str) -> str:
 
 
 # The rules in the OpenAPI schema too (json_schema_extra documents them without replacing
-# the validators' own, clearer error messages).
+# the validators' own, clearer error messages). maxLength counts characters, so the byte
+# limit is only in the description; 18 is the most characters that always fit in 72 bytes.
 Username = Annotated[
     str,
     AfterValidator(check_username),
-    Field(json_schema_extra={"pattern": USERNAME_PATTERN.pattern, "minLength": 3, "maxLength": 32}),
+    Field(
+        description=USERNAME_RULE,
+        json_schema_extra={
+            "pattern": NEW_USERNAME_PATTERN.pattern,
+            "minLength": USERNAME_MIN_CHARS,
+            "maxLength": USERNAME_MAX_CHARS,
+        },
+    ),
 ]
 NewPassword = Annotated[
     str,
     AfterValidator(check_password),
-    Field(
-        description=f"At least {PASSWORD_MIN_CHARS} characters and at most {PASSWORD_MAX_BYTES} bytes in UTF-8",
-        json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": PASSWORD_MAX_BYTES},
-    ),
+    Field(description=passwords.RULE, json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": 72}),
 ]
 #: At login only the byte limit applies: the rules for new passwords may change over time.
-LoginName = Annotated[str, Field(min_length=1, max_length=64)]
-LoginPassword = Annotated[str, Field(min_length=1), AfterValidator(_check_password_bytes)]
+LoginName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_text)]
+LoginPassword = Annotated[
+    str,
+    Field(min_length=1, description="At most 72 bytes in UTF-8", json_schema_extra={"maxLength": 72}),
+    AfterValidator(_check_password_bytes),
+]
+
+
+def _device(value: str) -> str:
+    """Printable text only: a label shown to people must not carry control characters."""
+    _text(value)
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        raise PydanticCustomError("device_invalid", "A device label is printable text (no control characters).")
+    return value
+
+
+DeviceLabel = Annotated[str, Field(min_length=1, max_length=DEVICE_MAX_CHARS), AfterValidator(_device)]
 
 
 class _In(BaseModel):
@@ -96,10 +128,19 @@ class UserCreate(_In):
     username: Username
     password: NewPassword
 
+    @model_validator(mode="after")
+    def _password_is_not_the_name(self) -> UserCreate:
+        found = passwords.problem(self.password, self.username)
+        if found is not None:
+            raise PydanticCustomError(f"password_{found.code}", found.message)
+        return self
+
 
 class LoginRequest(_In):
     username: LoginName
     password: LoginPassword
+    #: Shown in the list of sessions; defaults to the client's User-Agent.
+    device: DeviceLabel | None = None
 
 
 class UserPublic(_Out):

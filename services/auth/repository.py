@@ -91,6 +91,7 @@ async def insert_session_txn(
     user_id: int,
     created_at: datetime,
     expires_at: datetime,
+    device: str | None = None,
 ) -> None:
     await conn.execute(
         sa.insert(sessions).values(
@@ -99,6 +100,8 @@ async def insert_session_txn(
             user_id=user_id,
             created_at=to_db(created_at),
             expires_at=to_db(expires_at),
+            device=device,
+            last_seen_at=to_db(created_at),
         )
     )
 

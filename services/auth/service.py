@@ -63,13 +63,15 @@ class AuthService:
         metrics.AUTH_REGISTRATIONS.inc()
         return UserPublic(id=user.id, username=user.username, created_at=user.created_at)
 
-    async def login(self, request: LoginRequest) -> SessionCreated:
-        """A new session for valid credentials.
+    async def login(self, request: LoginRequest, *, address: str, device: str | None = None) -> SessionCreated:
+        """A new session for valid credentials, for a client at ``address``.
 
-        Raises ``TooManyAttempts`` while the name is throttled (the password is not even
-        checked) and ``InvalidCredentials`` for an unknown name or a wrong password alike.
+        Raises ``TooManyAttempts`` while the address, the name or the two together are
+        throttled (the password is not even checked) and ``InvalidCredentials`` for an unknown
+        name or a wrong password alike.
         """
-        wait = self._throttle.retry_after(request.username)
+        now = self._clock.now()
+        wait = await self._throttle.charge(request.username, address, now)
         if wait is not None:
             metrics.AUTH_LOGINS.labels("throttled").inc()
             raise TooManyAttempts(wait)
@@ -79,14 +81,13 @@ class AuthService:
                 user = await repo.find_user_by_name_txn(conn, request.username)
         ok = await self._hasher.verify(request.password, user.password_hash if user else None)
         if not ok or user is None:
-            self._throttle.record_failure(request.username)
             log.info("login failed")
             metrics.AUTH_LOGINS.labels("invalid").inc()
             raise InvalidCredentials()
-        self._throttle.reset(request.username)
+        now = self._clock.now()
+        await self._throttle.succeeded(request.username, address, now)
         token = new_token(self._tokens)
         session_id = new_session_id(self._tokens)
-        now = self._clock.now()
         expires_at = now + self._ttl
         async with self.engine.begin() as conn:
             await repo.insert_session_txn(
@@ -96,6 +97,7 @@ class AuthService:
                 user_id=user.id,
                 created_at=now,
                 expires_at=expires_at,
+                device=device,
             )
         log.info("logged in", user_id=user.id, session_id=session_id)
         metrics.AUTH_LOGINS.labels("ok").inc()

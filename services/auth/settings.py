@@ -18,12 +18,34 @@ class AuthSettings(CommonSettings):
     session_ttl_seconds: int = Field(THIRTY_DAYS, ge=60, description="How long a login stays valid")
     # 12 rounds is ~0.25 s per hash on a laptop core: slow for an attacker, fine for a login.
     bcrypt_rounds: int = Field(12, ge=4, le=16, description="bcrypt cost factor (tests use 4)")
-    login_max_failures: int = Field(5, ge=1, description="Failed logins per username before 429")
-    login_window_seconds: float = Field(60.0, gt=0, description="Window the failures are counted in")
-    #: Bounds the throttle's memory under a flood of different names.
-    login_throttle_max_names: int = Field(
-        10_000, ge=1, description="User names whose failures are remembered at once (memory bound)"
+    login_free_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one client address before each further one waits (1 s, doubling)"
     )
+    login_free_failures_per_pair: int = Field(
+        4, ge=1, description="Failed logins for one name from one address before each further one waits"
+    )
+    login_free_failures_per_account: int = Field(
+        10, ge=1, description="Failed logins for one name from anywhere before each further one waits"
+    )
+    login_account_delay_cap_seconds: float = Field(
+        30.0, gt=0, description="Longest wait the per-name scope imposes (the owner waits at most this)"
+    )
+    login_address_delay_cap_seconds: float = Field(
+        900.0, gt=0, description="Longest wait the per-address and per-address-and-name scopes impose"
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed; "
+        "empty: the header is ignored and the peer address counts",
+    )
+    max_body_bytes: int = Field(16_384, ge=1024, description="Largest request body; larger ones get 413 unread")
+    body_timeout_seconds: float = Field(10.0, gt=0, description="How long a request body may take to arrive (408)")
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long a connection may take to send a request's headers before it is dropped"
+    )
+    idle_timeout_seconds: float = Field(5.0, gt=0, description="How long an idle keep-alive connection stays open")
+    max_connections: int = Field(1000, ge=1, description="Open HTTPS connections; past it new ones are dropped")
+    max_concurrent_requests: int = Field(100, ge=1, description="Requests in progress; past it 503 with Retry-After")
     directory_page_default: int = Field(50, ge=1, le=500, description="Users per directory page by default")
     directory_page_max: int = Field(200, ge=1, le=500, description="Largest directory page a client may ask for")
     # On by default: the figures are counts by outcome, with no user, name or token in them.

@@ -22,6 +22,7 @@ The whole tree at a glance::
         1008 policy violation  sustained flooding after rate_limited errors
         1013 try again later   the auth service could not be asked; reconnect later
         4008 too slow          the client did not read its frames; its outbox overflowed
+        4429 too many          the user already has max_connections_per_user connections here
         4401 unauthorized      missing, invalid, expired or revoked token; log in again
 
 Never rename a code, only add: clients switch on them.
@@ -57,6 +58,7 @@ class CloseCode(IntEnum):
     POLICY_VIOLATION = 1008
     TRY_AGAIN_LATER = 1013
     TOO_SLOW = 4008
+    TOO_MANY_CONNECTIONS = 4429
     UNAUTHORIZED = 4401
 
 
@@ -66,6 +68,7 @@ REASON_SESSION_REVOKED = "session revoked"
 REASON_AUTH_UNAVAILABLE = "authentication service unavailable, try again later"
 REASON_TOO_SLOW = "too slow: outbox overflowed"
 REASON_FLOODING = "too many frames"
+REASON_TOO_MANY_CONNECTIONS = "too many connections for this user"
 REASON_SHUTDOWN = "gateway shutting down"
 
 #: Codes the persistence service puts in MessageRejected / QueryFailed, mapped to ours.

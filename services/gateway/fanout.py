@@ -50,6 +50,10 @@ GATEWAY_QUEUE_MAX_LENGTH = 100_000
 RESYNC_REASON = "live delivery was interrupted; sync from your cursor"
 
 
+class TooManyConnections(Exception):
+    """The user already has as many connections on this gateway as one user may."""
+
+
 class FrameSink(Protocol):
     """Where a connection's frames go: a WebSocket, or a list in a unit test."""
 
@@ -65,10 +69,16 @@ class Connection:
     :meth:`finish` when the connection is over.
     """
 
-    def __init__(self, session: ConnectionSession, sink: FrameSink, outbox_size: int) -> None:
+    def __init__(
+        self, session: ConnectionSession, sink: FrameSink, outbox_size: int, outbox_bytes: int | None = None
+    ) -> None:
         self.session = session
         self._sink = sink
-        self._outbox: asyncio.Queue[ServerFrame] = asyncio.Queue(maxsize=outbox_size)
+        # Frames are encoded when queued, so the bound is on what they really cost: one
+        # history page can be ~850 KB, and 1000 of them would be most of a gigabyte.
+        self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=outbox_size)
+        self._outbox_bytes = outbox_bytes
+        self.queued_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
@@ -88,13 +98,18 @@ class Connection:
         """Queue ``frame`` for the client without waiting; a full outbox disconnects it."""
         if self.closing:
             return
-        try:
-            self._outbox.put_nowait(frame)
-        except asyncio.QueueFull:
+        text = encode(frame)
+        size = len(text)  # characters: the UTF-8 size is at most 4x, and JSON is mostly ASCII
+        over_bytes = self._outbox_bytes is not None and self.queued_bytes + size > self._outbox_bytes
+        # One frame larger than the whole budget still goes to a client that has read
+        # everything else: an empty outbox is never "too slow".
+        if (over_bytes and self.queued_bytes > 0) or self._outbox.full():
             log.warning("client too slow, disconnecting", user_id=self.user_id, session_id=self.session.session_id)
             metrics.GATEWAY_SLOW_CLIENTS_DROPPED.inc()
             self.close_soon(CloseCode.TOO_SLOW, REASON_TOO_SLOW)
             return
+        self._outbox.put_nowait(text)
+        self.queued_bytes += size
         # Counted here because every frame for this client passes through, whoever made it.
         if isinstance(frame, MessageFrame):
             metrics.GATEWAY_MESSAGES_FANNED_OUT.inc()
@@ -133,13 +148,14 @@ class Connection:
 
     async def _write_loop(self) -> None:
         while True:
-            frame = await self._outbox.get()
+            text = await self._outbox.get()
             try:
-                await self._sink.send(encode(frame))
+                await self._sink.send(text)
             except Exception:  # noqa: BLE001 - the socket is gone; the reader loop sees it too
                 log.debug("write failed", user_id=self.user_id, exc_info=True)
                 return
             finally:
+                self.queued_bytes -= len(text)
                 self._outbox.task_done()
 
 
@@ -156,8 +172,10 @@ class FanOut:
         *,
         store: StoreAvailability | None = None,
         prefetch: int = 200,
+        max_connections_per_user: int | None = None,
     ) -> None:
         self._bus = bus
+        self._max_per_user = max_connections_per_user
         self.presence = presence
         #: Fed by the worker's StoreStatus events; give the same object to every session.
         self.store = store or StoreAvailability(SystemClock())
@@ -217,10 +235,13 @@ class FanOut:
         """Bind the user's events, send ``conn`` its hello, then register it for events.
 
         Raises :class:`BusUnavailable` when the user's bindings could not be made: the caller
-        must then close the connection (1013), it would miss its own acks.
+        must then close the connection (1013), it would miss its own acks; and
+        :class:`TooManyConnections` when the user is at the cap (close 4429).
         """
         async with self._lock_for(conn.user_id):
             conns = self._by_user.get(conn.user_id)
+            if conns is not None and self._max_per_user is not None and len(conns) >= self._max_per_user:
+                raise TooManyConnections()
             if conns is None:
                 for binding in routing.user_bindings(conn.user_id):
                     await self._bus.bind(self.queue_name, binding)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from chase.bus.port import Bus
+from chase.rlimit import ensure_open_file_limit
 from services.auth.client import AuthClient
 from services.gateway.server import GatewayServer, TokenChecker
 from services.gateway.settings import GatewaySettings
@@ -23,6 +24,7 @@ async def run(
     service at ``settings.auth_url``, trusting ``settings.ca_path``. ``started`` is set once
     the port listens.
     """
+    ensure_open_file_limit()
     own_auth = None
     if auth is None:
         own_auth = auth = AuthClient(settings.auth_url, ca_path=settings.ca_path)

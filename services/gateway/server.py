@@ -39,10 +39,11 @@ from services.gateway.errors import (
     REASON_AUTH_UNAVAILABLE,
     REASON_INVALID_TOKEN,
     REASON_SHUTDOWN,
+    REASON_TOO_MANY_CONNECTIONS,
     CloseCode,
     ErrorCode,
 )
-from services.gateway.fanout import Connection, FanOut
+from services.gateway.fanout import Connection, FanOut, TooManyConnections
 from services.gateway.presence import PresenceTracker
 from services.gateway.session import Action, Close, ConnectionSession, Publish, Query, Send
 from services.gateway.settings import GatewaySettings
@@ -111,7 +112,9 @@ class GatewayServer:
         self._clock = clock or SystemClock()
         presence = PresenceTracker(settings.gateway_id, self._clock, settings.presence_ttl_seconds)
         self.store = StoreAvailability(self._clock)
-        self.fanout = FanOut(bus, presence, store=self.store)
+        self.fanout = FanOut(
+            bus, presence, store=self.store, max_connections_per_user=settings.max_connections_per_user
+        )
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -135,6 +138,8 @@ class GatewayServer:
             s.host,
             s.port,
             ssl=context,
+            # Bounds the TLS handshake too (websockets passes it on as ssl_handshake_timeout).
+            open_timeout=s.handshake_timeout_seconds,
             max_size=4 * s.max_frame_bytes,
             close_timeout=CLOSE_TIMEOUT,
             server_header=None,
@@ -186,10 +191,15 @@ class GatewayServer:
             store=self.store,
             send_timeout=self.settings.send_timeout_seconds,
         )
-        conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size)
+        conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size, self.settings.outbox_max_bytes)
         conn.start()
         try:
             await self.fanout.add(conn)
+        except TooManyConnections:
+            metrics.GATEWAY_CONNECTIONS.labels("too_many").inc()
+            conn.close_soon(CloseCode.TOO_MANY_CONNECTIONS, REASON_TOO_MANY_CONNECTIONS)
+            await conn.finish()
+            return
         except BusUnavailable:
             metrics.GATEWAY_CONNECTIONS.labels("bus_unavailable").inc()
             conn.close_soon(CloseCode.TRY_AGAIN_LATER, "messaging unavailable, try again later")

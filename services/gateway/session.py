@@ -53,6 +53,7 @@ from chase.schemas import (
     UserRef,
     decode_client_frame,
 )
+from chase.text import is_blank
 from services.gateway.availability import StoreAvailability
 from services.gateway.errors import (
     REASON_FLOODING,
@@ -230,8 +231,10 @@ class ConnectionSession:
             return [self._error(ErrorCode.UNAVAILABLE, OUT_OF_ORDER_MESSAGE, client_msg_id=cid)]
         if self._resend_first == cid:
             self._resend_first = None
-        if not frame.body.strip():
-            return [self._error(ErrorCode.BODY_EMPTY, "message body is empty", client_msg_id=cid)]
+        if is_blank(frame.body):
+            return [
+                self._error(ErrorCode.BODY_EMPTY, "message body is empty or has no visible character", client_msg_id=cid)
+            ]
         if len(frame.body) > self.limits.max_body_chars:
             return [
                 self._error(
@@ -392,7 +395,10 @@ class ConnectionSession:
         first = errors[0] if errors else {"type": "", "loc": (), "msg": "invalid frame"}
         request_id, client_msg_id = _correlation_ids(data)
         if first["type"] == "json_invalid":
-            code, text = ErrorCode.INVALID_FRAME, "malformed JSON"
+            # The parser's reason says where: nesting deeper than 200 levels, a lone surrogate
+            # escape, a stray character. It quotes no input.
+            reason = first.get("ctx", {}).get("error")
+            code, text = ErrorCode.INVALID_FRAME, f"malformed JSON: {reason}" if reason else "malformed JSON"
         elif first["type"] == "union_tag_invalid":
             code, text = ErrorCode.UNKNOWN_TYPE, "unknown frame type; expected send, history, sync or ping"
         elif first["type"] == "union_tag_not_found":
@@ -418,7 +424,9 @@ def _correlation_ids(data: str | bytes) -> tuple[str | None, str | None]:
     client can tell which of its requests failed."""
     try:
         raw = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than Python's own parser goes (the schema parser
+        # already refused the frame as malformed).
         return None, None
     if not isinstance(raw, dict):
         return None, None

@@ -36,6 +36,15 @@ class GatewaySettings(CommonSettings):
     rate_per_second: float = Field(20.0, gt=0, description="Frames a connection may send per second")
     rate_burst: int = Field(40, ge=1, description="Frames a connection may send at once")
     outbox_size: int = Field(1000, ge=1, description="Frames queued for a client before it is dropped")
+    outbox_max_bytes: int = Field(
+        4 * 1024 * 1024, ge=65_536, description="Characters of frames queued for a client before it is dropped (4008)"
+    )
+    max_connections_per_user: int = Field(
+        20, ge=1, description="WebSocket connections one user may have open on this gateway (more: close 4429)"
+    )
+    handshake_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long the TLS and WebSocket opening handshakes may take before the socket is dropped"
+    )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often presence heartbeats go out")
     query_timeout_seconds: float = Field(5.0, gt=0, description="How long a history/sync query may take")
     send_timeout_seconds: float = Field(

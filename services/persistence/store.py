@@ -26,6 +26,7 @@ from chase.clock import Clock
 from chase.logging import get_logger
 from chase.schemas import MAX_PAGE, ChatMessage, MessagePage, MessageSubmitted, UserRef
 from chase.store.tables import PUBLIC_CONVERSATION, WRITER_LEASE, conversation_key, messages, users
+from chase.text import is_blank
 from services.persistence.errors import RejectCode
 from services.persistence.lease import FencedOut, hold_lease_txn
 
@@ -129,7 +130,7 @@ class MessageStore:
         return results  # type: ignore[return-value]
 
     def _body_problem(self, item: MessageSubmitted) -> Rejected | None:
-        if not item.body.strip():
+        if is_blank(item.body):
             return Rejected(item.sender.id, item.client_msg_id, RejectCode.BODY_EMPTY, "the message is empty")
         if len(item.body) > self._max_body_chars:
             return Rejected(

@@ -10,13 +10,13 @@ from services.auth.models import LoginRequest, UserCreate
 
 @pytest.mark.parametrize("name", ["abc", "Alice_Smith.2-x", "a" * 32])
 def test_good_usernames(name: str) -> None:
-    assert UserCreate(username=name, password="12345678").username == name
+    assert UserCreate(username=name, password="a fine passphrase").username == name
 
 
 @pytest.mark.parametrize("name", ["ab", "a" * 33, "al ice", "ålice", "alice\n", "al/ice", ""])
 def test_bad_usernames(name: str) -> None:
     with pytest.raises(ValidationError, match="3 to 32 characters"):
-        UserCreate(username=name, password="12345678")
+        UserCreate(username=name, password="a fine passphrase")
 
 
 def test_password_limits_are_characters_below_and_bytes_above() -> None:
@@ -33,4 +33,4 @@ def test_login_applies_only_the_byte_limit() -> None:
     with pytest.raises(ValidationError, match="72 bytes"):
         LoginRequest(username="alice", password="x" * 73)
     with pytest.raises(ValidationError):
-        LoginRequest(username="alice", password="12345678", remember=True)
+        LoginRequest(username="alice", password="12345679", remember=True)

@@ -28,6 +28,7 @@ _PLAIN_MESSAGES = {
     "int_parsing": "This must be a whole number.",
     "model_attributes_type": "The body must be a JSON object.",
     "dict_type": "The body must be a JSON object.",
+    "string_unicode": "This must be valid Unicode text (it has a lone surrogate).",
 }
 
 
@@ -89,6 +90,8 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
                               headers=headers)
     if isinstance(exc.__cause__, UnicodeDecodeError):
         return error_response(400, ErrorCode.INVALID_ENCODING, "The body must be UTF-8 encoded JSON.")
+    if isinstance(exc.__cause__, RecursionError | ValueError):
+        return error_response(400, ErrorCode.MALFORMED_JSON, "The body is not valid JSON (or is nested too deeply).")
     detail = exc.detail if isinstance(exc.detail, str) else "The request was refused."
     return error_response(exc.status_code, ErrorCode.BAD_REQUEST, detail, headers=headers)
 

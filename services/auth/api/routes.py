@@ -10,7 +10,16 @@ from fastapi import APIRouter, Depends, Query, Response, status
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.auth.api.deps import CurrentSession, Engine, Service, Settings, require_json
+from chase.schemas import MAX_ID
+from services.auth.api.deps import (
+    ClientAddress,
+    CurrentSession,
+    Engine,
+    Service,
+    Settings,
+    UserAgentDevice,
+    require_json,
+)
 from services.auth.errors import ErrorResponse
 from services.auth.models import (
     Health,
@@ -55,8 +64,10 @@ async def directory(
     _: CurrentSession,
     service: Service,
     settings: Settings,
-    after_id: Annotated[int, Query(ge=0, description="Last id of the previous page; 0 for the first")] = 0,
-    limit: Annotated[int | None, Query(ge=1, description="Page size; capped by the server")] = None,
+    after_id: Annotated[
+        int, Query(ge=0, le=MAX_ID, description="Last id of the previous page; 0 for the first")
+    ] = 0,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Page size; capped by the server")] = None,
 ) -> UserPage:
     """Users by ascending id, for the sidebar. Page on with ``after_id=next_after_id``."""
     wanted = limit or settings.directory_page_default
@@ -71,10 +82,14 @@ async def directory(
     responses={**_BAD_INPUT, 401: _ERR, 429: _ERR},
     tags=["sessions"],
 )
-async def login(body: LoginRequest, service: Service) -> SessionCreated:
+async def login(
+    body: LoginRequest, service: Service, address: ClientAddress, user_agent: UserAgentDevice
+) -> SessionCreated:
     """Log in. 401 ``invalid_credentials`` for an unknown name and a wrong password alike;
-    429 ``too_many_attempts`` (with Retry-After) after repeated failures for one name."""
-    return await service.login(body)
+    429 ``too_many_attempts`` (with Retry-After) while this client, this name, or the two
+    together have failed too often: each failure past a few free ones makes the next attempt
+    wait longer (1 s, doubling; at most 30 s for a name tried from many places)."""
+    return await service.login(body, address=address, device=body.device or user_agent)
 
 
 @api.get("/sessions/current", response_model=SessionInfo, responses=_NEEDS_TOKEN, tags=["sessions"])
