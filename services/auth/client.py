@@ -38,7 +38,7 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 #: How long an idle pooled connection is kept. Shorter than the auth service's own keep-alive
-#: (services.auth.main.KEEP_ALIVE_SECONDS), so the client lets go of a connection before the
+#: (``CHASE_AUTH_IDLE_TIMEOUT_SECONDS``, at least 5 s), so the client lets go of a connection before the
 #: server closes it: with equal timeouts a request can leave on a connection the server is
 #: closing at that very moment.
 KEEPALIVE_EXPIRY_SECONDS = 4.0

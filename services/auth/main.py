@@ -21,12 +21,6 @@ from services.auth.settings import AuthSettings
 
 log = get_logger("chase.auth")
 
-#: How long an idle keep-alive connection stays open. Longer than the pool expiry of our own
-#: client (services.auth.client.KEEPALIVE_EXPIRY_SECONDS), so a gateway's pooled connection is
-#: dropped by the gateway first and never closed under a token check.
-KEEP_ALIVE_SECONDS = 15
-
-
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signals to its owner and says where it listens."""
 
@@ -71,14 +65,15 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
             settings.server_cert_path, settings.server_key_path
         ),
         http=guarded_protocol(header_timeout=settings.header_timeout_seconds, max_connections=settings.max_connections),
-        timeout_keep_alive=int(max(1, settings.idle_timeout_seconds)),
+        # Longer than the pool expiry of our own client (services.auth.client), so a gateway's
+        # pooled connection is dropped by the gateway first and never closed under a token check.
+        timeout_keep_alive=int(settings.idle_timeout_seconds),
         # X-Forwarded-For is read by the login throttle itself, from trusted proxies only.
         proxy_headers=False,
         log_config=None,  # chase.logging configures logging once for the whole process
         access_log=False,
         lifespan="off",
         server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         # Idle keep-alive clients (a gateway's token checker) must not hold up a shutdown.
         timeout_graceful_shutdown=3,
     )

@@ -43,7 +43,12 @@ class AuthSettings(CommonSettings):
     header_timeout_seconds: float = Field(
         10.0, gt=0, description="How long a connection may take to send a request's headers before it is dropped"
     )
-    idle_timeout_seconds: float = Field(5.0, gt=0, description="How long an idle keep-alive connection stays open")
+    idle_timeout_seconds: float = Field(
+        10.0,
+        ge=5.0,
+        description="How long an idle keep-alive connection stays open (at least 5 s: longer than the"
+        " gateway's token checker keeps an idle connection, 4 s)",
+    )
     max_connections: int = Field(1000, ge=1, description="Open HTTPS connections; past it new ones are dropped")
     max_concurrent_requests: int = Field(100, ge=1, description="Requests in progress; past it 503 with Retry-After")
     directory_page_default: int = Field(50, ge=1, le=500, description="Users per directory page by default")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from chase.config import ConfigError
 from chase.store import migrate
@@ -143,7 +144,9 @@ async def test_a_write_on_a_stale_connection_is_not_repeated(server: str, dev_ce
 
 
 def test_the_client_lets_go_of_idle_connections_before_the_server_closes_them() -> None:
-    assert KEEPALIVE_EXPIRY_SECONDS < main.KEEP_ALIVE_SECONDS
+    assert KEEPALIVE_EXPIRY_SECONDS < AuthSettings().idle_timeout_seconds
+    with pytest.raises(ValidationError):  # no setting lets the server close first
+        AuthSettings(idle_timeout_seconds=KEEPALIVE_EXPIRY_SECONDS)
 
 
 async def test_missing_certificate_is_one_clear_error(sqlite_url: str, tmp_path: Path) -> None:
