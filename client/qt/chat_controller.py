@@ -20,7 +20,6 @@ from client.core.events import (
     ClientEvent,
     ClientState,
     Connected,
-    GaveUp,
     MessagesAdded,
     PendingAdded,
     PendingChanged,
@@ -51,6 +50,9 @@ def status_text(event: StateChanged) -> str:
         if event.attempt:
             return f"Reconnecting (attempt {event.attempt} of {event.max_attempts})…"
         return "Connection lost — reconnecting…"
+    if event.next_attempt_at is not None:
+        why = f" ({event.reason})" if event.reason else ""
+        return f"Offline{why} — trying again at {event.next_attempt_at.strftime('%H:%M:%S')}"
     return f"Offline — {event.reason}" if event.reason else "Offline"
 
 
@@ -124,12 +126,10 @@ class ChatController(QObject):
             case Connected(hello=hello):
                 self.conversations.set_online_ids(set(hello.online_user_ids))
                 self.window.set_max_chars(hello.limits.max_body_chars)
-            case GaveUp(attempts=attempts, reason=reason):
-                self.window.set_status(f"Could not reconnect after {attempts} attempts ({reason}).",
-                                       offer_retry=True)
             case StateChanged():
-                if not (event.state is ClientState.OFFLINE and self.window.retry_button.isVisible()):
-                    self.window.set_status(status_text(event))
+                # Still trying, slowly: say when, and offer to try now.
+                self.window.set_status(status_text(event), offer_retry=event.next_attempt_at is not None
+                                       and event.state is ClientState.OFFLINE)
             case ServerError(message=message):
                 self.window.show_notice(message)
             case SessionEnded(reason=reason):
