@@ -84,10 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("register", parents=[common], help="create an account")
     say = commands.add_parser("say", parents=[common], help="send one message and exit after its ack")
     say.add_argument("--to", default=None, help="send privately to this user instead of the room")
+    say.add_argument("--wait", type=float, default=ACK_TIMEOUT,
+                     help="seconds to wait for the server to store it (default %(default)s)")
     say.add_argument("text", nargs="+", help="the message")
     tail = commands.add_parser("tail", parents=[common], help="print messages as they arrive")
     tail.add_argument("--history", type=int, default=10, help="room messages to print first (default 10)")
-    commands.add_parser("chat", parents=[common], help="interactive: lines you type are sent")
+    chat = commands.add_parser("chat", parents=[common], help="lines typed (or piped in) are sent, in order")
+    chat.add_argument("--wait", type=float, default=ACK_TIMEOUT,
+                      help="at the end of input, seconds to wait without any message being stored "
+                           "before exiting (default %(default)s)")
     return parser
 
 
@@ -136,7 +141,7 @@ async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthAp
         if client.unsent:
             print(f"-- sending {client.unsent} message(s) kept from an earlier session", file=sys.stderr)
         if args.command == "say":
-            return await _say(client, directory, args.to, " ".join(args.text))
+            return await _say(client, directory, args.to, " ".join(args.text), args.wait)
         printer = Printer(session.user.id, directory, sys.stdout)
         printer.note(f"connected as {session.user.username}; " + (
             "type to talk to the room, /to NAME for a private chat, /to all back, /quit or Ctrl-D to stop"
@@ -145,7 +150,7 @@ async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthAp
             for message in client.store.messages(None)[-args.history:] if args.history > 0 else []:
                 printer.message(message)
             return await _follow(client, printer, None)
-        return await _follow(client, printer, _Chat(client, api, session, directory, printer))
+        return await _follow(client, printer, _Chat(client, api, session, directory, printer, args.wait))
     finally:
         unsent = client.unsent
         await client.close()
@@ -154,11 +159,11 @@ async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthAp
                   f"{session.user.username} logs in", file=sys.stderr)
 
 
-async def _say(client: ChatClient, directory: Directory, to: str | None, text: str) -> int:
+async def _say(client: ChatClient, directory: Directory, to: str | None, text: str, wait: float) -> int:
     recipient = _recipient(directory, to)
     outgoing = await client.send(text, recipient)
     try:
-        ack = await asyncio.wait_for(asyncio.shield(outgoing.acked), ACK_TIMEOUT)
+        ack = await asyncio.wait_for(asyncio.shield(outgoing.acked), wait)
     except TimeoutError:
         print("chase: the server did not acknowledge the message in time", file=sys.stderr)
         return Exit.UNREACHABLE
@@ -248,8 +253,8 @@ class _Chat:
     """Sends the lines read from stdin; ``/to NAME`` switches, ``/to all`` back to the room."""
 
     def __init__(self, client: ChatClient, api: AuthApi, session: AuthSession, directory: Directory,
-                 printer: Printer) -> None:
-        self.client, self.api, self.session = client, api, session
+                 printer: Printer, wait: float) -> None:
+        self.client, self.api, self.session, self.wait = client, api, session, wait
         self.directory, self.printer = directory, printer
         self.recipient: int | None = None
 
@@ -266,7 +271,7 @@ class _Chat:
                 except MessageRejected as exc:
                     self.printer.note(f"not sent: {exc.message}")
         # Input ended (or /quit): leave once everything is stored, or acks stopped coming.
-        return Exit.OK if await drain(self.client, ACK_TIMEOUT) else Exit.UNREACHABLE
+        return Exit.OK if await drain(self.client, self.wait) else Exit.UNREACHABLE
 
     async def _command(self, line: str) -> bool:
         """Handle a slash command; True means quit."""
