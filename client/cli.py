@@ -208,26 +208,30 @@ def format_message(message: ChatMessage, me_id: int, name_of: Callable[[int], st
 
 
 async def _follow(client: ChatClient, printer: Printer, chat: _Chat | None) -> int:
+    events: asyncio.Queue[ClientEvent] = asyncio.Queue()
+    unsubscribe = client.subscribe(events.put_nowait)
     reader = asyncio.create_task(chat.run()) if chat else None
-    events = client.events()
-    next_event: asyncio.Future[ClientEvent] | None = None
+    next_event: asyncio.Task[ClientEvent] | None = None
     try:
         while True:
-            next_event = asyncio.ensure_future(anext(events))
+            next_event = asyncio.create_task(events.get())
             waiting = {next_event} | ({reader} if reader else set())
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if next_event in done:
+                code = _on_event(next_event.result(), printer)
+                if code is not None:
+                    return code
             if reader in done:
+                # Input is over: print what came meanwhile (the last messages' own echo) first.
+                while not events.empty():
+                    _on_event(events.get_nowait(), printer)
                 return reader.result()
-            code = _on_event(next_event.result(), printer)
-            if code is not None:
-                return code
     finally:
-        # The generator can be closed only once the task waiting on it has unwound.
+        unsubscribe()
         unfinished = [t for t in (reader, next_event) if t is not None and not t.done()]
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
-        await events.aclose()
 
 
 def _on_event(event: ClientEvent, printer: Printer) -> int | None:
