@@ -31,9 +31,9 @@ from client.core.events import (
     StateChanged,
 )
 from client.core.notify import Attention, should_notify
-from client.qt.main_window import MainWindow
+from client.qt.main_window import MainWindow, UnsentChoice, ask_about_unsent
 from client.qt.models import ConversationListModel, MessageListModel
-from client.qt.qt import QObject, pyqtSignal
+from client.qt.qt import QObject, QWidget, pyqtSignal
 from client.qt.sound import Chime
 from client.qt.wording import plain_words
 
@@ -61,14 +61,17 @@ class ChatController(QObject):
     logged_out = pyqtSignal()
 
     def __init__(self, client: ChatClient, api: AuthApi, session: AuthSession, users: list[UserRef],
-                 chime: Chime, *, window_active: Callable[[], bool] | None = None) -> None:
+                 chime: Chime, *, window_active: Callable[[], bool] | None = None,
+                 ask_unsent: Callable[[QWidget, int, str], UnsentChoice] = ask_about_unsent) -> None:
         super().__init__()
         self.client, self.api, self.session, self.chime = client, api, session, chime
         me = session.user
         self.conversations = ConversationListModel(me.id)
         self.conversations.set_users(users, client.online)
         self.messages = MessageListModel(me.id)
-        self.window = MainWindow(me, self.conversations, self.messages, muted=chime.muted)
+        self._ask_unsent = ask_unsent
+        self.window = MainWindow(me, self.conversations, self.messages, muted=chime.muted,
+                                 may_close=lambda: self.may_leave("quit"))
         self._window_active = window_active or self.window.isActiveWindow
         self._viewing: ConversationId = PUBLIC
         self._loading_older = False
@@ -86,7 +89,7 @@ class ChatController(QObject):
         w.send_requested.connect(lambda text: self._spawn(self._send(text)))
         w.older_requested.connect(self._older)
         w.retry_requested.connect(self._retry)
-        w.logout_requested.connect(lambda: self._spawn(self._logout()))
+        w.logout_requested.connect(lambda: self.may_leave("log out") and self._spawn(self._logout()))
         w.mute_toggled.connect(self.chime.set_muted)
         w.activated.connect(lambda: self.conversations.clear_unread(self._viewing))
 
@@ -183,6 +186,16 @@ class ChatController(QObject):
     def _retry(self) -> None:
         self.window.set_status("Retrying…")
         self.client.retry()
+
+    def may_leave(self, leaving: str) -> bool:
+        """Before logging out or quitting: with messages unsent, ask the user what to do with them."""
+        unsent = self.client.unsent
+        if not unsent:
+            return True
+        choice = self._ask_unsent(self.window, unsent, leaving)
+        if choice is UnsentChoice.DISCARD:
+            self.client.discard_unsent()
+        return choice is not UnsentChoice.STAY
 
     async def _logout(self) -> None:
         try:
