@@ -134,8 +134,9 @@ async def _run(args: argparse.Namespace, endpoints: Endpoints, username: str, pa
 
 async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthApi, session: AuthSession) -> int:
     directory = Directory(await api.all_users(session))
-    client = chat_client(endpoints, session, policy=BackoffPolicy(max_attempts=8),
-                         local=local_state(endpoints, session))
+    # tail sends nothing: it leaves the account's kept outbox to a client that sends.
+    local = local_state(endpoints, session) if args.command != "tail" else None
+    client = chat_client(endpoints, session, policy=BackoffPolicy(max_attempts=8), local=local)
     try:
         await client.start()
         if client.unsent:
@@ -152,11 +153,14 @@ async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthAp
             return await _follow(client, printer, None)
         return await _follow(client, printer, _Chat(client, api, session, directory, printer, args.wait))
     finally:
-        unsent = client.unsent
+        unsent, kept = client.unsent, client.keeps_unsent
         await client.close()
-        if unsent:
+        if unsent and kept:
             print(f"chase: {unsent} message(s) not sent yet; they are kept and will be sent the next time "
                   f"{session.user.username} logs in", file=sys.stderr)
+        elif unsent:
+            print(f"chase: {unsent} message(s) not sent and lost: another chase client of "
+                  f"{session.user.username} on this computer keeps the unsent messages", file=sys.stderr)
 
 
 async def _say(client: ChatClient, directory: Directory, to: str | None, text: str, wait: float) -> int:

@@ -171,6 +171,8 @@ class ChatClient:
             self._link = None
         if self.state is not ClientState.OFFLINE:
             self._set_state(ClientState.OFFLINE, reason="closed")
+        if self._local is not None:
+            self._local.release()
 
     async def _run(self, link: Link, hello: HelloFrame) -> None:
         try:

@@ -9,6 +9,10 @@ login fetches everything that arrived meanwhile.
 The file holds message bodies (the user's own, not yet sent) but never a token or password. It
 is replaced atomically (write, fsync, rename), so a crash leaves the old or the new version. A
 file that cannot be read is set aside (``.broken``) rather than trusted or silently lost.
+
+One client at a time owns an account's file (an advisory lock, :meth:`LocalState.acquire`,
+where the platform has ``fcntl``): a second client of the same account on this computer runs
+without one rather than overwrite the first one's outbox.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -80,6 +84,29 @@ class LocalState:
     user_id: int
     cursor: int | None = None
     outbox: list[SavedMessage] = field(default_factory=list)
+    _lock: IO[bytes] | None = field(default=None, repr=False, compare=False)
+
+    def acquire(self) -> bool:
+        """Take this account's file for this client; False when another client holds it."""
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks here (Windows): one client per account, please
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.path.with_suffix(".lock").open("ab")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            return False
+        self._lock = lock
+        return True
+
+    def release(self) -> None:
+        """Let another client take the file (closing the lock file releases the lock)."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def load(self) -> LocalState:
         """Read the file (nothing there: an empty state); returns self."""

@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,10 @@ from client.core.backoff import BackoffPolicy
 from client.core.endpoints import DEFAULT_SERVER, Endpoints
 from client.core.errors import ClientError
 from client.core.session import chat_client, local_state, open_api
-from client.qt.chat_controller import ChatController
+from client.qt.chat_controller import AskUnsent, ChatController
 from client.qt.login_window import LoginForm, LoginWindow, Mode
-from client.qt.main_window import UnsentChoice, ask_about_unsent
-from client.qt.qt import QApplication, QObject, QSettings, QWidget
+from client.qt.main_window import ask_about_unsent
+from client.qt.qt import QApplication, QObject, QSettings
 from client.qt.sound import Chime
 from client.qt.wording import plain_words
 
@@ -36,7 +35,7 @@ class App(QObject):
     def __init__(self, settings: QSettings, *, server: str | None = None, gateway: str | None = None,
                  ca: Path | None = None, policy: BackoffPolicy | None = None, enable_audio: bool = True,
                  data_dir: Path | None = None,
-                 ask_unsent: Callable[[QWidget, int, str], UnsentChoice] = ask_about_unsent) -> None:
+                 ask_unsent: AskUnsent = ask_about_unsent) -> None:
         """``data_dir`` holds each account's unsent messages (default: the platform's data dir)."""
         super().__init__()
         self._data_dir, self._ask_unsent = data_dir, ask_unsent

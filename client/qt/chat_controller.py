@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from chase.logging import get_logger
 from chase.schemas import UserRef
@@ -40,6 +40,12 @@ from client.qt.wording import plain_words
 log = get_logger(__name__)
 
 
+class AskUnsent(Protocol):
+    """Asks the user what to do with unsent messages (see :func:`ask_about_unsent`)."""
+
+    def __call__(self, parent: QWidget, count: int, leaving: str, *, kept: bool) -> UnsentChoice: ...
+
+
 def status_text(event: StateChanged) -> str:
     """The status line for a connection state."""
     if event.state is ClientState.CONNECTED:
@@ -62,7 +68,7 @@ class ChatController(QObject):
 
     def __init__(self, client: ChatClient, api: AuthApi, session: AuthSession, users: list[UserRef],
                  chime: Chime, *, window_active: Callable[[], bool] | None = None,
-                 ask_unsent: Callable[[QWidget, int, str], UnsentChoice] = ask_about_unsent) -> None:
+                 ask_unsent: AskUnsent = ask_about_unsent) -> None:
         super().__init__()
         self.client, self.api, self.session, self.chime = client, api, session, chime
         me = session.user
@@ -192,7 +198,7 @@ class ChatController(QObject):
         unsent = self.client.unsent
         if not unsent:
             return True
-        choice = self._ask_unsent(self.window, unsent, leaving)
+        choice = self._ask_unsent(self.window, unsent, leaving, kept=self.client.keeps_unsent)
         if choice is UnsentChoice.DISCARD:
             self.client.discard_unsent()
         return choice is not UnsentChoice.STAY

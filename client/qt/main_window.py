@@ -41,14 +41,22 @@ class UnsentChoice(Enum):
     STAY = "stay"          # do not leave
 
 
-def ask_about_unsent(parent: QWidget, count: int, leaving: str) -> UnsentChoice:
-    """Ask what to do with ``count`` unsent messages before ``leaving`` ("log out", "quit")."""
+def ask_about_unsent(parent: QWidget, count: int, leaving: str, *, kept: bool = True) -> UnsentChoice:
+    """Ask what to do with ``count`` unsent messages before ``leaving`` ("log out", "quit").
+
+    ``kept``: they are kept on this computer if the user leaves; else they would be lost.
+    """
     box = QMessageBox(parent)
     box.setIcon(QMessageBox.Icon.Question)
     box.setWindowTitle("Messages not sent yet")
     box.setText(f"{count} message{'s are' if count != 1 else ' is'} not sent yet.")
-    box.setInformativeText("Kept on this computer, they are sent the next time you log in.")
-    keep = box.addButton(f"Keep and {leaving}", QMessageBox.ButtonRole.AcceptRole)
+    if kept:
+        box.setInformativeText("Kept on this computer, they are sent the next time you log in.")
+        keep = box.addButton(f"Keep and {leaving}", QMessageBox.ButtonRole.AcceptRole)
+    else:
+        box.setInformativeText("Another ChaSe window of this account keeps unsent messages on this "
+                               "computer, so these would be lost.")
+        keep = box.addButton(f"Lose them and {leaving}", QMessageBox.ButtonRole.AcceptRole)
     discard = box.addButton(f"Discard and {leaving}", QMessageBox.ButtonRole.DestructiveRole)
     box.addButton("Stay", QMessageBox.ButtonRole.RejectRole)
     box.setDefaultButton(keep)

@@ -49,7 +49,8 @@ class Answers:
         self.choices = list(choices)
         self.asked: list[tuple[int, str]] = []
 
-    def __call__(self, _parent: QWidget, count: int, leaving: str) -> UnsentChoice:
+    def __call__(self, _parent: QWidget, count: int, leaving: str, *, kept: bool) -> UnsentChoice:
+        assert kept
         self.asked.append((count, leaving))
         return self.choices.pop(0)
 

@@ -295,3 +295,13 @@ async def test_the_pacer_lets_a_burst_through_then_spaces_frames_at_the_rate() -
     for _ in range(5):
         await pacer.take()
     assert [round(w, 6) for w in waits] == [0.1, 0.1]
+
+
+def test_one_client_at_a_time_keeps_an_accounts_file(tmp_path: Path) -> None:
+    path = account_file(tmp_path, "https://chat.example:8443", ALICE.id)
+    first, second = LocalState(path, ALICE.id), LocalState(path, ALICE.id)
+    assert first.acquire()
+    assert not second.acquire()  # it runs without keeping anything on disk
+    first.release()
+    assert second.acquire()
+    second.release()
