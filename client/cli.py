@@ -8,6 +8,12 @@
 
 The password comes from ``CHASE_PASSWORD`` or is asked for without echo; it is never an
 argument (it would land in the shell history). Exit codes are :class:`Exit`.
+
+``chat`` reads lines from a terminal, a pipe or a file (``chase cli chat < notes.txt``) and sends
+them in order. At the end of input it waits for them to be stored (as long as acks keep coming,
+at most ``ACK_TIMEOUT`` seconds without one), then exits. Messages still unsent at exit are
+kept on this computer and sent at the next ``chase cli`` or desktop login of the same account;
+a line on stderr says how many.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import asyncio
 import getpass
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable
 from enum import IntEnum
@@ -39,10 +46,10 @@ from client.core.errors import (
     TooManyAttempts,
     UsernameTaken,
 )
-from client.core.events import ClientEvent, GaveUp, MessagesAdded, SessionEnded, Source, StateChanged
-from client.core.session import Directory, chat_client, open_api
+from client.core.events import ClientEvent, ClientState, MessagesAdded, SendFailed, SessionEnded, Source, StateChanged
+from client.core.session import Directory, chat_client, local_state, open_api
 
-#: How long ``say`` (and ``chat`` at end of input) waits for acknowledgements, reconnects included.
+#: How long ``say`` (and ``chat`` at end of input) waits for an acknowledgement, reconnects included.
 ACK_TIMEOUT = 60.0
 
 
@@ -86,10 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("register", parents=[common], help="create an account")
     say = commands.add_parser("say", parents=[common], help="send one message and exit after its ack")
     say.add_argument("--to", default=None, help="send privately to this user instead of the room")
+    say.add_argument("--wait", type=float, default=ACK_TIMEOUT,
+                     help="seconds to wait for the server to store it (default %(default)s)")
     say.add_argument("text", nargs="+", help="the message")
     tail = commands.add_parser("tail", parents=[common], help="print messages as they arrive")
     tail.add_argument("--history", type=int, default=10, help="room messages to print first (default 10)")
-    commands.add_parser("chat", parents=[common], help="interactive: lines you type are sent")
+    chat = commands.add_parser("chat", parents=[common], help="lines typed (or piped in) are sent, in order")
+    chat.add_argument("--wait", type=float, default=ACK_TIMEOUT,
+                      help="at the end of input, seconds to wait without any message being stored "
+                           "before exiting (default %(default)s)")
     return parser
 
 
@@ -131,11 +143,15 @@ async def _run(args: argparse.Namespace, endpoints: Endpoints, username: str, pa
 
 async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthApi, session: AuthSession) -> int:
     directory = Directory(await api.all_users(session))
-    client = chat_client(endpoints, session, policy=BackoffPolicy(max_attempts=8))
+    # tail sends nothing: it leaves the account's kept outbox to a client that sends.
+    local = local_state(endpoints, session) if args.command != "tail" else None
+    client = chat_client(endpoints, session, policy=BackoffPolicy(max_attempts=8), local=local)
     try:
         await client.start()
+        if client.unsent:
+            print(f"-- sending {client.unsent} message(s) kept from an earlier session", file=sys.stderr)
         if args.command == "say":
-            return await _say(client, directory, args.to, " ".join(args.text))
+            return await _say(client, directory, args.to, " ".join(args.text), args.wait)
         printer = Printer(session.user.id, directory, sys.stdout)
         printer.note(f"connected as {session.user.username}; " + (
             "type to talk to the room, /to NAME for a private chat, /to all back, /quit or Ctrl-D to stop"
@@ -144,18 +160,25 @@ async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthAp
             for message in client.store.messages(None)[-args.history:] if args.history > 0 else []:
                 printer.message(message)
             return await _follow(client, printer, None)
-        return await _follow(client, printer, _Chat(client, api, session, directory, printer))
+        return await _follow(client, printer, _Chat(client, api, session, directory, printer, args.wait))
     finally:
+        unsent, kept = client.unsent, client.keeps_unsent
         await client.close()
+        if unsent and kept:
+            print(f"chase: {unsent} message(s) not sent yet; they are kept and will be sent the next time "
+                  f"{session.user.username} logs in", file=sys.stderr)
+        elif unsent:
+            print(f"chase: {unsent} message(s) not sent and lost: another chase client of "
+                  f"{session.user.username} on this computer keeps the unsent messages", file=sys.stderr)
 
 
-async def _say(client: ChatClient, directory: Directory, to: str | None, text: str) -> int:
+async def _say(client: ChatClient, directory: Directory, to: str | None, text: str, wait: float) -> int:
     recipient = _recipient(directory, to)
     outgoing = await client.send(text, recipient)
     try:
-        ack = await asyncio.wait_for(outgoing.acked, ACK_TIMEOUT)
+        ack = await asyncio.wait_for(asyncio.shield(outgoing.acked), wait)
     except TimeoutError:
-        print("chase: the server did not acknowledge the message; it may not be stored", file=sys.stderr)
+        print("chase: the server did not acknowledge the message in time", file=sys.stderr)
         return Exit.UNREACHABLE
     print(f"sent (message {ack.message_id})")
     return Exit.OK
@@ -198,26 +221,30 @@ def format_message(message: ChatMessage, me_id: int, name_of: Callable[[int], st
 
 
 async def _follow(client: ChatClient, printer: Printer, chat: _Chat | None) -> int:
+    events: asyncio.Queue[ClientEvent] = asyncio.Queue()
+    unsubscribe = client.subscribe(events.put_nowait)
     reader = asyncio.create_task(chat.run()) if chat else None
-    events = client.events()
-    next_event: asyncio.Future[ClientEvent] | None = None
+    next_event: asyncio.Task[ClientEvent] | None = None
     try:
         while True:
-            next_event = asyncio.ensure_future(anext(events))
+            next_event = asyncio.create_task(events.get())
             waiting = {next_event} | ({reader} if reader else set())
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if next_event in done:
+                code = _on_event(next_event.result(), printer)
+                if code is not None:
+                    return code
             if reader in done:
+                # Input is over: print what came meanwhile (the last messages' own echo) first.
+                while not events.empty():
+                    _on_event(events.get_nowait(), printer)
                 return reader.result()
-            code = _on_event(next_event.result(), printer)
-            if code is not None:
-                return code
     finally:
-        # The generator can be closed only once the task waiting on it has unwound.
+        unsubscribe()
         unfinished = [t for t in (reader, next_event) if t is not None and not t.done()]
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
-        await events.aclose()
 
 
 def _on_event(event: ClientEvent, printer: Printer) -> int | None:
@@ -225,12 +252,14 @@ def _on_event(event: ClientEvent, printer: Printer) -> int | None:
         case MessagesAdded(messages=messages, source=source) if source is not Source.HISTORY:
             for message in messages:
                 printer.message(message)
+        case StateChanged(state=ClientState.OFFLINE, next_attempt_at=when, reason=reason) if when is not None:
+            printer.note(f"offline{': ' + reason if reason else ''}; next attempt at {when.strftime('%H:%M:%S')} "
+                         "(sending a line tries at once)")
         case StateChanged(state=state, attempt=attempt, max_attempts=most, reason=reason):
             detail = f" (attempt {attempt} of {most})" if attempt else ""
             printer.note(f"{state.value}{detail}{': ' + reason if reason and attempt else ''}")
-        case GaveUp(reason=reason):
-            printer.note(f"gave up reconnecting: {reason}")
-            return Exit.UNREACHABLE
+        case SendFailed(retryable=False, code=code, message=message):
+            printer.note(f"not sent ({code}): {message}")
         case SessionEnded(reason=reason):
             printer.note(reason)
             return Exit.AUTH
@@ -241,32 +270,25 @@ class _Chat:
     """Sends the lines read from stdin; ``/to NAME`` switches, ``/to all`` back to the room."""
 
     def __init__(self, client: ChatClient, api: AuthApi, session: AuthSession, directory: Directory,
-                 printer: Printer) -> None:
-        self.client, self.api, self.session = client, api, session
+                 printer: Printer, wait: float) -> None:
+        self.client, self.api, self.session, self.wait = client, api, session, wait
         self.directory, self.printer = directory, printer
         self.recipient: int | None = None
-        self.unacked: list[asyncio.Future[object]] = []
 
     async def run(self) -> int:
         async for line in _stdin_lines():
-            line = line.rstrip("\n")
+            line = line.rstrip("\r\n")
             if line.startswith("/"):
                 if await self._command(line):
                     break
                 continue
             if line.strip():
                 try:
-                    self.unacked.append((await self.client.send(line, self.recipient)).acked)
+                    await self.client.send(line, self.recipient)
                 except MessageRejected as exc:
                     self.printer.note(f"not sent: {exc.message}")
-        # Input ended (or /quit): leave only once everything typed is stored.
-        pending = [f for f in self.unacked if not f.done()]
-        if pending:
-            _, late = await asyncio.wait(pending, timeout=ACK_TIMEOUT)
-            if late:
-                self.printer.note(f"{len(late)} message(s) not acknowledged; they may not be stored")
-                return Exit.UNREACHABLE
-        return Exit.OK
+        # Input ended (or /quit): leave once everything is stored, or acks stopped coming.
+        return Exit.OK if await drain(self.client, self.wait) else Exit.UNREACHABLE
 
     async def _command(self, line: str) -> bool:
         """Handle a slash command; True means quit."""
@@ -290,12 +312,35 @@ class _Chat:
         return False
 
 
+async def drain(client: ChatClient, idle_timeout: float) -> bool:
+    """Wait until every queued message is stored or refused; False when no ack came for
+    ``idle_timeout`` seconds (a long queue may take longer in all, as long as it moves)."""
+    while True:
+        waiting = [f for e in client.outbox.unacked() if (f := client.acked(e.client_msg_id)) is not None]
+        if not waiting:
+            return client.unsent == 0
+        done, _ = await asyncio.wait(waiting, timeout=idle_timeout, return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            return False
+
+
 async def _stdin_lines() -> AsyncIterator[str]:
+    """Lines of stdin, whatever it is: a terminal, a pipe, or a regular file (``< file``)."""
+    if stat.S_ISREG(os.fstat(sys.stdin.fileno()).st_mode):
+        # The event loop cannot watch a regular file (it is always readable); read it directly,
+        # a line at a time, letting the client run in between.
+        for raw in sys.stdin.buffer:
+            yield raw.decode("utf-8", errors="replace")
+            await asyncio.sleep(0)
+        return
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := await reader.readline():
-        yield line.decode("utf-8", errors="replace")
+    reader = asyncio.StreamReader(limit=1 << 20)  # a long pasted line is refused by length, not here
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        while line := await reader.readline():
+            yield line.decode("utf-8", errors="replace")
+    finally:
+        transport.close()
 
 
 if __name__ == "__main__":

@@ -102,3 +102,12 @@ def dev_certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("certs")
     ensure_dev_certs(directory)
     return directory
+
+
+@pytest.fixture(autouse=True)
+def client_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Clients (and CLI processes started by a test) keep their local files in the test's own
+    directory, never in the real home: a leftover outbox must not be sent to another test's server."""
+    path = tmp_path / "client-data"
+    monkeypatch.setenv("CHASE_CLIENT_DATA_DIR", str(path))
+    return path

@@ -1,26 +1,30 @@
 """The chat client: one logged-in user's connection to the gateway, kept alive.
 
-Life cycle: :meth:`ChatClient.start` opens the first connection and loads the public room's
-latest page plus everything newer (so history is there at login), then returns. From then on
-a background task reads frames, and when the connection drops it reconnects with the
-:class:`~client.core.backoff.BackoffPolicy`; after each reconnect it syncs what was missed and
-resends every unacknowledged message with its original ``client_msg_id``. After the last
-attempt it goes OFFLINE and emits :class:`GaveUp` until :meth:`retry`. A refused token ends it
-with :class:`SessionEnded`.
+Life cycle: :meth:`ChatClient.start` opens the first connection and catches up (the public
+room's latest page plus everything newer, so history is there at login), then returns. From
+then on a background task reads frames, and when the connection drops it reconnects with the
+:class:`~client.core.backoff.BackoffPolicy`: a few fast attempts (RECONNECTING), then slow ones
+for ever (OFFLINE, with ``next_attempt_at``). Sending, or :meth:`retry`, tries at once. On each
+link two things run side by side: catching up (sync, retried on failure; also at once when a
+live message shows a gap or the gateway sends ``resync``) and sending the outbox strictly in
+order (see :mod:`client.core.sending`). A refused token ends it with :class:`SessionEnded`.
 
 One's own messages are shown before they are stored: :meth:`ChatClient.pending` lists them per
 conversation, and PendingAdded / PendingChanged / PendingStored say when that list changes. The
 stored message replaces its pending entry when it first arrives, whether by ack, sync or live.
+With a :class:`~client.core.local.LocalState` the unsent ones and the sync cursor are kept on
+disk: they survive logout and restarts, and are sent at the next login under the same ids.
 
 This class wires the parts together and routes the frames read to them:
 :mod:`client.core.connection` (open, read, reconnect), :mod:`client.core.history` (first load,
-sync cursor, older pages) and :mod:`client.core.sending` (one's own messages until stored).
+sync cursor, gaps, older pages) and :mod:`client.core.sending` (one's own messages until stored).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from chase.logging import get_logger
 from chase.schemas import (
@@ -33,6 +37,7 @@ from chase.schemas import (
     MessageFrame,
     PongFrame,
     PresenceFrame,
+    ResyncFrame,
     SyncPageFrame,
 )
 from client.core.api import AuthSession
@@ -53,9 +58,11 @@ from client.core.events import (
     StateChanged,
 )
 from client.core.history import History
-from client.core.outbox import Clock, Outbox, PendingMessage, local_now
+from client.core.local import LocalState, SavedMessage
+from client.core.outbox import Clock, Outbox, PendingMessage, PendingState, local_now
+from client.core.pacing import PacedLink, Pacer
 from client.core.requests import PendingRequests
-from client.core.sending import Outgoing, Sender
+from client.core.sending import RATE_LIMITED, Outgoing, Sender
 from client.core.transport import Connector, Link
 
 __all__ = ["ChatClient", "Outgoing", "Sleep"]
@@ -66,10 +73,11 @@ log = get_logger(__name__)
 class ChatClient:
     def __init__(self, connector: Connector, session: AuthSession, *, policy: BackoffPolicy | None = None,
                  sleep: Sleep = asyncio.sleep, clock: Clock = local_now, request_timeout: float = 15.0,
-                 history_page: int = 50) -> None:
+                 history_page: int = 50, local: LocalState | None = None) -> None:
         self.me = session.user
         self.store = ConversationStore(session.user.id)
-        self.outbox = Outbox(clock)
+        self._local = local
+        self.outbox = Outbox(clock, on_change=self._save_outbox if local is not None else None)
         self.state = ClientState.OFFLINE
         self.limits: Limits | None = None
         self.online: set[int] = set()
@@ -78,9 +86,12 @@ class ChatClient:
         self._link: Link | None = None
         self._requests = PendingRequests()
         self._connection = Connection(connector, session.token, policy=self.policy, sleep=sleep,
-                                      timeout=request_timeout, set_state=self._set_state, hub=self._hub)
+                                      timeout=request_timeout, set_state=self._set_state, hub=self._hub,
+                                      clock=clock)
         self._history = History(self.store, self._hub, add=self._add, requests=self._requests,
-                                link=lambda: self._link, timeout=request_timeout, page_size=history_page)
+                                link=lambda: self._link, timeout=request_timeout, page_size=history_page,
+                                policy=self.policy, sleep=sleep, cursor=local.cursor if local else None,
+                                on_cursor=self._save_cursor if local is not None else None)
         self._sender = Sender(self.outbox, self._hub, self.me, link=lambda: self._link, add=self._add,
                               policy=self.policy, sleep=sleep)
         self._task: asyncio.Task[None] | None = None
@@ -108,6 +119,7 @@ class ChatClient:
         Raises SessionExpired, CertificateNotTrusted or ServerUnreachable when the first
         connection fails (nothing keeps running then). The caller must :meth:`close` later.
         """
+        self._restore_outbox()
         self._set_state(ClientState.CONNECTING)
         try:
             link, hello = await self._connection.open()
@@ -120,11 +132,37 @@ class ChatClient:
         return hello
 
     def retry(self) -> None:
-        """After GaveUp: start a new round of reconnect attempts now."""
+        """While not connected: try now, then a new round of fast attempts."""
         self._connection.retry()
 
+    @property
+    def next_attempt_at(self) -> datetime | None:
+        """While not connected: the local time of the next reconnect attempt."""
+        return self._connection.next_attempt_at
+
+    @property
+    def unsent(self) -> int:
+        """How many of one's messages are not stored yet (and not refused for good)."""
+        return len(self.outbox)
+
+    @property
+    def keeps_unsent(self) -> bool:
+        """True when unsent messages are kept on disk at :meth:`close` (sent at the next login)."""
+        return self._local is not None
+
+    def discard_unsent(self) -> int:
+        """Forget every unsent message, also on disk (the user chose to); returns how many."""
+        entries = self.outbox.unacked()
+        for entry in entries:
+            self._sender.discard(entry.client_msg_id)
+        return len(entries)
+
     async def close(self) -> None:
-        """Stop reconnecting and close the connection; unacknowledged messages are dropped."""
+        """Stop reconnecting and close the connection.
+
+        Unacknowledged messages stay on disk when the client keeps a local state (they are sent
+        at the next login); otherwise they are dropped: tell the user first (:attr:`unsent`).
+        """
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -133,6 +171,8 @@ class ChatClient:
             self._link = None
         if self.state is not ClientState.OFFLINE:
             self._set_state(ClientState.OFFLINE, reason="closed")
+        if self._local is not None:
+            self._local.release()
 
     async def _run(self, link: Link, hello: HelloFrame) -> None:
         try:
@@ -148,22 +188,27 @@ class ChatClient:
 
     async def _serve(self, link: Link, hello: HelloFrame) -> None:
         """Serve one connection until it drops; raises SessionExpired on a 4401 close."""
-        self._link = link
+        self._link = PacedLink(link, Pacer.for_limits(hello.limits))
         self.limits = hello.limits
         self.online = set(hello.online_user_ids)
         self._set_state(ClientState.CONNECTED)
         self._hub.emit(Connected(hello))
         reader = asyncio.create_task(self._read(link), name="chase-client-reader")
-        try:
-            try:
-                await self._history.catch_up()
-                await self._sender.resend_all()
-            except ClientError as exc:
-                log.info("client.catch_up_interrupted", code=str(exc.code))
+        # Catching up and sending are independent: a failed sync does not hold the outbox back.
+        tried = asyncio.Event()
+
+        def attempted() -> None:
+            tried.set()
             self._set_ready()
+
+        syncer = asyncio.create_task(self._history.keep_up(attempted), name="chase-client-sync")
+        pump = asyncio.create_task(self._sender.pump(hello.limits, tried), name="chase-client-outbox")
+        try:
             await reader
         finally:
-            reader.cancel()
+            for task in (reader, syncer, pump):
+                task.cancel()
+            await asyncio.gather(reader, syncer, pump, return_exceptions=True)
             self._link = None
             self._sender.link_lost()
 
@@ -178,7 +223,13 @@ class ChatClient:
     def _dispatch(self, frame: object) -> None:
         match frame:
             case MessageFrame(message=message):
+                if self._history.is_gap(message):
+                    log.info("client.gap", message_id=message.id, prev_id=message.prev_id)
+                    self._history.request_sync()
                 self._add([message], Source.LIVE)
+            case ResyncFrame(reason=reason):
+                log.info("client.resync", reason=reason)
+                self._history.request_sync()
             case AckFrame():
                 self._sender.on_ack(frame)
             case PresenceFrame(user=user, online=online):
@@ -192,6 +243,11 @@ class ChatClient:
                 log.info("client.frame_ignored", type=type(frame).__name__)
 
     def _on_error(self, error: ErrorFrame) -> None:
+        if error.code == RATE_LIMITED:
+            # Whatever frame it refused, the bucket is empty: the whole outbox waits.
+            self._sender.pause(error)
+            if error.client_msg_id is None and error.request_id is None:
+                self._sender.rewind_all()  # cannot tell which send it was: resend all unanswered
         if self._requests.resolve(error.request_id, error):
             return
         if error.client_msg_id is None:
@@ -218,9 +274,17 @@ class ChatClient:
 
         It stays queued, and is resent after reconnects, until acknowledged; await
         ``Outgoing.acked`` to know. Meanwhile it is in :meth:`pending` (PendingAdded is emitted
-        now). Raises MessageRejected for an empty or too long body.
+        now). Raises MessageRejected for an empty or too long body. While not connected it
+        also makes the client try to reconnect at once.
         """
-        return await self._sender.send(body, to, self.limits)
+        outgoing = await self._sender.send(body, to, self.limits)
+        if self._link is None:
+            self._connection.retry()
+        return outgoing
+
+    def acked(self, client_msg_id: str) -> asyncio.Future[AckFrame] | None:
+        """The ack future of a queued message (also of one kept from an earlier session)."""
+        return self._sender.acked(client_msg_id)
 
     def pending(self, conversation: ConversationId) -> list[PendingMessage]:
         """One's own messages in ``conversation`` not stored yet (or refused), oldest first.
@@ -228,6 +292,28 @@ class ChatClient:
         Show them after the conversation's stored messages; the events above keep a view current.
         """
         return self.outbox.messages(conversation)
+
+    # --- what is kept on disk -----------------------------------------------------------
+
+    def _restore_outbox(self) -> None:
+        if self._local is None:
+            return
+        for saved in self._local.outbox:
+            if saved.client_msg_id not in self.outbox:
+                entry = self.outbox.add(saved.body, saved.recipient_id, saved.client_msg_id,
+                                        state=PendingState.WAITING, queued_at=saved.queued_at)
+                self._sender.restore(entry)
+
+    def _save_outbox(self, outbox: Outbox) -> None:
+        assert self._local is not None
+        self._local.outbox = [SavedMessage(client_msg_id=e.client_msg_id, recipient_id=e.conversation, body=e.body,
+                                           queued_at=e.queued_at) for e in outbox.unacked()]
+        self._local.save()
+
+    def _save_cursor(self, cursor: int) -> None:
+        assert self._local is not None
+        self._local.cursor = cursor
+        self._local.save()
 
     async def load_history(self, conversation: ConversationId, *, older: bool = False) -> list[ChatMessage]:
         """Fetch a page of ``conversation`` (the newest, or the one before the oldest known).

@@ -2,16 +2,18 @@
 
 :meth:`Connection.open` is one attempt: connect, then wait for the gateway's hello.
 :meth:`Connection.keep` hands each link to the caller's ``serve`` until it drops, then
-reconnects with the :class:`~client.core.backoff.BackoffPolicy`; after the last attempt it goes
-OFFLINE and emits :class:`GaveUp` until :meth:`Connection.retry`. It returns when the token is
-refused (OFFLINE, then :class:`SessionEnded`) or on an internal error (OFFLINE); the caller
-stops it by cancelling it.
+reconnects with the :class:`~client.core.backoff.BackoffPolicy`: RECONNECTING for the fast
+attempts, then OFFLINE with slow attempts for ever (``next_attempt_at`` says when the next one
+comes). :meth:`Connection.retry` (the user sends, or clicks Retry) cuts any wait short and starts
+a new round of fast attempts. It returns when the token is refused (OFFLINE, then
+:class:`SessionEnded`) or on an internal error (OFFLINE); the caller stops it by cancelling it.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from pydantic import ValidationError
@@ -20,7 +22,7 @@ from chase.logging import get_logger
 from chase.schemas import ErrorFrame, HelloFrame, decode_server_frame
 from client.core.backoff import BackoffPolicy, Sleep
 from client.core.errors import ClientError, ServerUnreachable, SessionExpired
-from client.core.events import ClientState, EventHub, GaveUp, SessionEnded
+from client.core.events import ClientState, EventHub, SessionEnded
 from client.core.transport import CLOSE_UNAUTHORIZED, Connector, Link, LinkClosed
 
 log = get_logger(__name__)
@@ -63,8 +65,11 @@ async def read_frames(link: Link, on_frame: Callable[[object], None]) -> None:
 
 class Connection:
     def __init__(self, connector: Connector, token: str, *, policy: BackoffPolicy, sleep: Sleep,
-                 timeout: float, set_state: SetState, hub: EventHub) -> None:
+                 timeout: float, set_state: SetState, hub: EventHub, clock: Callable[[], datetime]) -> None:
         self._connector = connector
+        self._clock = clock
+        #: When the next reconnect attempt is due (local time); None while connected or stopped.
+        self.next_attempt_at: datetime | None = None
         self._token = token
         self._policy = policy
         self._sleep = sleep
@@ -96,7 +101,10 @@ class Connection:
             raise ServerUnreachable("the gateway did not greet the client in time") from None
 
     def retry(self) -> None:
-        """After GaveUp: start a new round of reconnect attempts now."""
+        """While not connected: try now, and start a new round of fast attempts.
+
+        Harmless while connected (the request is forgotten at the next connect).
+        """
         self._retry.set()
 
     async def keep(self, link: Link, hello: HelloFrame, serve: Serve) -> None:
@@ -119,23 +127,41 @@ class Connection:
         attempt, reason = 0, "connection lost"
         while True:
             attempt += 1
-            if self._policy.exhausted(attempt):
-                self._set_state(ClientState.OFFLINE, reason=reason)
-                self._hub.emit(GaveUp(attempt - 1, reason))
-                self._retry.clear()
-                await self._retry.wait()
-                self._retry.clear()
-                attempt, delay = 1, 0.0
-            else:
-                delay = self._policy.delay(attempt)
-            self._set_state(ClientState.RECONNECTING, attempt=attempt,
-                            max_attempts=self._policy.max_attempts, delay=delay, reason=reason)
-            if delay:
-                await self._sleep(delay)
+            delay = self._policy.delay(attempt)
+            self.next_attempt_at = self._clock() + timedelta(seconds=delay)
+            state = ClientState.OFFLINE if self._policy.exhausted(attempt) else ClientState.RECONNECTING
+            self._set_state(state, attempt=attempt, max_attempts=self._policy.max_attempts, delay=delay,
+                            reason=reason, next_attempt_at=self.next_attempt_at)
+            if await self._wait(delay):
+                attempt = 0  # the user asked: try now, then a new round of fast attempts
+                self._set_state(ClientState.RECONNECTING, attempt=1, max_attempts=self._policy.max_attempts,
+                                delay=0.0, reason=reason, next_attempt_at=self._clock())
             try:
-                return await self.open()
+                link, hello = await self.open()
             except SessionExpired:
+                self.next_attempt_at = None
                 raise
             except ClientError as exc:
                 reason = exc.message
                 log.info("client.reconnect_failed", attempt=attempt, code=str(exc.code))
+                continue
+            self.next_attempt_at = None
+            return link, hello
+
+    async def _wait(self, delay: float) -> bool:
+        """Wait ``delay`` seconds, or less when :meth:`retry` is called; True if it was."""
+        if self._retry.is_set():
+            self._retry.clear()
+            return True
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        woken = asyncio.ensure_future(self._retry.wait())
+        try:
+            await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, woken):
+                task.cancel()
+            await asyncio.gather(sleeper, woken, return_exceptions=True)
+        if self._retry.is_set():
+            self._retry.clear()
+            return True
+        return False

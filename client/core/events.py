@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 from chase.logging import get_logger
@@ -21,7 +22,10 @@ from client.core.outbox import PendingMessage
 class ClientState(StrEnum):
     CONNECTING = "connecting"
     CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
+    RECONNECTING = "reconnecting"   # the fast attempts after a drop
+    #: Not connected. With ``next_attempt_at`` set, still trying (slowly): sending or
+    #: :meth:`~client.core.chat.ChatClient.retry` tries at once. Without it, stopped (closed,
+    #: session ended).
     OFFLINE = "offline"
 
 
@@ -44,6 +48,8 @@ class StateChanged:
     delay: float | None = None
     #: Why the connection is not up (the last error), in plain words.
     reason: str = ""
+    #: While reconnecting or offline and still trying: local time of the next attempt.
+    next_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -126,14 +132,6 @@ class ServerError:
 
 
 @dataclass(frozen=True)
-class GaveUp:
-    """Every reconnect attempt failed: the client waits for :meth:`ChatClient.retry`."""
-
-    attempts: int
-    reason: str
-
-
-@dataclass(frozen=True)
 class SessionEnded:
     """The token is expired or revoked: the UI must go back to the login screen."""
 
@@ -142,7 +140,7 @@ class SessionEnded:
 
 ClientEvent = (
     StateChanged | Connected | MessagesAdded | HistoryLoaded | PresenceChanged | MessageAcked
-    | SendFailed | PendingAdded | PendingChanged | PendingStored | ServerError | GaveUp | SessionEnded
+    | SendFailed | PendingAdded | PendingChanged | PendingStored | ServerError | SessionEnded
 )
 
 Listener = Callable[[ClientEvent], None]

@@ -61,18 +61,25 @@ class PendingMessage:
 
 
 class Outbox:
-    def __init__(self, clock: Clock = local_now) -> None:
+    def __init__(self, clock: Clock = local_now, on_change: Callable[[Outbox], None] | None = None) -> None:
         self._clock = clock
+        # Called whenever the set of unacknowledged messages changes (to keep them on disk).
+        self._on_change = on_change or (lambda _outbox: None)
         # dicts keep insertion order: resending and showing walk them in the order the user sent.
         self._entries: dict[str, PendingMessage] = {}
 
     def add(self, body: str, recipient_id: int | None, client_msg_id: str | None = None, *,
-            state: PendingState = PendingState.WAITING) -> PendingMessage:
+            state: PendingState = PendingState.WAITING, queued_at: datetime | None = None) -> PendingMessage:
         """Record a message to send; the caller must send ``.frame`` when connected."""
         entry = PendingMessage(client_msg_id=client_msg_id or new_client_msg_id(), conversation=recipient_id,
-                               body=body, queued_at=self._clock(), state=state)
+                               body=body, queued_at=queued_at or self._clock(), state=state)
         self._entries[entry.client_msg_id] = entry
+        self._on_change(self)
         return entry
+
+    def unacked(self) -> list[PendingMessage]:
+        """Every entry still to be sent (not FAILED), oldest first."""
+        return [e for e in self._entries.values() if e.state is not PendingState.FAILED]
 
     def mark(self, client_msg_id: str, state: PendingState, reason: str = "") -> PendingMessage | None:
         """Move an entry to ``state``; returns the updated entry, or None when nothing changed.
@@ -83,6 +90,8 @@ class Outbox:
         if entry is None or entry.state is PendingState.FAILED or (entry.state, entry.reason) == (state, reason):
             return None
         entry = self._entries[client_msg_id] = replace(entry, state=state, reason=reason)
+        if state is PendingState.FAILED:
+            self._on_change(self)
         return entry
 
     def ack(self, ack: AckFrame) -> PendingMessage | None:
@@ -91,7 +100,10 @@ class Outbox:
 
     def drop(self, client_msg_id: str) -> PendingMessage | None:
         """Forget an entry: its message is stored, or it is no longer to be shown."""
-        return self._entries.pop(client_msg_id, None)
+        entry = self._entries.pop(client_msg_id, None)
+        if entry is not None:
+            self._on_change(self)
+        return entry
 
     def entry(self, client_msg_id: str) -> PendingMessage | None:
         """The entry with this id, whatever its state (FAILED included)."""

@@ -7,13 +7,18 @@ so the CLI and the desktop app connect exactly the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from chase.logging import get_logger
 from chase.schemas import UserRef
 from client.core.api import AuthApi, AuthSession
 from client.core.backoff import BackoffPolicy, Sleep
 from client.core.chat import ChatClient
 from client.core.endpoints import Endpoints
+from client.core.local import LocalState, account_file, default_data_dir
 from client.core.transport import WebSocketConnector
+
+log = get_logger(__name__)
 
 
 def open_api(endpoints: Endpoints, *, timeout: float = 10.0) -> AuthApi:
@@ -24,13 +29,30 @@ def open_api(endpoints: Endpoints, *, timeout: float = 10.0) -> AuthApi:
     return AuthApi(endpoints.auth_url, endpoints.ssl_context(), timeout=timeout)
 
 
+def local_state(endpoints: Endpoints, session: AuthSession, data_dir: Path | None = None) -> LocalState | None:
+    """This account's kept outbox and sync cursor (see :mod:`client.core.local`), read from disk.
+
+    None when another client of this account on this computer holds them: this one then keeps
+    nothing on disk (:attr:`ChatClient.keeps_unsent` is False). The chat client releases it.
+    """
+    path = account_file(data_dir or default_data_dir(), endpoints.auth_url, session.user.id)
+    state = LocalState(path, session.user.id)
+    if not state.acquire():
+        log.warning("client.local_state_in_use")
+        return None
+    return state.load()
+
+
 def chat_client(endpoints: Endpoints, session: AuthSession, *, policy: BackoffPolicy | None = None,
-                sleep: Sleep | None = None) -> ChatClient:
-    """A chat client for ``session``, not yet connected: the caller must ``await client.start()``."""
+                sleep: Sleep | None = None, local: LocalState | None = None) -> ChatClient:
+    """A chat client for ``session``, not yet connected: the caller must ``await client.start()``.
+
+    With ``local`` (see :func:`local_state`) unsent messages and the sync cursor are kept on disk.
+    """
     connector = WebSocketConnector(endpoints.gateway_url, endpoints.ssl_context())
     if sleep is None:
-        return ChatClient(connector, session, policy=policy)
-    return ChatClient(connector, session, policy=policy, sleep=sleep)
+        return ChatClient(connector, session, policy=policy, local=local)
+    return ChatClient(connector, session, policy=policy, sleep=sleep, local=local)
 
 
 @dataclass

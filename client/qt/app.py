@@ -18,9 +18,10 @@ from chase.logging import configure, get_logger
 from client.core.backoff import BackoffPolicy
 from client.core.endpoints import DEFAULT_SERVER, Endpoints
 from client.core.errors import ClientError
-from client.core.session import chat_client, open_api
-from client.qt.chat_controller import ChatController
+from client.core.session import chat_client, local_state, open_api
+from client.qt.chat_controller import AskUnsent, ChatController
 from client.qt.login_window import LoginForm, LoginWindow, Mode
+from client.qt.main_window import ask_about_unsent
 from client.qt.qt import QApplication, QObject, QSettings
 from client.qt.sound import Chime
 from client.qt.wording import plain_words
@@ -32,8 +33,12 @@ class App(QObject):
     """Login window first; after a login the main window; back to login on logout or expiry."""
 
     def __init__(self, settings: QSettings, *, server: str | None = None, gateway: str | None = None,
-                 ca: Path | None = None, policy: BackoffPolicy | None = None, enable_audio: bool = True) -> None:
+                 ca: Path | None = None, policy: BackoffPolicy | None = None, enable_audio: bool = True,
+                 data_dir: Path | None = None,
+                 ask_unsent: AskUnsent = ask_about_unsent) -> None:
+        """``data_dir`` holds each account's unsent messages (default: the platform's data dir)."""
         super().__init__()
+        self._data_dir, self._ask_unsent = data_dir, ask_unsent
         self.settings = settings
         self.login = LoginWindow(settings, server or DEFAULT_SERVER)
         if server:
@@ -71,14 +76,15 @@ class App(QObject):
                 await api.register(form.username, form.password)
             session = await api.login(form.username, form.password)
             users = await api.all_users(session)
-            client = chat_client(endpoints, session, policy=self._policy)
+            client = chat_client(endpoints, session, policy=self._policy,
+                                 local=local_state(endpoints, session, self._data_dir))
             await client.start()
         except ClientError as exc:
             await api.aclose()
             self.login.show_error(plain_words(exc))
             return
         self.login.remember(form)
-        self.chat = ChatController(client, api, session, users, self.chime)
+        self.chat = ChatController(client, api, session, users, self.chime, ask_unsent=self._ask_unsent)
         self.chat.session_ended.connect(self._on_session_ended)
         self.chat.logged_out.connect(lambda: self._spawn(self._back_to_login("")))
         self.chat.window.show()
@@ -124,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", default=None, help=f"auth API address (default {DEFAULT_SERVER})")
     parser.add_argument("--gateway", default=None, help="gateway address (default wss://<server host>:8765)")
     parser.add_argument("--ca", type=Path, default=None, help="CA file (default certs/ca.pem for a local server)")
-    parser.add_argument("--attempts", type=int, default=8, help="reconnect attempts before offering Retry")
+    parser.add_argument("--attempts", type=int, default=8,
+                        help="fast reconnect attempts before slow ones (Retry then tries at once)")
     return parser
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from chase.logging import get_logger
 from chase.schemas import UserRef
@@ -20,7 +20,6 @@ from client.core.events import (
     ClientEvent,
     ClientState,
     Connected,
-    GaveUp,
     MessagesAdded,
     PendingAdded,
     PendingChanged,
@@ -32,13 +31,19 @@ from client.core.events import (
     StateChanged,
 )
 from client.core.notify import Attention, should_notify
-from client.qt.main_window import MainWindow
+from client.qt.main_window import MainWindow, UnsentChoice, ask_about_unsent
 from client.qt.models import ConversationListModel, MessageListModel
-from client.qt.qt import QObject, pyqtSignal
+from client.qt.qt import QObject, QWidget, pyqtSignal
 from client.qt.sound import Chime
 from client.qt.wording import plain_words
 
 log = get_logger(__name__)
+
+
+class AskUnsent(Protocol):
+    """Asks the user what to do with unsent messages (see :func:`ask_about_unsent`)."""
+
+    def __call__(self, parent: QWidget, count: int, leaving: str, *, kept: bool) -> UnsentChoice: ...
 
 
 def status_text(event: StateChanged) -> str:
@@ -51,6 +56,9 @@ def status_text(event: StateChanged) -> str:
         if event.attempt:
             return f"Reconnecting (attempt {event.attempt} of {event.max_attempts})…"
         return "Connection lost — reconnecting…"
+    if event.next_attempt_at is not None:
+        why = f" ({event.reason})" if event.reason else ""
+        return f"Offline{why} — trying again at {event.next_attempt_at.strftime('%H:%M:%S')}"
     return f"Offline — {event.reason}" if event.reason else "Offline"
 
 
@@ -59,14 +67,17 @@ class ChatController(QObject):
     logged_out = pyqtSignal()
 
     def __init__(self, client: ChatClient, api: AuthApi, session: AuthSession, users: list[UserRef],
-                 chime: Chime, *, window_active: Callable[[], bool] | None = None) -> None:
+                 chime: Chime, *, window_active: Callable[[], bool] | None = None,
+                 ask_unsent: AskUnsent = ask_about_unsent) -> None:
         super().__init__()
         self.client, self.api, self.session, self.chime = client, api, session, chime
         me = session.user
         self.conversations = ConversationListModel(me.id)
         self.conversations.set_users(users, client.online)
         self.messages = MessageListModel(me.id)
-        self.window = MainWindow(me, self.conversations, self.messages, muted=chime.muted)
+        self._ask_unsent = ask_unsent
+        self.window = MainWindow(me, self.conversations, self.messages, muted=chime.muted,
+                                 may_close=lambda: self.may_leave("quit"))
         self._window_active = window_active or self.window.isActiveWindow
         self._viewing: ConversationId = PUBLIC
         self._loading_older = False
@@ -84,7 +95,7 @@ class ChatController(QObject):
         w.send_requested.connect(lambda text: self._spawn(self._send(text)))
         w.older_requested.connect(self._older)
         w.retry_requested.connect(self._retry)
-        w.logout_requested.connect(lambda: self._spawn(self._logout()))
+        w.logout_requested.connect(lambda: self.may_leave("log out") and self._spawn(self._logout()))
         w.mute_toggled.connect(self.chime.set_muted)
         w.activated.connect(lambda: self.conversations.clear_unread(self._viewing))
 
@@ -124,12 +135,10 @@ class ChatController(QObject):
             case Connected(hello=hello):
                 self.conversations.set_online_ids(set(hello.online_user_ids))
                 self.window.set_max_chars(hello.limits.max_body_chars)
-            case GaveUp(attempts=attempts, reason=reason):
-                self.window.set_status(f"Could not reconnect after {attempts} attempts ({reason}).",
-                                       offer_retry=True)
             case StateChanged():
-                if not (event.state is ClientState.OFFLINE and self.window.retry_button.isVisible()):
-                    self.window.set_status(status_text(event))
+                # Still trying, slowly: say when, and offer to try now.
+                self.window.set_status(status_text(event), offer_retry=event.next_attempt_at is not None
+                                       and event.state is ClientState.OFFLINE)
             case ServerError(message=message):
                 self.window.show_notice(message)
             case SessionEnded(reason=reason):
@@ -183,6 +192,16 @@ class ChatController(QObject):
     def _retry(self) -> None:
         self.window.set_status("Retrying…")
         self.client.retry()
+
+    def may_leave(self, leaving: str) -> bool:
+        """Before logging out or quitting: with messages unsent, ask the user what to do with them."""
+        unsent = self.client.unsent
+        if not unsent:
+            return True
+        choice = self._ask_unsent(self.window, unsent, leaving, kept=self.client.keeps_unsent)
+        if choice is UnsentChoice.DISCARD:
+            self.client.discard_unsent()
+        return choice is not UnsentChoice.STAY
 
     async def _logout(self) -> None:
         try:

@@ -6,6 +6,9 @@ mute) and is told what to show by :class:`client.qt.chat_controller.ChatControll
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import Enum
+
 from chase.schemas import UserRef
 from client.core.conversations import PUBLIC, ConversationId
 from client.qt.chat_view import ChatView
@@ -20,6 +23,7 @@ from client.qt.qt import (
     QLabel,
     QListView,
     QMainWindow,
+    QMessageBox,
     QModelIndex,
     QPlainTextEdit,
     QPushButton,
@@ -29,6 +33,36 @@ from client.qt.qt import (
     QWidget,
     pyqtSignal,
 )
+
+
+class UnsentChoice(Enum):
+    KEEP = "keep"          # leave; they are sent at the next login
+    DISCARD = "discard"    # leave and forget them
+    STAY = "stay"          # do not leave
+
+
+def ask_about_unsent(parent: QWidget, count: int, leaving: str, *, kept: bool = True) -> UnsentChoice:
+    """Ask what to do with ``count`` unsent messages before ``leaving`` ("log out", "quit").
+
+    ``kept``: they are kept on this computer if the user leaves; else they would be lost.
+    """
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("Messages not sent yet")
+    box.setText(f"{count} message{'s are' if count != 1 else ' is'} not sent yet.")
+    if kept:
+        box.setInformativeText("Kept on this computer, they are sent the next time you log in.")
+        keep = box.addButton(f"Keep and {leaving}", QMessageBox.ButtonRole.AcceptRole)
+    else:
+        box.setInformativeText("Another ChaSe window of this account keeps unsent messages on this "
+                               "computer, so these would be lost.")
+        keep = box.addButton(f"Lose them and {leaving}", QMessageBox.ButtonRole.AcceptRole)
+    discard = box.addButton(f"Discard and {leaving}", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton("Stay", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(keep)
+    box.exec()
+    clicked = box.clickedButton()
+    return UnsentChoice.KEEP if clicked is keep else UnsentChoice.DISCARD if clicked is discard else UnsentChoice.STAY
 
 
 class MessageInput(QPlainTextEdit):
@@ -89,8 +123,10 @@ class MainWindow(QMainWindow):
     closing = pyqtSignal()
 
     def __init__(self, me: UserRef, conversations: ConversationListModel, messages: MessageListModel,
-                 *, muted: bool) -> None:
+                 *, muted: bool, may_close: Callable[[], bool] | None = None) -> None:
         super().__init__()
+        #: Asked before the window closes; False keeps it open (e.g. the user chose to stay).
+        self._may_close = may_close or (lambda: True)
         self.setObjectName("main")
         self.setWindowTitle(f"ChaSe — {me.username}")
         self.conversations = conversations
@@ -202,5 +238,8 @@ class MainWindow(QMainWindow):
             self.activated.emit()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        if not self._may_close():
+            event.ignore()
+            return
         self.closing.emit()
         super().closeEvent(event)

@@ -46,6 +46,7 @@ from PyQt6.QtWidgets import (
     QLineEdit,
     QListView,
     QMainWindow,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSplitter,
@@ -73,7 +74,7 @@ def load_multimedia() -> tuple[type, type] | None:
 __all__ = [
     "QAbstractItemView", "QAbstractListModel", "QApplication", "QBrush", "QCheckBox", "QCloseEvent",
     "QColor", "QEvent", "QFont", "QFontMetrics", "QFormLayout", "QFrame", "QHBoxLayout", "QIcon",
-    "QKeyEvent", "QLabel", "QLineEdit", "QListView", "QMainWindow", "QModelIndex",
+    "QKeyEvent", "QLabel", "QLineEdit", "QListView", "QMainWindow", "QMessageBox", "QModelIndex",
     "QObject", "QPainter", "QPalette", "QPersistentModelIndex", "QPixmap", "QPlainTextEdit",
     "QPushButton", "QRect", "QSettings", "QSize", "QSplitter", "QStandardPaths",
     "QStatusBar", "QStyle", "QStyleOptionViewItem", "QStyledItemDelegate", "QTextDocument",

@@ -19,11 +19,11 @@ def endpoints(system: System) -> Endpoints:
     return Endpoints.resolve(system.auth_url, system.gateway_url, system.ca_path)
 
 
-def make_app(system: System, settings: Any, *, attempts: int = 60) -> App:
+def make_app(system: System, settings: Any, *, attempts: int = 60, **options: Any) -> App:
     """The real app, pointed at the test system; audio off (tests count chime requests)."""
     policy = BackoffPolicy(base=0.05, cap=0.3, max_attempts=attempts)
     app = App(settings, server=system.auth_url, gateway=system.gateway_url, ca=system.ca_path,
-              policy=policy, enable_audio=False)
+              policy=policy, enable_audio=False, **options)
     app.start()
     return app
 

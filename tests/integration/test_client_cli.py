@@ -9,13 +9,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from chase.store.tables import messages
 from chase.tls import ensure_dev_certs
 from client.cli import Exit
 from tests.helpers import wait_until
 from tests.integration.system import PASSWORD, System, running_system
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(120)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,12 +33,19 @@ def cli_args(system: System, command: str, user: str, *rest: str, ca: Path | Non
 
 
 async def cli(system: System, command: str, user: str, *rest: str, password: str = PASSWORD,
-              stdin: bytes | None = None, ca: Path | None = None) -> tuple[int, str, str]:
+              stdin: bytes | Path | None = None, ca: Path | None = None) -> tuple[int, str, str]:
+    """Run one CLI command; ``stdin`` is piped in, or (a Path) the file is its stdin (``< file``)."""
     env = {**os.environ, "CHASE_PASSWORD": password}
-    process = await asyncio.create_subprocess_exec(
-        *cli_args(system, command, user, *rest, ca=ca), cwd=ROOT, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(process.communicate(stdin or b""), 60)
+    source = stdin.open("rb") if isinstance(stdin, Path) else asyncio.subprocess.PIPE
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *cli_args(system, command, user, *rest, ca=ca), cwd=ROOT, env=env,
+            stdin=source, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        piped = None if isinstance(stdin, Path) else stdin or b""
+        out, err = await asyncio.wait_for(process.communicate(piped), 90)
+    finally:
+        if not isinstance(source, int):
+            source.close()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
 
@@ -113,3 +122,54 @@ async def test_failures_have_their_own_exit_codes(system: System, tmp_path: Path
     ensure_dev_certs(tmp_path)
     code, _, err = await cli(system, "say", "alice", "hi", ca=tmp_path / "ca.pem")
     assert code == Exit.CERTIFICATE and "not trusted" in err
+
+
+async def stored_bodies(system: System) -> list[str]:
+    async with system.engine.connect() as conn:  # type: ignore[attr-defined]
+        rows = await conn.execute(sa.select(messages.c.body).order_by(messages.c.id))
+        return [r[0] for r in rows.all()]
+
+
+async def test_300_piped_lines_are_stored_in_order_and_chat_ends_cleanly_at_eof(system: System) -> None:
+    assert (await cli(system, "register", "alice"))[0] == Exit.OK
+    lines = [f"line {n:03d}" for n in range(300)]
+    code, out, err = await cli(system, "chat", "alice", stdin=("\n".join(lines) + "\n").encode())
+    assert code == Exit.OK, err
+    assert "Traceback" not in err and "not sent yet" not in err
+    assert await stored_bodies(system) == lines
+    assert [line.split(": ", 1)[1] for line in out.splitlines()] == lines  # each shown once, in order
+
+
+async def test_chat_reads_a_file_given_as_stdin_and_ends_cleanly(system: System, tmp_path: Path) -> None:
+    assert (await cli(system, "register", "alice"))[0] == Exit.OK
+    notes = tmp_path / "notes.txt"
+    notes.write_text("first\n\nsecond\n/to all\nthird")  # a blank line, a command, no final newline
+    code, _, err = await cli(system, "chat", "alice", stdin=notes)
+    assert code == Exit.OK, err
+    assert "Traceback" not in err
+    assert await stored_bodies(system) == ["first", "second", "third"]
+
+
+async def test_messages_unsent_at_exit_are_announced_and_sent_next_time(system: System) -> None:
+    assert (await cli(system, "register", "alice"))[0] == Exit.OK
+    env = {**os.environ, "CHASE_PASSWORD": PASSWORD}
+    process = await asyncio.create_subprocess_exec(
+        *cli_args(system, "chat", "alice", "--wait", "0.5"), cwd=ROOT, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert process.stdin is not None and process.stderr is not None
+    while b"connected" not in (line := await asyncio.wait_for(process.stderr.readline(), 30)):
+        assert line, "chat ended before it connected"
+    await system.stop_gateway()
+    while b"reconnecting" not in (line := await asyncio.wait_for(process.stderr.readline(), 30)):
+        assert line, "chat ended before it noticed the gateway was gone"
+    process.stdin.write(b"written offline 1\nwritten offline 2\n")
+    process.stdin.close()
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == Exit.UNREACHABLE
+    assert "2 message(s) not sent yet; they are kept and will be sent the next time alice logs in" in err.decode()
+    assert "Traceback" not in err.decode()
+    await system.start_gateway()
+    code, _, err2 = await cli(system, "say", "alice", "later")
+    assert code == Exit.OK, err2
+    assert "sending 2 message(s) kept from an earlier session" in err2
+    assert await stored_bodies(system) == ["written offline 1", "written offline 2", "later"]

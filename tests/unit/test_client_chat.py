@@ -35,14 +35,15 @@ from client.core.conversations import PUBLIC
 from client.core.errors import MessageRejected, ServerUnreachable, SessionExpired
 from client.core.events import (
     ClientState,
-    GaveUp,
     MessagesAdded,
     PendingAdded,
     PendingChanged,
     PendingStored,
     SessionEnded,
     Source,
+    StateChanged,
 )
+from client.core.local import LocalState
 from client.core.outbox import PendingMessage, PendingState
 from client.core.transport import Connector, Link, LinkClosed
 from tests.helpers import wait_until
@@ -90,6 +91,11 @@ class FakeGateway(Connector):
         self.held: list[tuple[FakeLink, SendFrame]] = []
         #: When set, every send is answered with this error (its client_msg_id filled in).
         self.refusal: ErrorFrame | None = None
+        #: The next ``refuse_frames`` frames of any kind get ``frame_refusal`` (ids filled in), as
+        #: the gateway refuses every frame while its rate bucket is empty.
+        self.refuse_frames = 0
+        self.frame_refusal: ErrorFrame | None = None
+        self.syncs: list[SyncFrame] = []
         self.max_body = 100
 
     async def connect(self, token: str) -> Link:
@@ -99,26 +105,34 @@ class FakeGateway(Connector):
             raise SessionExpired("bad token")
         link = FakeLink(self, ALICE)
         self.links = [old for old in self.links if not old.closed] + [link]
-        limits = Limits(max_body_chars=self.max_body, max_frame_bytes=10_000, rate_per_second=10, rate_burst=20)
+        limits = Limits(max_body_chars=self.max_body, max_frame_bytes=10_000, rate_per_second=1000, rate_burst=20)
         link.push(encode(HelloFrame(user=ALICE, session_id="s1", limits=limits, online_user_ids=[1])))
         return link
 
     def post(self, sender: UserRef, body: str, to: int | None = None, cmid: str | None = None,
-             *, acked_on: FakeLink | None = None) -> ChatMessage:
-        """Store a message (once per sender and cmid), ack it on ``acked_on``, then fan it out."""
+             *, acked_on: FakeLink | None = None, live: bool = True) -> ChatMessage:
+        """Store a message (once per sender and cmid), ack it on ``acked_on``, then fan it out
+        (unless not ``live``: as if live delivery lost it)."""
         cmid = cmid or f"{sender.id}-{len(self.messages)}"
         known = next((m for m in self.messages if m.sender.id == sender.id and m.client_msg_id == cmid), None)
+        prev = [m.id for m in self.messages if self._same_conversation(m, sender.id, to)]
         m = known or ChatMessage(id=len(self.messages) + 1, sender=sender, recipient_id=to, body=body,
-                                 created_at=T0, client_msg_id=cmid)
+                                 created_at=T0, client_msg_id=cmid, prev_id=prev[-1] if prev else None)
         if known is None:
             self.messages.append(m)
         if acked_on is not None:
             acked_on.push(encode(AckFrame(client_msg_id=cmid, message_id=m.id, created_at=m.created_at,
                                           duplicate=known is not None)))
         for link in self.links:
-            if not link.closed:
+            if not link.closed and live:
                 link.push(encode(MessageFrame(message=m)))
         return m
+
+    @staticmethod
+    def _same_conversation(m: ChatMessage, sender_id: int, to: int | None) -> bool:
+        if to is None or m.recipient_id is None:
+            return to is None and m.recipient_id is None
+        return {m.sender.id, m.recipient_id} == {sender_id, to}
 
     def store_held(self, *, ack: bool) -> None:
         """Store the held sends; without ``ack`` as if the acks were lost with the link."""
@@ -135,6 +149,14 @@ class FakeGateway(Connector):
 
     def handle(self, link: FakeLink, text: str) -> None:
         frame = decode_client_frame(text)
+        if self.refuse_frames and self.frame_refusal is not None:
+            self.refuse_frames -= 1
+            ids = {"client_msg_id": frame.client_msg_id} if isinstance(frame, SendFrame) else {
+                "request_id": getattr(frame, "request_id", None)}
+            link.push(encode(self.frame_refusal.model_copy(update=ids)))
+            return
+        if isinstance(frame, SyncFrame):
+            self.syncs.append(frame)
         if isinstance(frame, SendFrame):
             self.received.append(frame)
             if self.refusal is not None:
@@ -179,9 +201,9 @@ SESSION = AuthSession(token="tok-alice", session_id="s1", user=ALICE, expires_at
 
 
 def make_client(gateway: FakeGateway, sleeps: Sleeps | None = None, attempts: int = 5,
-                page: int = 50) -> tuple[ChatClient, list[object]]:
+                page: int = 50, local: LocalState | None = None) -> tuple[ChatClient, list[object]]:
     client = ChatClient(gateway, SESSION, policy=BackoffPolicy(base=1, cap=8, max_attempts=attempts),
-                        sleep=sleeps or Sleeps(), clock=lambda: WRITTEN, history_page=page)
+                        sleep=sleeps or Sleeps(), clock=lambda: WRITTEN, history_page=page, local=local)
     events: list[object] = []
     client.subscribe(events.append)
     return client, events
@@ -261,19 +283,41 @@ async def test_unacked_messages_are_resent_with_their_original_ids() -> None:
     await client.close()
 
 
-async def test_gives_up_after_the_last_attempt_and_retry_starts_again() -> None:
+async def test_after_the_fast_attempts_it_keeps_trying_slowly_and_retry_tries_at_once() -> None:
     gateway = FakeGateway()
     sleeps = Sleeps()
     client, events = make_client(gateway, sleeps, attempts=3)
     await client.start()
     gateway.up = False
     gateway.drop()
-    await wait_until(lambda: any(isinstance(e, GaveUp) for e in events))
-    assert client.state is ClientState.OFFLINE
-    assert len(sleeps.delays) == 3
+    await wait_until(lambda: len(sleeps.delays) >= 6)  # 3 fast attempts, then slow ones, for ever
+    assert all(d <= 8 for d in sleeps.delays[:3]) and all(30 <= d <= 60 for d in sleeps.delays[3:6])
+    assert client.state is ClientState.OFFLINE and client.next_attempt_at is not None
+    offline = [e for e in events if isinstance(e, StateChanged) and e.state is ClientState.OFFLINE]
+    assert offline[0].attempt == 4 and offline[0].next_attempt_at is not None
+    sleeps.gate.clear()  # the next slow attempt is far away...
+    await wait_until(lambda: len(sleeps.delays) >= 8)
     gateway.up = True
-    client.retry()
+    client.retry()  # ...but the user asks: now
     await wait_until(lambda: client.state is ClientState.CONNECTED)
+    assert client.next_attempt_at is None
+    await client.close()
+
+
+async def test_sending_while_offline_tries_to_reconnect_at_once() -> None:
+    gateway = FakeGateway()
+    sleeps = Sleeps()
+    client, _ = make_client(gateway, sleeps, attempts=2)
+    await client.start()
+    gateway.up = False
+    gateway.drop()
+    await wait_until(lambda: client.state is ClientState.OFFLINE)
+    sleeps.gate.clear()
+    await wait_until(lambda: sleeps.gate.is_set() is False and client.state is ClientState.OFFLINE)
+    gateway.up = True
+    outgoing = await client.send("let me in")
+    ack = await asyncio.wait_for(outgoing.acked, 5)
+    assert [m.id for m in gateway.messages] == [ack.message_id]
     await client.close()
 
 
