@@ -56,7 +56,10 @@ async def loaded(request: pytest.FixtureRequest) -> AsyncIterator[Loaded]:
         async with engine.begin() as conn:
             await load_messages(conn, ROWS)
         async with engine.begin() as conn:
-            await conn.execute(sa.text("ANALYZE TABLE messages, users" if request.param == "mariadb" else "ANALYZE"))
+            if request.param == "mariadb":
+                # InnoDB samples statistics by itself, some time after a bulk load: now, for a
+                # stable plan. SQLite has none unless ANALYZE is run, which ChaSe never does.
+                await conn.execute(sa.text("ANALYZE TABLE messages, users"))
             first_private, last = await id_bounds(conn)
     finally:
         await engine.dispose()
