@@ -106,7 +106,7 @@ async def ensure_database(url: str) -> str | None:
     try:
         async with engine.connect():
             return None
-    except sa.exc.DBAPIError as exc:
+    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the operator
         # A user without rights on a database is told "access denied" whether it exists or not.
         errno = _mysql_errno(exc)
         if errno not in (_ER_BAD_DB, _ER_DB_ACCESS_DENIED):
@@ -120,7 +120,7 @@ async def ensure_database(url: str) -> str | None:
     try:
         async with server.begin() as conn:
             await conn.execute(sa.text(create))
-    except sa.exc.DBAPIError as exc:
+    except Exception as exc:  # noqa: BLE001
         if _mysql_errno(exc) in _ER_DENIED:
             user = parsed.username or "the user"
             missing = "does not exist" if errno == _ER_BAD_DB else f"does not exist or {user} may not use it"
@@ -136,8 +136,8 @@ async def ensure_database(url: str) -> str | None:
     return f"created database {quoted} (utf8mb4, utf8mb4_bin) on {parsed.host or 'localhost'}"
 
 
-def _mysql_errno(exc: sa.exc.DBAPIError) -> int | None:
-    args = getattr(exc.orig, "args", ())
+def _mysql_errno(exc: BaseException) -> int | None:
+    args = getattr(getattr(exc, "orig", None), "args", ())
     return args[0] if args and isinstance(args[0], int) else None
 
 

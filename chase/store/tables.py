@@ -96,7 +96,10 @@ messages = sa.Table(
     sa.Column("prev_id", BigId, nullable=True),
     # Idempotent submit: a resend of the same client_msg_id by the same sender stores nothing.
     sa.UniqueConstraint("sender_id", "client_msg_id"),
+    # One index per way a page is read, each ending in id so a page is one range scan in id
+    # order: history by conversation, sync by what is public, sent, or received.
     sa.Index("ix_messages_conversation_id", "conversation", "id"),
+    sa.Index("ix_messages_sender_id_id", "sender_id", "id"),
     sa.Index("ix_messages_recipient_id_id", "recipient_id", "id"),
     **MYSQL_TABLE_ARGS,
 )

@@ -185,16 +185,7 @@ class MessageStore:
         (older) page, ask again with ``before_id`` = the last message's id while ``has_more``.
         """
         size = self._page_size(limit)
-        query = (
-            sa.select(*_MESSAGE_COLUMNS)
-            .select_from(_WITH_SENDER)
-            .where(messages.c.conversation == conversation_key(viewer_id, with_user_id))
-            .order_by(messages.c.id.desc())
-            .limit(size + 1)
-        )
-        if before_id is not None:
-            query = query.where(messages.c.id < before_id)
-        return await self._page(query, size)
+        return await self._page(history_query(viewer_id, with_user_id, before_id, size + 1), size)
 
     async def sync(self, viewer_id: int, after_id: int, limit: int) -> MessagePage:
         """Everything the viewer may see with an id above ``after_id``, oldest first.
@@ -203,23 +194,7 @@ class MessageStore:
         ``has_more``, ask again with ``after_id`` = the last message's id.
         """
         size = self._page_size(limit)
-        # A primary-key range scan from after_id: a reconnecting client is usually close to the
-        # end, so this reads little; the OR keeps one statement that both databases plan well.
-        query = (
-            sa.select(*_MESSAGE_COLUMNS)
-            .select_from(_WITH_SENDER)
-            .where(messages.c.id > after_id)
-            .where(
-                sa.or_(
-                    messages.c.conversation == PUBLIC_CONVERSATION,
-                    messages.c.sender_id == viewer_id,
-                    messages.c.recipient_id == viewer_id,
-                )
-            )
-            .order_by(messages.c.id.asc())
-            .limit(size + 1)
-        )
-        return await self._page(query, size)
+        return await self._page(sync_query(viewer_id, after_id, size + 1), size)
 
     def _page_size(self, limit: int) -> int:
         return max(1, min(limit, self._page_max))
@@ -228,6 +203,65 @@ class MessageStore:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         return MessagePage(messages=[_row_to_message(row) for row in rows[:size]], has_more=len(rows) > size)
+
+
+# --- the read queries --------------------------------------------------------------------------
+#
+# Each page reads only the rows it returns: one index range scan per page, in id order, that
+# stops after ``limit`` rows. The planners need help to see it. MariaDB, asked for
+# ``conversation = ? AND id < ? ORDER BY id DESC``, may look the conversation up alone and walk
+# it back from its newest row (700 ms deep in a room of a million); the index hint makes it
+# range-scan both columns. A sync's three kinds of visible message (public, sent, received)
+# sit in three indexes; one OR over them makes both databases gather every match after the
+# cursor and sort, so each kind is its own bounded range scan, and only their few ids are
+# merged. ``tests/integration/test_persistence_plans.py`` checks the plans with EXPLAIN.
+
+
+def _by_index(query: sa.Select, index: str) -> sa.Select:
+    return query.with_hint(messages, f"FORCE INDEX ({index})", "mysql")
+
+
+def history_query(viewer_id: int, with_user_id: int | None, before_id: int | None, limit: int) -> sa.Select:
+    """The newest ``limit`` messages of the viewer's conversation with ``with_user_id`` (None:
+    the public room) below ``before_id``, newest first: a range scan of (conversation, id)."""
+    query = (
+        sa.select(*_MESSAGE_COLUMNS)
+        .select_from(_WITH_SENDER)
+        .where(messages.c.conversation == conversation_key(viewer_id, with_user_id))
+        .order_by(messages.c.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(messages.c.id < before_id)
+    return _by_index(query, "ix_messages_conversation_id")
+
+
+def sync_query(viewer_id: int, after_id: int, limit: int) -> sa.Select:
+    """The first ``limit`` messages the viewer may see above ``after_id``, oldest first.
+
+    The first ``limit`` of each kind (public, sent, received), by its own index; their union
+    (a message to oneself is both sent and received) holds the first ``limit`` of all, since
+    each of those is among the first ``limit`` of its own kind.
+    """
+    kinds = [
+        (messages.c.conversation == PUBLIC_CONVERSATION, "ix_messages_conversation_id"),
+        (messages.c.sender_id == viewer_id, "ix_messages_sender_id_id"),
+        (messages.c.recipient_id == viewer_id, "ix_messages_recipient_id_id"),
+    ]
+    branches = []
+    for condition, index in kinds:
+        branch = _by_index(
+            sa.select(messages.c.id).where(condition, messages.c.id > after_id).order_by(messages.c.id).limit(limit),
+            index,
+        ).subquery()
+        # Wrapped: SQLite allows ORDER BY / LIMIT only on a whole compound, not on its parts.
+        branches.append(sa.select(branch.c.id))
+    visible = sa.union(*branches).order_by("id").limit(limit).subquery("visible")
+    return (
+        sa.select(*_MESSAGE_COLUMNS)
+        .select_from(visible.join(messages, messages.c.id == visible.c.id).join(users, users.c.id == messages.c.sender_id))
+        .order_by(messages.c.id)
+    )
 
 
 async def store_unique_txn(
