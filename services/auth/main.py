@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 from collections.abc import Iterator
 
@@ -23,7 +24,11 @@ log = get_logger("chase.auth")
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to its owner and says where it listens."""
+    """A uvicorn server that leaves signals to its owner, bounds TLS handshakes, and says where
+    it listens."""
+
+    #: Seconds a TLS handshake may take (asyncio's default is 60).
+    handshake_timeout: float = 10.0
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -32,7 +37,17 @@ class _Server(uvicorn.Server):
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
+        # uvicorn has no setting for the TLS handshake timeout, so its one create_server call
+        # gets it here: a socket that connects and never says hello is dropped after
+        # handshake_timeout instead of asyncio's 60 s.
+        loop = asyncio.get_running_loop()
+        loop.create_server = functools.partial(  # type: ignore[method-assign]
+            loop.create_server, ssl_handshake_timeout=self.handshake_timeout
+        )
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            del loop.create_server  # the instance attribute: the class's method is back
         if self.started:
             config = self.config
             log.info("auth service listening", url=f"https://{config.host}:{config.port}/api/v1",
@@ -77,6 +92,7 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
         timeout_graceful_shutdown=3,
     )
     server = _Server(config)
+    server.handshake_timeout = settings.header_timeout_seconds
     task = asyncio.create_task(_serve(server, settings))
     try:
         await asyncio.shield(task)

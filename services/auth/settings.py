@@ -41,7 +41,7 @@ class AuthSettings(CommonSettings):
     max_body_bytes: int = Field(16_384, ge=1024, description="Largest request body; larger ones get 413 unread")
     body_timeout_seconds: float = Field(10.0, gt=0, description="How long a request body may take to arrive (408)")
     header_timeout_seconds: float = Field(
-        10.0, gt=0, description="How long a connection may take to send a request's headers before it is dropped"
+        10.0, gt=0, description="How long a connection may take for its TLS handshake, and for each request's headers, before it is dropped"
     )
     idle_timeout_seconds: float = Field(5.0, gt=0, description="How long an idle keep-alive connection stays open")
     max_connections: int = Field(1000, ge=1, description="Open HTTPS connections; past it new ones are dropped")
