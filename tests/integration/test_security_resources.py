@@ -7,12 +7,11 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
-from websockets.asyncio.client import connect
 
 from chase.store.tables import messages
 from chase.tls import client_context
