@@ -18,6 +18,7 @@ from chase.rlimit import ensure_open_file_limit
 from chase.tls import server_context
 from services.auth.app import create_app
 from services.auth.limits import RequestLimits, guarded_protocol
+from services.auth.service import AuthService
 from services.auth.settings import AuthSettings
 
 log = get_logger("chase.auth")
@@ -64,8 +65,9 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
     for path in (settings.server_cert_path, settings.server_key_path):
         if not path.exists():
             raise ConfigError(f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is missing: run `chase certs` first")
+    api = create_app(settings, engine=engine, bus=bus)
     app = RequestLimits(
-        create_app(settings, engine=engine, bus=bus),
+        api,
         max_body_bytes=settings.max_body_bytes,
         max_concurrent=settings.max_concurrent_requests,
         body_timeout=settings.body_timeout_seconds,
@@ -94,12 +96,29 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
     server = _Server(config)
     server.handshake_timeout = settings.header_timeout_seconds
     task = asyncio.create_task(_serve(server, settings))
+    purger = asyncio.create_task(_purge_forever(api.state.auth_service, settings.purge_interval_seconds))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         server.should_exit = True
         await task
         raise
+    finally:
+        purger.cancel()
+        await asyncio.gather(purger, return_exceptions=True)
+
+
+async def _purge_forever(service: AuthService, interval: float) -> None:
+    """Delete expired and revoked sessions and stale throttle rows, now and every ``interval``."""
+    while True:
+        try:
+            removed = await service.purge()
+        except Exception as exc:  # noqa: BLE001 - a database blip must not stop the server; next round
+            log.warning("purge failed", error=type(exc).__name__)
+        else:
+            if removed:
+                log.info("purged sessions and login counters", rows=removed)
+        await asyncio.sleep(interval)
 
 
 async def _serve(server: uvicorn.Server, settings: AuthSettings) -> None:

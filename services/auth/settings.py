@@ -46,6 +46,9 @@ class AuthSettings(CommonSettings):
     idle_timeout_seconds: float = Field(5.0, gt=0, description="How long an idle keep-alive connection stays open")
     max_connections: int = Field(1000, ge=1, description="Open HTTPS connections; past it new ones are dropped")
     max_concurrent_requests: int = Field(100, ge=1, description="Requests in progress; past it 503 with Retry-After")
+    purge_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often expired and revoked sessions and stale login counters are deleted"
+    )
     directory_page_default: int = Field(50, ge=1, le=500, description="Users per directory page by default")
     directory_page_max: int = Field(200, ge=1, le=500, description="Largest directory page a client may ask for")
     # On by default: the figures are counts by outcome, with no user, name or token in them.
