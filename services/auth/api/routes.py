@@ -1,5 +1,7 @@
-"""The endpoints under ``/api/v1``, ``/healthz`` and ``/metrics``. Each only translates HTTP to
-a use case."""
+"""The endpoints under ``/api/v1`` and ``/healthz``. Each only translates HTTP to a use case.
+
+Metrics are not served here: the public port is no place for them. ``CHASE_METRICS_PORT``
+serves them (``chase.serve.open_metrics``) on an internal address."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from typing import Annotated
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chase.schemas import MAX_ID
 from services.auth.api.deps import (
@@ -39,8 +40,6 @@ _NEEDS_TOKEN = {401: _ERR}
 
 api = APIRouter(prefix="/api/v1")
 health = APIRouter()
-#: Included only with CHASE_AUTH_METRICS (the default).
-operations = APIRouter()
 
 
 @api.post(
@@ -165,10 +164,3 @@ async def healthz(engine: Engine) -> Health | JSONResponse:
     except Exception:  # noqa: BLE001 - whatever the driver raises, the answer is "not healthy"
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return Health(status="ok")
-
-
-# Left out of the OpenAPI schema: it is for the operator's scraper, not for clients.
-@operations.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    """The process's metrics in Prometheus text format; in ``chase serve`` every service's."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
