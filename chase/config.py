@@ -117,7 +117,7 @@ class CommonSettings(BaseSettings):
         ge=0,
         le=65535,
         description="Serve this process's metrics over HTTPS (GET /metrics, the server certificate) "
-        "on this port; 0: off. The auth service also serves them on its own port",
+        "on this port; 0: off. Never on the public auth port",
     )
     metrics_host: str = Field(
         validation_alias=shared("metrics_host"),

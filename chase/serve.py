@@ -6,7 +6,7 @@ the whole system. With ``CHASE_AMQP_URL`` and ``CHASE_DATABASE_URL`` set, ``chas
 ``chase persistence`` and ``chase gateway`` each run alone against RabbitMQ and MySQL.
 
 Any of them serves its process's metrics over HTTPS on ``CHASE_METRICS_PORT`` when that is set
-(see ``chase.metrics``); the auth service also serves them at ``/metrics`` on its own port.
+(see ``chase.metrics``); never on the public auth port.
 """
 
 from __future__ import annotations

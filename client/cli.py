@@ -31,6 +31,7 @@ from typing import TextIO
 
 from chase.logging import configure
 from chase.schemas import ChatMessage
+from client import cli_sessions
 from client.core.api import AuthApi, AuthSession
 from client.core.backoff import BackoffPolicy
 from client.core.chat import ChatClient
@@ -48,6 +49,7 @@ from client.core.errors import (
 )
 from client.core.events import ClientEvent, ClientState, MessagesAdded, SendFailed, SessionEnded, Source, StateChanged
 from client.core.session import Directory, chat_client, local_state, open_api
+from client.terminal import visible
 
 #: How long ``say`` (and ``chat`` at end of input) waits for an acknowledgement, reconnects included.
 ACK_TIMEOUT = 60.0
@@ -102,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--wait", type=float, default=ACK_TIMEOUT,
                       help="at the end of input, seconds to wait without any message being stored "
                            "before exiting (default %(default)s)")
+    cli_sessions.add_parser(commands, common)
     return parser
 
 
@@ -134,6 +137,8 @@ async def _run(args: argparse.Namespace, endpoints: Endpoints, username: str, pa
             return Exit.OK
         session = await api.login(username, password)
         try:
+            if args.command == "sessions":
+                return await cli_sessions.run(args, api, session, sys.stdout)
             return await _logged_in(args, endpoints, api, session)
         finally:
             await api.logout(session)
@@ -216,8 +221,9 @@ def format_message(message: ChatMessage, me_id: int, name_of: Callable[[int], st
         target = "you"
     else:
         target = name_of(message.recipient_id)
-    body = message.body.replace("\n", "\n" + " " * 10)
-    return f"{when}  {message.sender.username} -> {target}: {body}"
+    # Other people's text: control characters are shown, never obeyed (client/terminal.py).
+    body = visible(message.body, keep_newlines=True).replace("\n", "\n" + " " * 10)
+    return f"{when}  {visible(message.sender.username)} -> {visible(target)}: {body}"
 
 
 async def _follow(client: ChatClient, printer: Printer, chat: _Chat | None) -> int:

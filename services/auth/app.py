@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chase.bus import Bus
 from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
 from services.auth.api import handlers
-from services.auth.api.routes import api, health, operations
+from services.auth.api.routes import api, health
+from services.auth.api.web import SecurityHeaders, install_docs
 from services.auth.security import PasswordHasher
 from services.auth.service import AuthService
 from services.auth.settings import AuthSettings
@@ -43,16 +44,19 @@ def create_app(
     app = FastAPI(
         title="ChaSe auth",
         version="1",
+        # Swagger UI from our own files (web.install_docs); ReDoc only comes from a CDN.
+        docs_url=None,
+        redoc_url=None,
         description="Users and sessions for ChaSe. Errors are always "
         '`{"error": {"code", "message", "fields"?}}` with a stable `code`.',
     )
     app.state.settings = settings
     app.state.auth_service = service
     handlers.install(app)
+    app.add_middleware(SecurityHeaders)
     app.include_router(api)
     app.include_router(health)
-    if settings.metrics:
-        app.include_router(operations)
+    install_docs(app)
     return app
 
 

@@ -9,6 +9,9 @@ Every error response has the body ``{"error": {"code", "message", "fields"?}}``;
     ├── MissingToken             401 missing_token
     ├── InvalidToken             401 invalid_token (forged, expired or revoked)
     ├── TooManyAttempts          429 too_many_attempts (with Retry-After)
+    ├── WrongPassword            403 invalid_credentials (changing the password: the old one)
+    ├── NotFound                 404 not_found (a session that is not among yours)
+    ├── WeakPassword             422 validation_failed (the new password breaks the rule)
     └── UnsupportedMediaType     415 unsupported_media_type
 
 Validation, parsing, routing and internal failures are mapped to codes in ``api/handlers.py``.
@@ -137,6 +140,27 @@ class TooManyAttempts(AuthError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class WrongPassword(AuthError):
+    """The current password given to change it is wrong (403: the token itself is fine)."""
+
+    status = 403
+    code = ErrorCode.INVALID_CREDENTIALS
+    message = "The current password is wrong."
+
+
+class NotFound(AuthError):
+    status = 404
+    code = ErrorCode.NOT_FOUND
+    message = "No such session among yours."
+
+
+class WeakPassword(AuthError):
+    """The new password breaks the password rule (chase.passwords); 422 like any bad field."""
+
+    status = 422
+    code = ErrorCode.VALIDATION_FAILED
 
 
 class UnsupportedMediaType(AuthError):

@@ -175,3 +175,27 @@ class UserPage(_Out):
 
 class Health(_Out):
     status: str
+
+
+class SessionPublic(_Out):
+    """One of the user's live sessions, as listed to them (never the token or its hash)."""
+
+    session_id: str
+    #: The label given at login, or the client's User-Agent; None when neither was sent.
+    device: str | None
+    created_at: datetime
+    #: When the token was last used (to within a minute).
+    last_seen_at: datetime | None
+    expires_at: datetime
+    #: True for the session whose token made this request.
+    current: bool
+
+
+class SessionList(_Out):
+    sessions: list[SessionPublic]
+
+
+class PasswordChange(_In):
+    #: The password in force now: a stolen token alone cannot change it.
+    old_password: LoginPassword
+    new_password: NewPassword
