@@ -209,7 +209,8 @@ class Printer:
         self.out.flush()
 
     def note(self, text: str) -> None:
-        print(f"-- {text}", file=sys.stderr, flush=True)
+        # Notices quote server text and user names: as untrusted as message bodies.
+        print(f"-- {visible(text)}", file=sys.stderr, flush=True)
 
 
 def format_message(message: ChatMessage, me_id: int, name_of: Callable[[int], str]) -> str:
