@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("--dir", type=Path, default=None, help="output folder (default: CHASE_CERTS_DIR or certs/)")
     certs.add_argument("--name", action="append", default=[], help="extra host name or IP for the server certificate")
     certs.add_argument("--force", action="store_true", help="replace existing files")
+    certs.add_argument("--service", action="append", default=[], metavar="NAME",
+                       help="one folder DIR/NAME per service with only ca.pem and its own certificate and key "
+                       "(for NAME, the --name names and localhost); the CA key stays in --ca-dir")
+    certs.add_argument("--ca-dir", type=Path, default=None, help="with --service: where the CA lives (default: DIR/ca)")
+    certs.add_argument("--owner", default=None, metavar="UID:GID",
+                       help="with --service: owner of the service folders (the services' user)")
     add("settings", _settings, "print the configuration reference (every CHASE_* variable)")
     sub.add_parser("cli", help="command-line client: register, say, tail, chat (chase cli --help)")
     sub.add_parser("client", help="open the desktop client")
@@ -159,9 +165,29 @@ def _certs(args: argparse.Namespace) -> int:
     settings = load(CommonSettings)
     directory = args.dir or settings.certs_dir
     names = DEFAULT_NAMES + tuple(args.name)
+    if args.service:
+        return _service_certs(args, directory, tuple(args.name) + DEFAULT_NAMES)
     made = ensure_dev_certs(directory, names, force=args.force)
     state = "made" if made else "kept existing"
     print(f"{state} development certificates in {directory}{os.sep} (clients trust {directory / 'ca.pem'})")
+    return 0
+
+
+def _service_certs(args: argparse.Namespace, directory: Path, names: tuple[str, ...]) -> int:
+    from chase.tls import issue_service_certs
+
+    owner = None
+    if args.owner:
+        try:
+            uid, gid = (int(part) for part in args.owner.split(":"))
+        except ValueError:
+            raise ConfigError(f"--owner: expected UID:GID as numbers, got {args.owner!r}") from None
+        owner = (uid, gid)
+    ca_dir = args.ca_dir or directory / "ca"
+    issued = issue_service_certs(ca_dir, directory, tuple(args.service), names, owner=owner, force=args.force)
+    kept = [s for s in args.service if s not in issued]
+    print(f"certificates in {directory}{os.sep}<service>: issued {', '.join(issued) or 'none'}; "
+          f"kept {', '.join(kept) or 'none'} (CA key in {ca_dir})")
     return 0
 
 

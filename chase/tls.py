@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -34,6 +35,68 @@ def ensure_dev_certs(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, *,
     files = [directory / f for f in (CA_FILE, CA_KEY_FILE, SERVER_FILE, SERVER_KEY_FILE)]
     if not force and all(f.exists() for f in files):
         return False
+    ca_key, ca_cert = _make_ca()
+    _write(directory / CA_FILE, ca_cert.public_bytes(serialization.Encoding.PEM))
+    _write(directory / CA_KEY_FILE, _key_pem(ca_key), private=True)
+    _write_server(directory, ca_key, ca_cert, names)
+    return True
+
+
+def issue_service_certs(
+    ca_dir: Path,
+    out_dir: Path,
+    services: tuple[str, ...],
+    names: tuple[str, ...] = DEFAULT_NAMES,
+    *,
+    owner: tuple[int, int] | None = None,
+    force: bool = False,
+) -> list[str]:
+    """Give each service its own folder ``out_dir/<service>`` holding only ``ca.pem``, its
+    ``server.pem`` (for the service's name plus ``names``) and ``server-key.pem``.
+
+    The CA's key stays in ``ca_dir`` (made there on first use) and is copied nowhere. Existing
+    service certificates signed by this CA are kept unless ``force``; ``owner`` (uid, gid)
+    gets every file of the service folders, keys mode 0600, so a service running as that
+    user can read its key and nobody else's. Returns the services that got new files.
+    """
+    ca_dir.mkdir(parents=True, exist_ok=True)
+    if (ca_dir / CA_FILE).exists() and (ca_dir / CA_KEY_FILE).exists():
+        ca_cert = x509.load_pem_x509_certificate((ca_dir / CA_FILE).read_bytes())
+        loaded = serialization.load_pem_private_key((ca_dir / CA_KEY_FILE).read_bytes(), password=None)
+        assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+        ca_key = loaded
+    else:
+        ca_key, ca_cert = _make_ca()
+        _write(ca_dir / CA_FILE, ca_cert.public_bytes(serialization.Encoding.PEM))
+        _write(ca_dir / CA_KEY_FILE, _key_pem(ca_key), private=True)
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM)
+    issued = []
+    for service in services:
+        folder = out_dir / service
+        folder.mkdir(parents=True, exist_ok=True)
+        current = folder / SERVER_FILE
+        if force or not (folder / SERVER_KEY_FILE).exists() or not _signed_by(current, ca_cert):
+            _write_server(folder, ca_key, ca_cert, (service, *names))
+            issued.append(service)
+        _write(folder / CA_FILE, ca_pem)
+        if owner is not None:
+            for path in (folder, folder / CA_FILE, folder / SERVER_FILE, folder / SERVER_KEY_FILE):
+                os.chown(path, *owner)
+    return issued
+
+
+def _signed_by(cert_path: Path, ca_cert: x509.Certificate) -> bool:
+    if not cert_path.exists():
+        return False
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _make_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     now = datetime.now(UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ChaSe development CA")])
@@ -57,16 +120,23 @@ def ensure_dev_certs(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, *,
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    return ca_key, ca_cert
+
+
+def _write_server(
+    directory: Path, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, names: tuple[str, ...]
+) -> None:
+    now = datetime.now(UTC)
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca_name)
+        .issuer_name(ca_cert.subject)
         .public_key(server_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=825))
-        .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_san(n) for n in dict.fromkeys(names)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
@@ -74,11 +144,26 @@ def ensure_dev_certs(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, *,
         )
         .sign(ca_key, hashes.SHA256())
     )
-    _write(directory / CA_FILE, ca_cert.public_bytes(serialization.Encoding.PEM))
-    _write(directory / CA_KEY_FILE, _key_pem(ca_key), private=True)
     _write(directory / SERVER_FILE, server_cert.public_bytes(serialization.Encoding.PEM))
     _write(directory / SERVER_KEY_FILE, _key_pem(server_key), private=True)
-    return True
+
+
+def require_readable(*paths: Path) -> None:
+    """Raise :class:`~chase.config.ConfigError` in one line when a TLS file is missing or this
+    process may not read it (e.g. a key owned by another user); call before serving."""
+    from chase.config import ConfigError
+
+    for path in paths:
+        try:
+            with open(path, "rb"):
+                pass
+        except FileNotFoundError:
+            raise ConfigError(f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is missing: run `chase certs` first") from None
+        except PermissionError:
+            raise ConfigError(
+                f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is not readable by this user (uid {os.getuid()}): "
+                "give the service's user read access to its certificate and key"
+            ) from None
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chase.bus import Bus
 from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
 from services.auth.api import handlers
+from services.auth.api.probes import endpoints, probes
 from services.auth.api.routes import api, health, operations
 from services.auth.security import PasswordHasher
 from services.auth.service import AuthService
@@ -53,9 +54,12 @@ def create_app(
     )
     app.state.settings = settings
     app.state.auth_service = service
+    app.state.bus = bus
     handlers.install(app)
     app.include_router(api)
+    app.include_router(endpoints)
     app.include_router(health)
+    app.include_router(probes)
     if settings.metrics:
         app.include_router(operations)
     return app

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chase.bus import Bus
 from chase.config import ConfigError
 from chase.logging import get_logger
+from chase.tls import require_readable
 from services.auth.app import create_app
 from services.auth.settings import AuthSettings
 
@@ -42,9 +43,7 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
     The caller owns ``engine`` and ``bus``. Raises :class:`ConfigError` when a TLS file is
     missing and ``SystemExit`` from uvicorn when the port cannot be bound.
     """
-    for path in (settings.server_cert_path, settings.server_key_path):
-        if not path.exists():
-            raise ConfigError(f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is missing: run `chase certs` first")
+    require_readable(settings.server_cert_path, settings.server_key_path)
     config = uvicorn.Config(
         create_app(settings, engine=engine, bus=bus),
         host=settings.host,

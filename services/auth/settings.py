@@ -26,6 +26,12 @@ class AuthSettings(CommonSettings):
     )
     directory_page_default: int = Field(50, ge=1, le=500, description="Users per directory page by default")
     directory_page_max: int = Field(200, ge=1, le=500, description="Largest directory page a client may ask for")
+    gateway_url: str = Field(
+        "wss://127.0.0.1:8765",
+        pattern=r"^wss://",
+        description="The gateway address clients are told (GET /api/v1/endpoints): the load balancer "
+        "in front of the gateways, as clients reach it",
+    )
     # On by default: the figures are counts by outcome, with no user, name or token in them.
     # Turn it off (or block the path at the proxy) when the auth port faces the internet.
     metrics: bool = Field(True, description="Serve GET /metrics (Prometheus text, every service in the process)")
