@@ -63,12 +63,12 @@ def flag_check(is_set: Callable[[], bool], reason: str) -> Check:
     return check
 
 
-async def readiness(checks: dict[str, Check]) -> tuple[bool, dict[str, str]]:
-    """Run every check at once, each bounded by :data:`CHECK_TIMEOUT`."""
+async def readiness(checks: dict[str, Check], timeout: float = CHECK_TIMEOUT) -> tuple[bool, dict[str, str]]:
+    """Run every check at once, each bounded by ``timeout`` seconds."""
 
     async def one(check: Check) -> str:
         try:
-            reason = await asyncio.wait_for(check(), CHECK_TIMEOUT)
+            reason = await asyncio.wait_for(check(), timeout)
         except TimeoutError:
             return "timed out"
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"; the reason is shown

@@ -23,7 +23,7 @@ from chase.bus import Bus
 from chase.bus.factory import create_bus
 from chase.config import CommonSettings, ConfigError
 from chase.logging import get_logger
-from chase.probes import bus_check, database_check, open_probes
+from chase.probes import bus_check, database_check, flag_check, open_probes
 from chase.store import migrate
 from chase.store.engine import check_reachable, create_engine
 from chase.tls import ensure_dev_certs, require_readable
@@ -155,8 +155,12 @@ async def serve_gateway() -> None:
     settings = load(GatewaySettings)
     require_broker(settings, "gateway")
     require_readable(settings.server_cert_path, settings.server_key_path)
-    async with open_metrics(settings), open_bus(settings) as bus, open_probes(settings, {"broker": bus_check(bus)}):
-        await _run_gateway(settings, bus)
+    draining = asyncio.Event()
+    async with open_metrics(settings), open_bus(settings) as bus, open_probes(settings, {
+        "broker": bus_check(bus),
+        "accepting": flag_check(lambda: not draining.is_set(), "shutting down"),
+    }):
+        await _run_gateway(settings, bus, draining)
 
 
 async def _run_auth(settings, engine: AsyncEngine, bus: Bus) -> None:  # noqa: ANN001
@@ -171,10 +175,10 @@ async def _run_persistence(settings, engine: AsyncEngine, bus: Bus) -> None:  # 
     await main.run(settings, engine=engine, bus=bus)
 
 
-async def _run_gateway(settings, bus: Bus) -> None:  # noqa: ANN001
+async def _run_gateway(settings, bus: Bus, draining: asyncio.Event | None = None) -> None:  # noqa: ANN001
     from services.gateway import main
 
-    await main.run(settings, bus=bus)
+    await main.run(settings, bus=bus, draining=draining)
 
 
 async def _run_together(*starters: Callable[[], Awaitable[None]]) -> None:

@@ -111,3 +111,12 @@ async def test_a_restarted_gateway_sends_its_clients_elsewhere(stack: Stack) -> 
         await again.send_frame(type="send", client_msg_id="after-restart", body="still here")
         await again.expect("ack")
     await asyncio.to_thread(stack.wait_healthy, "gateway-1")
+
+
+def test_a_service_that_cannot_read_its_key_says_so_in_one_line(stack: Stack) -> None:
+    result = stack.compose("run", "--rm", "--no-deps", "--user", "10002", "auth", check=False, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    [line] = [line for line in output.splitlines() if line.startswith("chase: ")]
+    assert "server-key.pem is not readable by this user (uid 10002)" in line
