@@ -11,6 +11,7 @@ from chase.bus import Bus
 from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
 from services.auth.api import handlers
 from services.auth.api.probes import endpoints, probes
+from services.auth.api.request_id import RequestIdMiddleware
 from services.auth.api.routes import api, health, operations
 from services.auth.security import PasswordHasher
 from services.auth.service import AuthService
@@ -56,6 +57,7 @@ def create_app(
     app.state.auth_service = service
     app.state.bus = bus
     handlers.install(app)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(api)
     app.include_router(endpoints)
     app.include_router(health)

@@ -10,6 +10,7 @@ by one, and nothing acknowledged is lost or doubled.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -120,3 +121,21 @@ def test_a_service_that_cannot_read_its_key_says_so_in_one_line(stack: Stack) ->
     assert "Traceback" not in output
     [line] = [line for line in output.splitlines() if line.startswith("chase: ")]
     assert "server-key.pem is not readable by this user (uid 10002)" in line
+
+
+async def test_the_operator_disables_a_user_on_every_gateway_at_once(stack: Stack) -> None:
+    name = _name("mallory")
+    _, token = await _user(stack, name)
+    async with _client(stack.gateway_url, stack, token) as first, _client(stack.gateway_url, stack, token) as second:
+        said = await asyncio.to_thread(stack.exec, "auth", "chase", "admin", "disable", name)
+        assert said.strip() == f"disabled {name}; 1 sessions ended"
+        assert await first.closed() == (4401, "session revoked")
+        assert await second.closed() == (4401, "session revoked")
+    stats = json.loads(await asyncio.to_thread(stack.exec, "auth", "chase", "admin", "stats"))
+    assert stats["disabled_users"] >= 1 and stats["users"] >= 1
+
+    # The gateways' logs are JSON lines, each connection's lines carrying its connection id.
+    logs = await asyncio.to_thread(stack.compose, "logs", "--no-color", "gateway-1", "gateway-2")
+    events = [json.loads(line.split("| ", 1)[1]) for line in logs.stdout.splitlines() if "| {" in line]
+    closed = [e for e in events if e["event"] == "client disconnected" and e.get("code") == 4401]
+    assert len({e["connection_id"] for e in closed}) >= 2

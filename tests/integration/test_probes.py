@@ -37,3 +37,12 @@ async def test_the_probe_port_says_alive_and_ready_or_why_not(system: System) ->
         assert refused.status_code == 503
         assert refused.json() == {"status": "unavailable", "checks": {"broker": "ok", "accepting": "shutting down"}}
         assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_every_auth_answer_carries_a_request_id(system: System) -> None:
+    async with httpx.AsyncClient(base_url=system.auth_url, verify=client_context(system.ca_path)) as http:
+        made = (await http.get("/readyz")).headers["x-request-id"]
+        assert len(made) == 32
+        assert (await http.get("/readyz", headers={"X-Request-ID": "lb-1234"})).headers["x-request-id"] == "lb-1234"
+        odd = (await http.get("/readyz", headers={"X-Request-ID": "no spaces allowed"})).headers["x-request-id"]
+        assert odd != "no spaces allowed" and len(odd) == 32
