@@ -77,6 +77,7 @@ class Stack:
     ca: Path
     env: dict[str, str] = field(repr=False)
     timings: dict[str, float] = field(default_factory=dict)
+    files: tuple[str, ...] = ("docker-compose.yml",)
 
     @property
     def auth_url(self) -> str:
@@ -87,7 +88,8 @@ class Stack:
         return f"wss://localhost:{self.gateway_port}"
 
     def compose(self, *args: str, timeout: float = 180, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return _run([*self.command, "-p", self.project, *args], timeout=timeout, env=self.env, check=check)
+        files = [arg for name in self.files for arg in ("-f", name)]
+        return _run([*self.command, *files, "-p", self.project, *args], timeout=timeout, env=self.env, check=check)
 
     def container(self, service: str) -> str:
         return self.compose("ps", "-q", service).stdout.strip()
@@ -151,8 +153,10 @@ def _timed(stack_timings: dict[str, float], name: str, args: list[str], **kwargs
 
 
 @contextmanager
-def compose_stack(tmp: Path) -> Iterator[Stack]:
-    """The whole topology, up and ready; taken down (with its volumes) on the way out."""
+def compose_stack(tmp: Path, files: tuple[str, ...] = ("docker-compose.yml",),
+                  extra_services: tuple[str, ...] = ()) -> Iterator[Stack]:
+    """The whole topology, up and ready; taken down (with its volumes) on the way out.
+    ``files`` are the compose files (e.g. with docker-compose.cluster.yml on top)."""
     command = require_engine()
     timings: dict[str, float] = {}
     _timed(timings, "stand-ins", ["bash", "deploy/standins.sh"], timeout=900)
@@ -165,7 +169,7 @@ def compose_stack(tmp: Path) -> Iterator[Stack]:
         "CHASE_AUTH_BCRYPT_ROUNDS": "4",
     }
     stack = Stack(command, f"chase-test-{uuid.uuid4().hex[:8]}", int(env["CHASE_AUTH_PUBLISH_PORT"]),
-                  int(env["CHASE_GATEWAY_PUBLISH_PORT"]), tmp / "ca.pem", env, timings)
+                  int(env["CHASE_GATEWAY_PUBLISH_PORT"]), tmp / "ca.pem", env, timings, files)
     try:
         started = time.monotonic()
         stack.compose("build", timeout=600)
@@ -173,7 +177,7 @@ def compose_stack(tmp: Path) -> Iterator[Stack]:
         started = time.monotonic()
         stack.compose("up", "-d", "--no-build", timeout=300)
         _run(["docker", "cp", f"{stack.container('auth')}:/app/certs/ca.pem", str(stack.ca)], timeout=30)
-        stack.wait_healthy("auth", "gateway-1", "gateway-2", "persistence-1", "persistence-2", "haproxy")
+        stack.wait_healthy(*CHASE_SERVICES, "haproxy", *extra_services)
         stack.wait_ready_from_host()
         timings["up"] = round(time.monotonic() - started, 1)
         yield stack
