@@ -124,6 +124,19 @@ class CommonSettings(BaseSettings):
         default="127.0.0.1",
         description="Address the metrics port listens on (keep it on an internal network)",
     )
+    health_port: int = Field(
+        validation_alias=shared("health_port"),
+        default=0,
+        ge=0,
+        le=65535,
+        description="Serve GET /healthz (alive) and GET /readyz (broker and database usable) over plain HTTP "
+        "on this port, for orchestrators and load balancers; 0: off",
+    )
+    health_host: str = Field(
+        validation_alias=shared("health_host"),
+        default="127.0.0.1",
+        description="Address the health port listens on (keep it on an internal network)",
+    )
     log_level: str = Field("info", validation_alias=shared("log_level"), description="debug, info, warning or error")
     log_json: bool = Field(
         validation_alias=shared("log_json"),

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -57,7 +58,59 @@ def ensure_dev_certs(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, *,
         ca = _new_ca(now)
         _write(directory / CA_FILE, ca[1].public_bytes(serialization.Encoding.PEM))
         _write(directory / CA_KEY_FILE, _key_pem(ca[0]), private=True)
+    _issue_server(directory, *ca, names, now)
+    return True
+
+
+def issue_service_certs(
+    ca_dir: Path,
+    out_dir: Path,
+    services: tuple[str, ...],
+    names: tuple[str, ...] = DEFAULT_NAMES,
+    *,
+    owner: tuple[int, int] | None = None,
+    force: bool = False,
+) -> list[str]:
+    """Give each service its own folder ``out_dir/<service>`` holding only ``ca.pem``, its
+    ``server.pem`` (for the service's name plus ``names``) and ``server-key.pem``.
+
+    The CA's key stays in ``ca_dir`` (made there on first use) and is copied nowhere. Existing
+    service certificates signed by this CA and not about to expire are kept unless ``force``;
+    ``owner`` (uid, gid) gets every file of the service folders, keys mode 0600, so a service
+    running as that user can read its key and nobody else's. Returns the services that got
+    new files.
+    """
+    ca_dir.mkdir(parents=True, exist_ok=True)
+    now = datetime.now(UTC)
+    ca = _load_ca(ca_dir, now)
+    if ca is None:
+        ca = _new_ca(now)
+        _write(ca_dir / CA_FILE, ca[1].public_bytes(serialization.Encoding.PEM))
+        _write(ca_dir / CA_KEY_FILE, _key_pem(ca[0]), private=True)
     ca_key, ca_cert = ca
+    issued = []
+    for service in services:
+        folder = out_dir / service
+        folder.mkdir(parents=True, exist_ok=True)
+        current = folder / SERVER_FILE
+        fresh = _valid_until(current, now + RENEW_BEFORE) and _signed_by(current, ca_cert)
+        if force or not (folder / SERVER_KEY_FILE).exists() or not fresh:
+            _issue_server(folder, ca_key, ca_cert, (service, *names), now)
+            issued.append(service)
+        _write(folder / CA_FILE, ca_cert.public_bytes(serialization.Encoding.PEM))
+        if owner is not None:
+            for path in (folder, folder / CA_FILE, folder / SERVER_FILE, folder / SERVER_KEY_FILE):
+                os.chown(path, *owner)
+    return issued
+
+
+def _issue_server(
+    directory: Path,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    names: tuple[str, ...],
+    now: datetime,
+) -> None:
     server_key = ec.generate_private_key(ec.SECP256R1())
     server_cert = (
         x509.CertificateBuilder()
@@ -67,7 +120,7 @@ def ensure_dev_certs(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, *,
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=SERVER_CERT_DAYS))
-        .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_san(n) for n in dict.fromkeys(names)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
@@ -77,6 +130,14 @@ def ensure_dev_certs(directory: Path, names: tuple[str, ...] = DEFAULT_NAMES, *,
     )
     _write(directory / SERVER_KEY_FILE, _key_pem(server_key), private=True)
     _write(directory / SERVER_FILE, server_cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _signed_by(cert_path: Path, ca_cert: x509.Certificate) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        cert.verify_directly_issued_by(ca_cert)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
     return True
 
 
@@ -126,6 +187,24 @@ def _valid_until(path: Path, moment: datetime) -> bool:
     except (OSError, ValueError):
         return False
     return cert.not_valid_after_utc > moment
+
+
+def require_readable(*paths: Path) -> None:
+    """Raise :class:`~chase.config.ConfigError` in one line when a TLS file is missing or this
+    process may not read it (e.g. a key owned by another user); call before serving."""
+    from chase.config import ConfigError
+
+    for path in paths:
+        try:
+            with open(path, "rb"):
+                pass
+        except FileNotFoundError:
+            raise ConfigError(f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is missing: run `chase certs` first") from None
+        except PermissionError:
+            raise ConfigError(
+                f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is not readable by this user (uid {os.getuid()}): "
+                "give the service's user read access to its certificate and key"
+            ) from None
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:

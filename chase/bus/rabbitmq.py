@@ -297,6 +297,13 @@ class RabbitBus(Bus):
         self.declared_queues.add(full)
         return queue
 
+    def is_ready(self) -> bool:
+        try:
+            self._require()
+        except BusUnavailable:
+            return False
+        return True
+
     def _require(self) -> AbstractRobustConnection:
         if self._closed or self._connection is None or self._exchange is None:
             raise BusUnavailable("the RabbitMQ bus is not started or already closed")

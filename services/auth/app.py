@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chase.bus import Bus
 from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
 from services.auth.api import handlers
+from services.auth.api.probes import endpoints, probes
+from services.auth.api.request_id import RequestIdMiddleware
 from services.auth.api.routes import api, health
 from services.auth.api.web import SecurityHeaders, install_docs
 from services.auth.security import PasswordHasher
@@ -52,10 +54,14 @@ def create_app(
     )
     app.state.settings = settings
     app.state.auth_service = service
+    app.state.bus = bus
     handlers.install(app)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(api)
+    app.include_router(endpoints)
     app.include_router(health)
+    app.include_router(probes)
     install_docs(app)
     return app
 

@@ -15,7 +15,7 @@ from chase.bus import Bus
 from chase.config import ConfigError
 from chase.logging import get_logger
 from chase.rlimit import ensure_open_file_limit
-from chase.tls import server_context
+from chase.tls import require_readable, server_context
 from services.auth.app import create_app
 from services.auth.limits import RequestLimits, guarded_protocol
 from services.auth.service import AuthService
@@ -61,9 +61,7 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
     missing and ``SystemExit`` from uvicorn when the port cannot be bound.
     """
     ensure_open_file_limit()
-    for path in (settings.server_cert_path, settings.server_key_path):
-        if not path.exists():
-            raise ConfigError(f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is missing: run `chase certs` first")
+    require_readable(settings.server_cert_path, settings.server_key_path)
     api = create_app(settings, engine=engine, bus=bus)
     app = RequestLimits(
         api,

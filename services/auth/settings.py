@@ -56,3 +56,9 @@ class AuthSettings(CommonSettings):
     )
     directory_page_default: int = Field(50, ge=1, le=500, description="Users per directory page by default")
     directory_page_max: int = Field(200, ge=1, le=500, description="Largest directory page a client may ask for")
+    gateway_url: str = Field(
+        "wss://127.0.0.1:8765",
+        pattern=r"^wss://",
+        description="The gateway address clients are told (GET /api/v1/endpoints): the load balancer "
+        "in front of the gateways, as clients reach it",
+    )

@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from chase import metrics, routing
 from chase.bus.port import Bus, BusUnavailable, RequestTimeout
 from chase.clock import Clock, SystemClock
-from chase.logging import get_logger
+from chase.logging import bind, get_logger
 from chase.schemas import HistoryQuery, PongFrame
 from chase.tls import server_context
 from services.auth.client import AuthClientError, AuthRejected, SessionInfo
@@ -180,6 +180,8 @@ class GatewayServer:
     # --- one connection -----------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
+        # Every log line of this connection's task (and its children) names it.
+        bind(connection_id=ws.id.hex)
         info = await self._authenticate(ws)
         if info is None:
             return

@@ -1,0 +1,17 @@
+#!/bin/bash
+# Write the configuration the upstream image derives from its environment, then start.
+set -euo pipefail
+mkdir -p /etc/rabbitmq
+{
+  echo "listeners.tcp.default = 5672"
+  echo "loopback_users = none"
+  [ -n "${RABBITMQ_DEFAULT_USER:-}" ] && echo "default_user = $RABBITMQ_DEFAULT_USER"
+  [ -n "${RABBITMQ_DEFAULT_PASS:-}" ] && echo "default_pass = $RABBITMQ_DEFAULT_PASS"
+  [ -n "${RABBITMQ_CONFIG_EXTRA:-}" ] && printf '%s\n' "$RABBITMQ_CONFIG_EXTRA"
+} > /etc/rabbitmq/rabbitmq.conf
+if [ -n "${RABBITMQ_ERLANG_COOKIE:-}" ]; then
+  printf '%s' "$RABBITMQ_ERLANG_COOKIE" > /var/lib/rabbitmq/.erlang.cookie
+  chmod 400 /var/lib/rabbitmq/.erlang.cookie
+fi
+chown -R rabbitmq:rabbitmq /var/lib/rabbitmq
+exec "$@"
