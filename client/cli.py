@@ -48,6 +48,7 @@ from client.core.errors import (
     UsernameTaken,
 )
 from client.core.events import ClientEvent, ClientState, MessagesAdded, SendFailed, SessionEnded, Source, StateChanged
+from client.core.local import DATA_DIR_ENV
 from client.core.session import Directory, chat_client, local_state, open_api
 from client.terminal import visible
 
@@ -79,6 +80,8 @@ ENV_PASSWORD = "CHASE_PASSWORD"
 VARIABLES = (
     (ENV_USER, "Username when --user is not given (else it is asked for)"),
     (ENV_PASSWORD, "Password (else it is asked for, without echo)"),
+    (DATA_DIR_ENV, "Where the clients (this one and the desktop) keep unsent messages and sync cursors "
+                   "(default: the platform's data folder, e.g. ~/.local/share/chase)"),
 )
 
 
