@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -128,14 +129,12 @@ async def stop_processes(procs: Processes, timeout: float = 20.0) -> None:
     for proc in procs.procs:
         proc.signal(signal.SIGCONT)
         proc.signal(signal.SIGTERM)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline and any(p.popen.poll() is None for p in procs.procs):
-        await asyncio.sleep(0.1)
     for proc in procs.procs:
-        if proc.popen.poll() is None:
+        try:
+            await asyncio.to_thread(proc.popen.wait, timeout)
+        except subprocess.TimeoutExpired:
             proc.popen.kill()
-            proc.popen.wait()
+            await asyncio.to_thread(proc.popen.wait)
 
 
 # --- the faults -------------------------------------------------------------------------------
