@@ -368,3 +368,17 @@ async def test_a_message_that_cannot_be_stored_is_rejected_to_its_sender_and_hol
     assert isinstance(rejected, MessageRejected) and rejected.code == RejectCode.REJECTED
     # Every attempt the queue's delivery limit allows, counted by the bus, then no more.
     assert store.poison_attempts == PERSISTENCE_QUEUE_SPEC.delivery_limit + 1
+
+
+def test_while_another_lease_runs_the_worker_retries_when_it_runs_out():
+    from datetime import timedelta
+
+    from services.persistence.lease import LeaseHeld
+
+    clock = FakeClock(NOW)
+    worker = PersistenceWorker(MemoryBus("unit"), FakeStore(), clock=clock)
+    held = LeaseHeld("other", (NOW + timedelta(seconds=2.5)).replace(tzinfo=None))
+    assert worker.is_transient(held)
+    assert worker.transient_pause(held, 1) == pytest.approx(2.51)
+    assert worker.transient_pause(LeaseHeld("other", NOW.replace(tzinfo=None)), 1) == 0.05
+    assert worker.transient_pause(ConnectionError(), 1) is None
