@@ -34,6 +34,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC
 from typing import Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -203,6 +204,13 @@ class PersistenceWorker(BatchConsumer):
         """Database or broker down, or a batch that took too long, or another worker's lease
         still running: retry until it passes, never dead-letter for it."""
         return isinstance(exc, BusUnavailable | ConnectionError | TimeoutError | LeaseHeld) or _database_down(exc)
+
+    def transient_pause(self, exc: Exception, attempt: int) -> float | None:
+        """While another worker's lease runs, try again right when it runs out."""
+        if isinstance(exc, LeaseHeld):
+            expires = exc.expires_at.replace(tzinfo=UTC) if exc.expires_at.tzinfo is None else exc.expires_at
+            return max(0.05, (expires - self._clock.now()).total_seconds() + 0.01)
+        return None
 
     def steps_down(self, exc: Exception) -> bool:
         """Another worker holds the lease now: give everything back and wait as a standby."""

@@ -78,7 +78,15 @@ class LoadClient:
         self._requests = itertools.count()
         self._stopping = False
         self._final_sync_asked = False
+        self._final_allowed = False
+        #: A sync asked after the outbox emptied has completed: the transcript is whole.
+        self._final_synced = False
+        self._sync_is_final = False
         self.deadline = float("inf")
+        #: Set once the first catch-up after connecting is done (the load may start).
+        self.ready = asyncio.Event()
+        #: Set once :meth:`finish` was called and every message made is acked (or refused).
+        self.drained = asyncio.Event()
 
     # --- what the test drives ---------------------------------------------------------------
 
@@ -111,17 +119,26 @@ class LoadClient:
                     await self._session(ws, deadline)
             except (OSError, TimeoutError, ConnectionClosed, InvalidStatus):
                 pass
+            if self._done():
+                return
             self._connection_lost()
-            if not self._done():
-                port_index += 1 if self._ws is None else 0
-                self._ws = None
-                await asyncio.sleep(RETRY_PAUSE)
+            port_index += 1 if self._ws is None else 0
+            self._ws = None
+            await asyncio.sleep(RETRY_PAUSE)
 
     def finish(self, deadline: float) -> None:
-        """Make no more messages; sync one last time once everything is acked; give up at
-        ``deadline`` (loop time)."""
+        """Make no more messages; give up at ``deadline`` (loop time)."""
         self._stopping = True
         self.deadline = deadline
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self._stopping and not self.outbox:
+            self.drained.set()
+
+    def close_out(self) -> None:
+        """Everyone's messages are acked: sync one last time, then leave."""
+        self._final_allowed = True
 
     def state(self) -> str:
         """One line for a failing test's output."""
@@ -137,7 +154,7 @@ class LoadClient:
     # --- one connection -------------------------------------------------------------------
 
     def _done(self) -> bool:
-        return self._stopping and not self.outbox and self._synced.is_set() and not self._need_sync
+        return self._stopping and not self.outbox and self._final_synced and not self._need_sync
 
     async def _session(self, ws: ClientConnection, deadline: float) -> None:
         hello = decode_server_frame(await asyncio.wait_for(ws.recv(), 10))
@@ -160,7 +177,7 @@ class LoadClient:
 
     async def _write(self, ws: ClientConnection) -> None:
         now = self._loop.time()
-        if self._stopping and not self.outbox and not self._final_sync_asked:
+        if self._final_allowed and not self.outbox and not self._final_sync_asked:
             # Everything is acked: one last catch-up, so the transcript is complete.
             self._final_sync_asked = True
             self._need_sync = True
@@ -185,6 +202,8 @@ class LoadClient:
 
     async def _ask_sync(self, ws: ClientConnection) -> None:
         request_id = f"sync-{next(self._requests)}"
+        if self._sync_in_flight is None:  # the first page of a catch-up
+            self._sync_is_final = self._final_sync_asked
         self._sync_in_flight = request_id
         await ws.send(json.dumps({"type": "sync", "request_id": request_id, "after_id": self.cursor}))
 
@@ -209,6 +228,8 @@ class LoadClient:
                     self._sync_in_flight = None
                     if not self._need_sync:
                         self._synced.set()
+                        self.ready.set()
+                        self._final_synced = self._sync_is_final
             elif isinstance(frame, ResyncFrame):
                 self.resyncs += 1
                 self._need_sync = True
@@ -223,6 +244,7 @@ class LoadClient:
         if acked is not None:
             item.message_id = acked
             self.outbox.remove(item)
+            self._check_drained()
         return item
 
     def _on_error(self, frame: ErrorFrame, now: float) -> None:
@@ -241,6 +263,7 @@ class LoadClient:
         else:
             self.refusals.append(frame)
             self.outbox.remove(item)
+            self._check_drained()
 
     def _on_message(self, message: ChatMessage) -> None:
         if message.prev_id is not None and message.prev_id > self.cursor and message.prev_id not in self.transcript:

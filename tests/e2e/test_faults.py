@@ -22,15 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from yarl import URL
 
+from chase.store import migrate
 from chase.store.engine import create_engine
 from chase.store.tables import WRITER_LEASE, messages, writer_leases
 from chase.tls import client_context
@@ -66,6 +68,7 @@ class Fleet:
     db: TcpForwarder
     broker: TcpForwarder
     gateway1_broker: TcpForwarder
+    notes: dict[str, str] = field(default_factory=dict)
 
     def proc(self, name: str):  # noqa: ANN201
         return next(p for p in self.procs.procs if p.name == name)
@@ -92,18 +95,21 @@ async def fleet(tmp_path: Path, db_url: str, amqp_url: str, namespace: str, cert
             "CHASE_GATEWAY_HEARTBEAT_SECONDS": "1",
             "CHASE_GATEWAY_RATE_BURST": "1000",
         }
+        engine = create_engine(db_url)
+        try:
+            await migrate.upgrade(engine)
+        finally:
+            await engine.dispose()
         with processes(tmp_path, **env) as procs:
-            migrated = procs.run("migrate", CHASE_DATABASE_URL=db_url)
-            assert migrated.returncode == 0, migrated.stderr
             procs.start("auth", "auth")
             first = procs.start("persistence-1", "persistence", **worker1_env)
+            procs.start("gateway-1", "gateway", CHASE_GATEWAY_PORT=str(gw1), CHASE_GATEWAY_ID="gw1",
+                        CHASE_AMQP_URL=str(broker_target.with_port(gateway1_broker.port)))
+            procs.start("gateway-2", "gateway", CHASE_GATEWAY_PORT=str(gw2), CHASE_GATEWAY_ID="gw2")
             # The first to consume is the active worker; the second waits as the hot standby.
             await wait_until(lambda: "persistence_started" in first.log.read_text(), timeout=60)
             second = procs.start("persistence-2", "persistence")
             await wait_until(lambda: "persistence_started" in second.log.read_text(), timeout=60)
-            procs.start("gateway-1", "gateway", CHASE_GATEWAY_PORT=str(gw1), CHASE_GATEWAY_ID="gw1",
-                        CHASE_AMQP_URL=str(broker_target.with_port(gateway1_broker.port)))
-            procs.start("gateway-2", "gateway", CHASE_GATEWAY_PORT=str(gw2), CHASE_GATEWAY_ID="gw2")
             await wait_for_ports(procs, auth_port, gw1, gw2, timeout=60)
             auth = AuthClient(f"https://127.0.0.1:{auth_port}", ca_path=certs / "ca.pem")
             try:
@@ -128,14 +134,12 @@ async def stop_processes(procs: Processes, timeout: float = 20.0) -> None:
     for proc in procs.procs:
         proc.signal(signal.SIGCONT)
         proc.signal(signal.SIGTERM)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline and any(p.popen.poll() is None for p in procs.procs):
-        await asyncio.sleep(0.1)
     for proc in procs.procs:
-        if proc.popen.poll() is None:
+        try:
+            await asyncio.to_thread(proc.popen.wait, timeout)
+        except subprocess.TimeoutExpired:
             proc.popen.kill()
-            proc.popen.wait()
+            await asyncio.to_thread(proc.popen.wait)
 
 
 # --- the faults -------------------------------------------------------------------------------
@@ -143,8 +147,20 @@ async def stop_processes(procs: Processes, timeout: float = 20.0) -> None:
 
 async def kill_worker_after_commit(fleet: Fleet) -> None:
     worker = fleet.proc("persistence-1")
-    await wait_until(lambda: worker.popen.poll() is not None, timeout=30)
-    assert worker.popen.returncode == -signal.SIGKILL, worker.tail()
+    engine = create_engine(fleet.db_url)
+    try:
+        await wait_until(lambda: worker.popen.poll() is not None, timeout=30)
+        assert worker.popen.returncode == -signal.SIGKILL, worker.tail()
+        loop = asyncio.get_running_loop()
+        died_at, before = loop.time(), await lease_epoch(engine)
+
+        async def taken_over() -> bool:
+            return await lease_epoch(engine) > before
+
+        await wait_until(taken_over, timeout=40, interval=0.2)
+        fleet.notes["takeover"] = f"{loop.time() - died_at:.1f}s"
+    finally:
+        await engine.dispose()
 
 
 async def kill_gateway(fleet: Fleet) -> None:
@@ -183,6 +199,8 @@ async def stop_worker(fleet: Fleet) -> None:
     engine = create_engine(fleet.db_url)
     try:
         before = await lease_epoch(engine)
+        loop = asyncio.get_running_loop()
+        stopped_at = loop.time()
         worker.signal(signal.SIGSTOP)
         try:
             # Past the broker's heartbeat (the standby gets the queue) and the lease (the
@@ -191,6 +209,7 @@ async def stop_worker(fleet: Fleet) -> None:
                 return await lease_epoch(engine) > before
 
             await wait_until(taken_over, timeout=40, interval=0.2)
+            fleet.notes["takeover"] = f"{loop.time() - stopped_at:.1f}s"
             await asyncio.sleep(1)
         finally:
             worker.signal(signal.SIGCONT)
@@ -249,6 +268,8 @@ async def test_a_fault_under_load_loses_doubles_and_reorders_nothing(
         clients = await make_clients(running)
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(c.run()) for c in clients]
+        # Everyone connected to their own gateway and caught up before the load starts.
+        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in clients)), 30)
         producing = True
 
         async def produce() -> None:
@@ -268,9 +289,14 @@ async def test_a_fault_under_load_loses_doubles_and_reorders_nothing(
             drain_until = loop.time() + DRAIN
             for client in clients:
                 client.finish(drain_until)
+        # Only once every client's messages are acked is the last sync of each complete.
+        await asyncio.wait_for(asyncio.gather(*(c.drained.wait() for c in clients)), DRAIN)
+        for client in clients:
+            client.close_out()
         await asyncio.wait_for(asyncio.gather(*tasks), DRAIN + 15)
         counts = await count(running, clients)
-    report = counts.line(fault)
+        notes = " ".join(f"{key}={value}" for key, value in running.notes.items())
+    report = f"{counts.line(fault)} {notes}".rstrip()
     REPORTS.append(report)
     print(report)
     unanswered = sum(len(c.outbox) for c in clients)
@@ -279,6 +305,9 @@ async def test_a_fault_under_load_loses_doubles_and_reorders_nothing(
     assert (counts.lost, counts.duplicated, counts.unexpected, counts.out_of_order) == (0, 0, 0, 0), report
     assert counts.transcripts_differ == 0 and counts.stored_never_acked == 0, report
     assert counts.longest_wait <= MAX_WAIT, report
+    if fault in ("cut-gateway-broker", "cut-broker"):
+        # Both clients of gateway 1 were told to catch up when its queue came back.
+        assert counts.resyncs >= 2, report
 
 
 async def make_clients(fleet: Fleet) -> list[LoadClient]:
@@ -337,6 +366,9 @@ async def count(fleet: Fleet, clients: list[LoadClient]) -> Counts:
         seen = set(client.transcript)
         unexpected += len(seen - {row.id for row in rows})
         transcripts_differ += len(seen ^ visible)
+        if seen ^ visible:
+            print(f"{client.name}: missing {sorted(visible - seen)[:20]} extra {sorted(seen - visible)[:20]} "
+                  f"cursor={client.cursor} max_visible={max(visible)}")
     waits = [w for client in clients for w in client.waits]
     return Counts(
         sent=len(made),
