@@ -147,8 +147,9 @@ class Sender:
                     await self._sleep(delay)
                 finally:
                     self._paused = False
-            await self._flush()
+            # Cleared before flushing: an ack that comes while it sends must wake the next round.
             self._wake.clear()
+            await self._flush()
             if self._pause:
                 continue
             try:
