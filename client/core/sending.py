@@ -94,7 +94,8 @@ class Sender:
         self._lock = asyncio.Lock()
         #: Seconds the outbox must pause before sending again (set by a retryable refusal).
         self._pause = 0.0
-        self._paused = False
+        #: True while nothing may be sent: no link yet, its first catch-up not tried, or a pause.
+        self._paused = True
         self._refusals = 0  # retryable refusals in a row, for the backoff
 
     # --- the user's side ------------------------------------------------------------------
@@ -160,6 +161,7 @@ class Sender:
     def link_lost(self) -> None:
         """The link is gone: every unacknowledged message waits for the next one."""
         self._in_flight.clear()
+        self._paused = True
         for entry in self._outbox.unacked():
             self._mark(entry.client_msg_id, PendingState.WAITING)
 
