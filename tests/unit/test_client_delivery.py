@@ -323,6 +323,8 @@ class ChaoticGateway(FakeGateway):
         self.refusing: tuple[str, str | None] | None = None  # (frame type, client_msg_id) of the first refused
 
     def handle(self, link: FakeLink, text: str) -> None:
+        if link not in self.links:
+            return  # written to a connection the gateway has already dropped: lost
         frame = decode_client_frame(text)
         key = (frame.type, frame.client_msg_id if isinstance(frame, SendFrame) else None)
         if self.refusing == key:
