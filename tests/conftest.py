@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+
 def pytest_configure(config: pytest.Config) -> None:
     """Tracebacks in test output as plain text, as the services log them: structlog's default
     renders them with rich when it is installed (a test dependency), with every local variable
