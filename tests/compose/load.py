@@ -84,11 +84,19 @@ class ChatLoad:
         public = {int(r[0]) for r in rows if r[2] == "1"}
         private = set(stored) - public
         alice, bob = self.alice, self.bob
-        await wait_until(
-            lambda: public <= _ids(alice, PUBLIC) and public <= _ids(bob, PUBLIC)
-            and private <= _ids(alice, bob.me.id) and private <= _ids(bob, alice.me.id),
-            timeout=transcript_timeout,
-        )
+
+        def missing() -> dict[str, list[int]]:
+            gaps = {
+                "alice public": public - _ids(alice, PUBLIC), "bob public": public - _ids(bob, PUBLIC),
+                "alice private": private - _ids(alice, bob.me.id), "bob private": private - _ids(bob, alice.me.id),
+            }
+            return {name: sorted(ids) for name, ids in gaps.items() if ids}
+
+        try:
+            await wait_until(lambda: not missing(), timeout=transcript_timeout)
+        except BaseException:
+            print(f"transcripts miss: {missing()}")
+            raise
 
 
 def _ids(client: ChatClient, conversation: int | None) -> set[int]:
