@@ -22,14 +22,14 @@ import bcrypt
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from chase import routing
+from chase import passwords, routing
 from chase.bus import Bus, BusUnavailable
 from chase.clock import Clock
 from chase.logging import get_logger
 from chase.schemas import SessionRevoked
 from chase.store.tables import messages, sessions, users
-from services.auth.models import PASSWORD_MAX_BYTES, PASSWORD_MIN_CHARS
 from services.auth.repository import from_db, to_db
+from services.auth.security import PasswordHasher
 
 log = get_logger("chase.admin")
 
@@ -105,11 +105,12 @@ async def reset_password(
 ) -> int:
     """Set a new password (enabling a disabled account) and end the user's sessions everywhere,
     so whoever knew the old one is out; returns how many sessions ended."""
-    if len(password) < PASSWORD_MIN_CHARS or len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
-        raise AdminError(f"a password has at least {PASSWORD_MIN_CHARS} characters and at most "
-                         f"{PASSWORD_MAX_BYTES} UTF-8 bytes")
-    hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode("utf-8"), bcrypt.gensalt(rounds))
-    return await _replace_password(engine, bus, clock, username, hashed.decode("ascii"))
+    wrong = passwords.problem(password, username)
+    if wrong is not None:
+        raise AdminError(wrong.message)
+    # The service's own hasher: a login checks the password exactly as it was set here.
+    hashed = await PasswordHasher(rounds).hash(password)
+    return await _replace_password(engine, bus, clock, username, hashed)
 
 
 async def purge_sessions(engine: AsyncEngine, clock: Clock) -> int:
