@@ -28,6 +28,7 @@ from chase.clock import Clock
 from chase.logging import get_logger
 from chase.schemas import SessionRevoked
 from chase.store.tables import messages, sessions, users
+from services.auth import repository as repo
 from services.auth.repository import from_db, to_db
 from services.auth.security import PasswordHasher
 
@@ -116,15 +117,14 @@ async def reset_password(
 async def purge_sessions(engine: AsyncEngine, clock: Clock) -> int:
     """Delete sessions that expired or were revoked (their tokens are dead either way)."""
     async with engine.begin() as conn:
-        result = await conn.execute(sa.delete(sessions).where(sa.not_(_live(clock.now()))))
-    return result.rowcount
+        return await repo.purge_sessions_txn(conn, clock.now())
 
 
 async def _replace_password(engine: AsyncEngine, bus: Bus | None, clock: Clock, username: str, new_hash: str) -> int:
     async with engine.begin() as conn:
         user_id = await _user_id_txn(conn, username)
-        await conn.execute(sa.update(users).where(users.c.id == user_id).values(password_hash=new_hash))
-        ended = await _revoke_all_txn(conn, user_id, clock.now())
+        await repo.set_password_hash_txn(conn, user_id, new_hash)
+        ended = await repo.revoke_sessions_txn(conn, user_id, clock.now())
     await _announce(bus, user_id, ended)
     return len(ended)
 
@@ -136,15 +136,6 @@ async def _user_id_txn(conn: AsyncConnection, username: str) -> int:
     if user_id is None:
         raise AdminError(f"no user is called {username!r}")
     return user_id
-
-
-async def _revoke_all_txn(conn: AsyncConnection, user_id: int, now: datetime) -> list[str]:
-    live = (await conn.execute(
-        sa.select(sessions.c.id).where(sessions.c.user_id == user_id, _live(now))
-    )).scalars().all()
-    if live:
-        await conn.execute(sa.update(sessions).where(sessions.c.id.in_(live)).values(revoked_at=to_db(now)))
-    return list(live)
 
 
 async def _announce(bus: Bus | None, user_id: int, session_ids: list[str]) -> None:
