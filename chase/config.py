@@ -67,11 +67,11 @@ class CommonSettings(BaseSettings):
     )
     amqp_heartbeat_seconds: int = Field(
         validation_alias=shared("amqp_heartbeat_seconds"),
-        default=5,
+        default=3,
         ge=1,
         le=60,
-        description="RabbitMQ heartbeat: a process that hangs (or whose link freezes) is noticed by the broker "
-        "after about this long, which hands the persistence queue to the standby worker",
+        description="RabbitMQ heartbeat timeout: the broker drops a connection silent for about twice this "
+        "long (a hung process, a frozen link), which hands the persistence queue to the standby worker",
     )
     amqp_reconnect_seconds: float = Field(
         validation_alias=shared("amqp_reconnect_seconds"),

@@ -161,7 +161,7 @@ class RabbitBus(Bus):
     """The bus on a RabbitMQ broker; ``await start()`` before use, ``await close()`` after."""
 
     def __init__(self, url: str, namespace: str = "chase", *, connect_timeout: float = 10,
-                 publish_timeout: float = 5.0, heartbeat: int = 5, reconnect_interval: float = 1.0) -> None:
+                 publish_timeout: float = 5.0, heartbeat: int = 3, reconnect_interval: float = 1.0) -> None:
         """``heartbeat`` (seconds) is how fast the broker notices this process hung or its link
         froze (about that long), which is what hands a single-active-consumer queue to the
         standby; ``reconnect_interval`` is the pause between reconnection attempts."""

@@ -13,7 +13,7 @@ from chase.config import ConfigError
 
 
 def create_engine(
-    url: str, *, echo: bool = False, connect_timeout: float = 5.0, statement_timeout: float = 5.0
+    url: str, *, echo: bool = False, connect_timeout: float = 5.0, statement_timeout: float | None = 5.0
 ) -> AsyncEngine:
     """An ``AsyncEngine`` for ``url``; the caller disposes it (``await engine.dispose()``).
 
@@ -24,12 +24,14 @@ def create_engine(
     ended by the server after twice that (``idle_transaction_timeout``); on SQLite a busy
     database is waited for ``statement_timeout`` (the busy timeout). A link that freezes
     without closing is the caller's to bound (the persistence worker bounds each batch).
+    ``statement_timeout`` None sets no statement, lock or idle limit (migrations).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": statement_timeout})
+        busy = statement_timeout if statement_timeout is not None else 30.0
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": busy})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "mysql":
@@ -45,7 +47,8 @@ def create_engine(
             pool_timeout=connect_timeout,
             connect_args={"connect_timeout": max(1, round(connect_timeout))},
         )
-        event.listen(engine.sync_engine, "connect", _mysql_session(statement_timeout))
+        if statement_timeout is not None:
+            event.listen(engine.sync_engine, "connect", _mysql_session(statement_timeout))
         return engine
     raise ConfigError(f"CHASE_DATABASE_URL: unsupported database {parsed.get_backend_name()!r}")
 

@@ -244,7 +244,9 @@ class PersistenceWorker(BatchConsumer):
             results = await asyncio.wait_for(self._store.store_batch(submitted), self._store_timeout)
         except Exception as exc:
             reason = outage_reason(exc)
-            if reason is not None:
+            # A worker whose deliveries' channel is gone (it was paused, say, and the queue
+            # went to the standby) says nothing: its news would be stale, and wrong.
+            if reason is not None and not any(d.stale for d in deliveries):
                 await self._store_unreachable(reason)
             raise  # the base class retries the batch (or steps down)
         self._commits += 1

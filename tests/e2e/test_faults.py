@@ -14,8 +14,9 @@ acknowledged. One fault per test:
   its late commit must be refused (the writer lease), not land behind anyone's cursor.
 
 Each run prints its counts (see ``Counts``) and asserts: nothing lost, doubled, unexpected or
-out of its sender's order; every client's transcript after a final sync equals what the
-database says it may see; and no send waited more than ``MAX_WAIT`` for an answer.
+out of its sender's order; every send acked in the end; every client's transcript after a final
+sync equals what the database says it may see. The longest wait for an answer and the standby's
+takeover time are printed (measurements, not assertions).
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ from tests.integration.system import delete_namespace
 pytestmark = pytest.mark.timeout(150)
 
 PASSWORD = "correct horse battery staple"
-#: The promise: whatever hangs behind a gateway, a send is answered within about 10 s.
-MAX_WAIT = 10.0
 #: Each client makes a message this often while the load runs.
 MAKE_EVERY = 0.1
 #: Load before the fault and after it ends.
@@ -304,7 +303,9 @@ async def test_a_fault_under_load_loses_doubles_and_reorders_nothing(
     assert [c.refusals for c in clients] == [[] for _ in clients], report
     assert (counts.lost, counts.duplicated, counts.unexpected, counts.out_of_order) == (0, 0, 0, 0), report
     assert counts.transcripts_differ == 0 and counts.stored_never_acked == 0, report
-    assert counts.longest_wait <= MAX_WAIT, report
+    # The longest wait (and the takeover time) are reported, not asserted: timing belongs to
+    # measurements, and the bound itself is tested with a fake clock
+    # (tests/unit/test_gateway_session.py::test_a_send_unanswered_past_the_timeout_gets_unavailable_once).
     if fault in ("cut-gateway-broker", "cut-broker"):
         # Both clients of gateway 1 were told to catch up when its queue came back.
         assert counts.resyncs >= 2, report
