@@ -34,6 +34,7 @@ class SessionRecord:
     username: str
     expires_at: datetime
     revoked_at: datetime | None
+    last_seen_at: datetime | None = None
 
 
 def to_db(moment: datetime) -> datetime:
@@ -116,6 +117,7 @@ async def find_session_by_token_hash_txn(conn: AsyncConnection, token_hash: str)
                 users.c.username,
                 sessions.c.expires_at,
                 sessions.c.revoked_at,
+                sessions.c.last_seen_at,
             )
             .join(users, users.c.id == sessions.c.user_id)
             .where(sessions.c.token_hash == token_hash)
@@ -124,7 +126,8 @@ async def find_session_by_token_hash_txn(conn: AsyncConnection, token_hash: str)
     if row is None:
         return None
     revoked = from_db(row.revoked_at) if row.revoked_at is not None else None
-    return SessionRecord(row.id, row.token_hash, row.user_id, row.username, from_db(row.expires_at), revoked)
+    seen = from_db(row.last_seen_at) if row.last_seen_at is not None else None
+    return SessionRecord(row.id, row.token_hash, row.user_id, row.username, from_db(row.expires_at), revoked, seen)
 
 
 async def revoke_session_txn(conn: AsyncConnection, session_id: str, now: datetime) -> bool:

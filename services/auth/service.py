@@ -134,8 +134,10 @@ class AuthService:
         now = self._clock.now()
         if found.revoked_at is not None or found.expires_at <= now:
             return None
-        async with self.engine.begin() as conn:
-            await repo.touch_session_txn(conn, found.id, now, LAST_SEEN_EVERY_SECONDS)
+        if found.last_seen_at is None or (now - found.last_seen_at).total_seconds() >= LAST_SEEN_EVERY_SECONDS:
+            # A write at most once a minute per session, not on every check.
+            async with self.engine.begin() as conn:
+                await repo.touch_session_txn(conn, found.id, now, LAST_SEEN_EVERY_SECONDS)
         return SessionInfo(
             session_id=found.id,
             user=UserRef(id=found.user_id, username=found.username),

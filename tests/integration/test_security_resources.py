@@ -63,10 +63,17 @@ async def post_raw(url: str, ca: Path, head: bytes, body: bytes) -> bytes:
 async def no_read_client(url: str, ca: Path, token: str, frames: list[str], stack: AsyncExitStack) -> None:
     """Open a WebSocket by hand, send ``frames``, and never read another byte (the socket
     buffers fill and stay full, as with a client that hangs)."""
+    import socket
+
     from websockets.frames import Frame, Opcode
 
     host, port = host_port(url.replace("wss", "https"))
-    reader, writer = await asyncio.open_connection(host, port, ssl=client_context(ca), server_hostname=host)
+    # A small receive buffer, as a stalled phone has: the kernel absorbs little, so what the
+    # client does not read piles up on the server, where the outbox bound must catch it.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, port))
+    reader, writer = await asyncio.open_connection(sock=sock, ssl=client_context(ca), server_hostname=host)
     stack.callback(writer.transport.abort)
     writer.write((f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
@@ -85,7 +92,9 @@ def slow_drops() -> float:
 
 @pytest.fixture
 async def embedded(sqlite_url: str, dev_certs: Path) -> AsyncIterator[System]:
-    async with running_system(sqlite_url, certs_dir=dev_certs) as system:
+    # The smallest outbox the settings allow, so two pages (not six) show the bound even when
+    # a busy machine answers few of the thirty history queries in time.
+    async with running_system(sqlite_url, certs_dir=dev_certs, gateway_overrides={"outbox_max_bytes": 65_536}) as system:
         yield system
 
 
