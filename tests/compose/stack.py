@@ -103,7 +103,7 @@ class Stack:
                                 timeout=30).stdout)
         return state.get("Health", {}).get("Status") or state["Status"]
 
-    def wait_healthy(self, *services: str, timeout: float = 120) -> None:
+    def wait_healthy(self, *services: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         for service in services:
             while (status := self.health(service)) != "healthy":
@@ -175,7 +175,7 @@ def compose_stack(tmp: Path, files: tuple[str, ...] = ("docker-compose.yml",),
         stack.compose("build", timeout=600)
         timings["build"] = round(time.monotonic() - started, 1)
         started = time.monotonic()
-        stack.compose("up", "-d", "--no-build", timeout=300)
+        stack.compose("up", "-d", "--no-build", timeout=600)
         _run(["docker", "cp", f"{stack.container('auth')}:/app/certs/ca.pem", str(stack.ca)], timeout=30)
         stack.wait_healthy(*CHASE_SERVICES, "haproxy", *extra_services)
         stack.wait_ready_from_host()
