@@ -10,6 +10,7 @@ locally (the stand-ins, or the real ones on a machine that has them).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -167,6 +168,8 @@ def compose_stack(tmp: Path, files: tuple[str, ...] = ("docker-compose.yml",),
         "CHASE_GATEWAY_PUBLISH_PORT": str(unused_port()),
         # Tests register users by the dozen; production keeps the default cost.
         "CHASE_AUTH_BCRYPT_ROUNDS": "4",
+        # One image per checkout: two checkouts testing at once never run each other's code.
+        "CHASE_IMAGE": f"chase-test:{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}",
     }
     stack = Stack(command, f"chase-test-{uuid.uuid4().hex[:8]}", int(env["CHASE_AUTH_PUBLISH_PORT"]),
                   int(env["CHASE_GATEWAY_PUBLISH_PORT"]), tmp / "ca.pem", env, timings, files)
