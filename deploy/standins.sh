@@ -15,13 +15,14 @@
 #
 # Cache: the root file system tarball stays in $CHASE_STANDIN_CACHE (default
 # /var/cache/chase-standins) and the images stay in the engine, so a second run only checks
-# that the tags exist (seconds). CHASE_STANDIN_REBUILD=1 builds them again.
+# that the tags exist and match their folder (seconds). CHASE_STANDIN_REBUILD=1 builds them again.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 cache=${CHASE_STANDIN_CACHE:-/var/cache/chase-standins}
 base=chase-standin/debian:bookworm
 rebuild=${CHASE_STANDIN_REBUILD:-0}
+mkdir -p "$cache"
 
 declare -A standins=(
   [python]=python:3.11-slim-bookworm
@@ -31,6 +32,9 @@ declare -A standins=(
 )
 
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
+# A stand-in is current when its label holds the hash of its folder (Dockerfile, scripts).
+digest() { cat "standins/$1"/* | sha256sum | cut -c1-16; }
+current() { [ "$(docker image inspect -f '{{index .Config.Labels "chase.standin"}}' "$2" 2>/dev/null)" = "$(digest "$1")" ]; }
 
 mirror() {  # the first Debian archive apt is configured with (deb822 or one-line format)
   local uri
@@ -46,7 +50,7 @@ mirror() {  # the first Debian archive apt is configured with (deb822 or one-lin
 }
 
 all_present=1
-for tag in "${standins[@]}"; do exists "$tag" || all_present=0; done
+for name in "${!standins[@]}"; do current "$name" "${standins[$name]}" || all_present=0; done
 if [ "$rebuild" != 1 ] && [ $all_present = 1 ] && exists "$base"; then
   echo "stand-in images present"; exit 0
 fi
@@ -56,7 +60,7 @@ if [ "$rebuild" = 1 ] || ! exists "$base"; then
   if [ "$rebuild" = 1 ] || [ ! -s "$cache/bookworm.tar" ]; then
     command -v debootstrap >/dev/null || { echo "debootstrap is missing (deploy/install-docker.sh installs it)" >&2; exit 1; }
     root=$(mktemp -d "$cache/rootfs.XXXXXX")
-    trap 'rm -rf "$root"' EXIT
+    trap 'umount -R "$root/proc" "$root/sys" 2>/dev/null; rm -rf "$root"' EXIT
     echo "debootstrap bookworm from $(mirror)"
     debootstrap --variant=minbase bookworm "$root" "$(mirror)" >"$cache/debootstrap.log" 2>&1 \
       || { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
@@ -67,11 +71,20 @@ if [ "$rebuild" = 1 ] || ! exists "$base"; then
   docker import "$cache/bookworm.tar" "$base" >/dev/null
 fi
 
+# The four builds run side by side (mostly apt downloads); each one's output is kept for errors.
+pids=()
 for name in "${!standins[@]}"; do
   tag=${standins[$name]}
-  if [ "$rebuild" = 1 ] || ! exists "$tag"; then
+  if [ "$rebuild" = 1 ] || ! current "$name" "$tag"; then
     echo "building stand-in $tag"
-    docker build -q --pull=false --build-arg BASE="$base" -t "$tag" "standins/$name" >/dev/null
+    docker build -q --pull=false --build-arg BASE="$base" --label "chase.standin=$(digest "$name")" \
+      -t "$tag" "standins/$name" >"$cache/build-$name.log" 2>&1 &
+    pids+=("$!:$name")
   fi
 done
+failed=0
+for entry in "${pids[@]}"; do
+  wait "${entry%%:*}" || { echo "stand-in ${entry#*:} failed:" >&2; tail -n 20 "$cache/build-${entry#*:}.log" >&2; failed=1; }
+done
+[ $failed = 0 ] || exit 1
 echo "stand-in images built"

@@ -10,6 +10,7 @@ locally (the stand-ins, or the real ones on a machine that has them).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -103,7 +104,7 @@ class Stack:
                                 timeout=30).stdout)
         return state.get("Health", {}).get("Status") or state["Status"]
 
-    def wait_healthy(self, *services: str, timeout: float = 120) -> None:
+    def wait_healthy(self, *services: str, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         for service in services:
             while (status := self.health(service)) != "healthy":
@@ -167,6 +168,8 @@ def compose_stack(tmp: Path, files: tuple[str, ...] = ("docker-compose.yml",),
         "CHASE_GATEWAY_PUBLISH_PORT": str(unused_port()),
         # Tests register users by the dozen; production keeps the default cost.
         "CHASE_AUTH_BCRYPT_ROUNDS": "4",
+        # One image per checkout: two checkouts testing at once never run each other's code.
+        "CHASE_IMAGE": f"chase-test:{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}",
     }
     stack = Stack(command, f"chase-test-{uuid.uuid4().hex[:8]}", int(env["CHASE_AUTH_PUBLISH_PORT"]),
                   int(env["CHASE_GATEWAY_PUBLISH_PORT"]), tmp / "ca.pem", env, timings, files)
@@ -175,7 +178,7 @@ def compose_stack(tmp: Path, files: tuple[str, ...] = ("docker-compose.yml",),
         stack.compose("build", timeout=600)
         timings["build"] = round(time.monotonic() - started, 1)
         started = time.monotonic()
-        stack.compose("up", "-d", "--no-build", timeout=300)
+        stack.compose("up", "-d", "--no-build", timeout=600)
         _run(["docker", "cp", f"{stack.container('auth')}:/app/certs/ca.pem", str(stack.ca)], timeout=30)
         stack.wait_healthy(*CHASE_SERVICES, "haproxy", *extra_services)
         stack.wait_ready_from_host()

@@ -14,4 +14,13 @@ if [ -n "${RABBITMQ_ERLANG_COOKIE:-}" ]; then
   chmod 400 /var/lib/rabbitmq/.erlang.cookie
 fi
 chown -R rabbitmq:rabbitmq /var/lib/rabbitmq
+if [ "$1" = rabbitmq-server ]; then
+  # As the upstream image does: the server itself is PID 1, as its own user, so SIGTERM
+  # reaches it and `docker stop` shuts the node down cleanly. (Debian's /usr/sbin wrapper
+  # would switch users with su, which does not pass the signal on.)
+  shift
+  cd /var/lib/rabbitmq
+  HOME=/var/lib/rabbitmq exec setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups \
+    /usr/lib/rabbitmq/bin/rabbitmq-server "$@"
+fi
 exec "$@"
