@@ -26,6 +26,7 @@ from typing import Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from chase import metrics, routing
 from chase.bus.port import Bus, BusUnavailable, RequestTimeout
@@ -63,13 +64,29 @@ class TokenChecker(Protocol):
 
 
 class _WebSocketSink:
-    """A connection's frame sink; a close that cannot complete (client not reading) aborts."""
+    """A connection's frame sink, written synchronously as ``websockets.broadcast`` does: the
+    frames go through the connection's sans-I/O protocol (framing, compression if negotiated)
+    and out in **one** transport write. A close that cannot complete (client not reading)
+    aborts."""
 
     def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
 
-    async def send(self, text: str) -> None:
-        await self._ws.send(text)
+    def write(self, frames: list[bytes]) -> None:
+        ws = self._ws
+        protocol = ws.protocol
+        if protocol.state is not State.OPEN:
+            return  # closing: websockets finishes the close handshake by itself
+        for data in frames:
+            protocol.send_text(data)
+        chunks = protocol.data_to_send()
+        if b"" in chunks:  # pragma: no cover - an end-of-stream marker: let websockets handle it
+            ws.send_data()
+        else:
+            ws.transport.write(b"".join(chunks))
+
+    def backlog(self) -> int:
+        return self._ws.transport.get_write_buffer_size()
 
     async def close(self, code: int, reason: str) -> None:
         try:
@@ -191,7 +208,8 @@ class GatewayServer:
             store=self.store,
             send_timeout=self.settings.send_timeout_seconds,
         )
-        conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size, self.settings.outbox_max_bytes)
+        conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size, self.settings.outbox_max_bytes,
+                          flusher=self.fanout.flusher)
         conn.start()
         try:
             await self.fanout.add(conn)
