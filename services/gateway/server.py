@@ -55,6 +55,11 @@ log = get_logger("chase.gateway")
 CLOSE_TIMEOUT = 5.0
 #: How often unanswered sends are checked against CHASE_GATEWAY_SEND_TIMEOUT_SECONDS.
 SEND_SWEEP_SECONDS = 0.5
+#: Token checks in flight to the auth service at once. In a reconnect storm every client
+#: arrives together; asking all at once would run into the auth service's own bound on requests
+#: in progress (503) and the client's connection pool, and refuse clients (1013) that a short
+#: wait in line would have let in. Well below both.
+AUTH_CHECKS_IN_FLIGHT = 32
 
 
 class TokenChecker(Protocol):
@@ -137,6 +142,7 @@ class GatewayServer:
         self._sweeper: asyncio.Task[None] | None = None
         # Queries run beside the read loop, so a slow history page never holds up sends.
         self._queries: set[asyncio.Task[None]] = set()
+        self._auth_slots = asyncio.Semaphore(AUTH_CHECKS_IN_FLIGHT)
 
     @property
     def port(self) -> int:
@@ -246,7 +252,17 @@ class GatewayServer:
             await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
             return None
         try:
-            return await self._auth.check_token(token)
+            # The wait in line is bounded like the handshake; the check itself by the client.
+            async with asyncio.timeout(self.settings.handshake_timeout_seconds):
+                await self._auth_slots.acquire()
+            try:
+                return await self._auth.check_token(token)
+            finally:
+                self._auth_slots.release()
+        except TimeoutError:
+            log.warning("token check not started in time: too many connections arriving at once")
+            metrics.GATEWAY_CONNECTIONS.labels("auth_unavailable").inc()
+            await ws.close(CloseCode.TRY_AGAIN_LATER, REASON_AUTH_UNAVAILABLE)
         except AuthRejected:
             metrics.GATEWAY_CONNECTIONS.labels("refused_token").inc()
             await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
