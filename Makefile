@@ -45,4 +45,5 @@ clean:
 
 .PHONY: bench
 bench: install ## baselines and ChaSe end to end (needs MariaDB and RabbitMQ); BENCH_ARGS=--quick for a short run
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -46,13 +46,16 @@ def presence(gateway_id: str) -> str:
 
 
 def user_bindings(user_id: int) -> tuple[str, ...]:
-    """What a gateway binds while ``user_id`` has a connection on it."""
-    return (
-        f"message.stored.dm.{user_id}.*",
-        f"message.stored.dm.*.{user_id}",
-        f"message.rejected.{user_id}",
-        f"user.{user_id}.#",
-    )
+    """What a gateway binds while ``user_id`` has a connection on it: **one** pattern.
+
+    Every user-addressed key carries the user's id as a whole word (``message.stored.dm.<a>.<b>``,
+    ``message.rejected.<u>``, ``user.<u>.…``), so ``#.<u>.#`` reaches all of them and a
+    connect costs one broker round trip instead of four. A key made for something else must
+    therefore not carry a bare number as a word (name such ids ``r<id>``, say): it would reach
+    the gateways holding the user with that id, which is harmless (the fan-out and the session
+    check who may see what) but costs a delivery.
+    """
+    return (f"#.{user_id}.#",)
 
 
 #: What every gateway's fan-out queue is bound to, whoever is connected.

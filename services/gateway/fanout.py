@@ -1,13 +1,20 @@
-"""Fan-out: from this gateway's queue on the bus to the outbox of every local connection.
+"""Fan-out: from this gateway's queue on the bus to the socket of every local connection.
 
 Topology (see ``chase.routing``): one exclusive queue per gateway, bound to the public room and
 to presence, plus ``routing.user_bindings(u)`` for every user ``u`` with at least one connection
 here (bound on their first connection, unbound on their last). A public message therefore costs
 the broker one copy per gateway; a private one reaches only gateways holding either person.
 
-Each :class:`Connection` owns a bounded outbox and one writer task draining it to the socket.
-:meth:`Connection.deliver` never waits: when the outbox is full the client is not reading, so
-it is disconnected (4008 "too slow") and nobody else is held up.
+Writing costs what the socket costs (see ``docs/benchmarks.md``, "Where the time goes"):
+
+- a frame for many connections is serialised **once**, and the same bytes are written to each;
+- a frame goes **straight to the connection's transport**, with no task and no queue per
+  connection: :meth:`Connection.deliver` appends the bytes to a short pending list, and one
+  :class:`Flusher` callback per event-loop turn hands every connection's pending frames to its
+  sink in one write (several frames ready at once become one TLS write and one system call);
+- a connection's outbox is what it has pending plus what its transport has not sent yet. Past
+  ``outbox_bytes``, or past ``outbox_size`` frames written since its transport was last empty,
+  the client is not reading: it is closed with 4008 and nobody else waits for it.
 """
 
 from __future__ import annotations
@@ -57,29 +64,68 @@ class TooManyConnections(Exception):
 class FrameSink(Protocol):
     """Where a connection's frames go: a WebSocket, or a list in a unit test."""
 
-    async def send(self, text: str) -> None: ...
+    def write(self, frames: list[bytes]) -> None:
+        """Send these UTF-8 JSON text frames, in order, without waiting (buffer what the
+        socket does not take now)."""
+
+    def backlog(self) -> int:
+        """Bytes written and not yet taken by the socket."""
 
     async def close(self, code: int, reason: str) -> None: ...
 
 
-class Connection:
-    """One client: its session, its outbox and the task that writes the outbox out.
+class Flusher:
+    """Writes out every connection with pending frames once per event-loop turn.
 
-    Call :meth:`start` once, :meth:`apply` for actions that need no I/O of their own, and
-    :meth:`finish` when the connection is over.
+    One callback for the whole gateway, not a task per connection: delivering a public message
+    to N connections costs N list appends, then N sink writes in the next turn, each carrying
+    whatever else became ready for that connection meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._dirty: list[Connection] = []
+
+    def schedule(self, conn: Connection) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._dirty.append(conn)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+
+class Connection:
+    """One client: its session, and its outbox (pending frames and the socket's backlog).
+
+    Call :meth:`start` once (frames delivered before it wait), :meth:`apply` for actions that
+    need no I/O of their own, and :meth:`finish` when the connection is over.
     """
 
     def __init__(
-        self, session: ConnectionSession, sink: FrameSink, outbox_size: int, outbox_bytes: int | None = None
+        self,
+        session: ConnectionSession,
+        sink: FrameSink,
+        outbox_size: int,
+        outbox_bytes: int | None = None,
+        *,
+        flusher: Flusher | None = None,
     ) -> None:
         self.session = session
         self._sink = sink
-        # Frames are encoded when queued, so the bound is on what they really cost: one
-        # history page can be ~850 KB, and 1000 of them would be most of a gigabyte.
-        self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=outbox_size)
+        self._outbox_size = outbox_size
+        # Frames are bounded by what they really cost: one history page can be ~850 KB, and
+        # 1000 of them would be most of a gigabyte.
         self._outbox_bytes = outbox_bytes
-        self.queued_bytes = 0
-        self._writer: asyncio.Task[None] | None = None
+        self._flusher = flusher or Flusher()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        #: Frames handed to the sink since its backlog was last seen empty.
+        self._unsent_frames = 0
+        self._scheduled = False
+        self._started = False
+        self._flushed: asyncio.Event | None = None
         self._closer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
 
@@ -91,30 +137,66 @@ class Connection:
     def closing(self) -> bool:
         return self.close_code is not None
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of this client's frames not yet taken by its socket."""
+        return self._pending_bytes + (self._sink.backlog() if self._started else 0)
+
     def start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self._started = True
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            self._flusher.schedule(self)
 
     def deliver(self, frame: ServerFrame) -> None:
         """Queue ``frame`` for the client without waiting; a full outbox disconnects it."""
+        if self.write(encode(frame).encode()):
+            # Counted here for frames made for this client alone; the fan-out counts the
+            # frames it shares in bulk, off the per-connection path.
+            if isinstance(frame, MessageFrame):
+                metrics.GATEWAY_MESSAGES_FANNED_OUT.inc()
+            elif isinstance(frame, ErrorFrame):
+                metrics.GATEWAY_ERRORS_SENT.labels(frame.code).inc()
+
+    def write(self, data: bytes) -> bool:
+        """Queue one encoded frame (shared between connections: never modified); False when
+        it was not queued because the connection is closing or just overflowed."""
         if self.closing:
-            return
-        text = encode(frame)
-        size = len(text)  # characters: the UTF-8 size is at most 4x, and JSON is mostly ASCII
-        over_bytes = self._outbox_bytes is not None and self.queued_bytes + size > self._outbox_bytes
+            return False
+        size = len(data)
+        queued = self.queued_bytes
+        over_bytes = self._outbox_bytes is not None and queued + size > self._outbox_bytes
         # One frame larger than the whole budget still goes to a client that has read
         # everything else: an empty outbox is never "too slow".
-        if (over_bytes and self.queued_bytes > 0) or self._outbox.full():
+        over_frames = self._unsent_frames + len(self._pending) >= self._outbox_size
+        if (over_bytes and queued > 0) or over_frames:
             log.warning("client too slow, disconnecting", user_id=self.user_id, session_id=self.session.session_id)
             metrics.GATEWAY_SLOW_CLIENTS_DROPPED.inc()
             self.close_soon(CloseCode.TOO_SLOW, REASON_TOO_SLOW)
+            return False
+        self._pending.append(data)
+        self._pending_bytes += size
+        if self._started and not self._scheduled:
+            self._scheduled = True
+            self._flusher.schedule(self)
+        return True
+
+    def flush(self) -> None:
+        """Hand every pending frame to the sink in one write (the flusher calls it)."""
+        self._scheduled = False
+        if self.closing or not self._pending:
             return
-        self._outbox.put_nowait(text)
-        self.queued_bytes += size
-        # Counted here because every frame for this client passes through, whoever made it.
-        if isinstance(frame, MessageFrame):
-            metrics.GATEWAY_MESSAGES_FANNED_OUT.inc()
-        elif isinstance(frame, ErrorFrame):
-            metrics.GATEWAY_ERRORS_SENT.labels(frame.code).inc()
+        frames, self._pending, self._pending_bytes = self._pending, [], 0
+        if self._sink.backlog() == 0:
+            self._unsent_frames = 0
+        try:
+            self._sink.write(frames)
+        except Exception:  # noqa: BLE001 - the socket is gone; the reader loop sees it too
+            log.debug("write failed", user_id=self.user_id, exc_info=True)
+            return
+        self._unsent_frames += len(frames)
+        if self._flushed is not None:
+            self._flushed.set()
 
     def apply(self, actions: Iterable[Action]) -> None:
         """Carry out Send and Close actions (the only ones bus events produce)."""
@@ -127,36 +209,25 @@ class Connection:
                 raise TypeError(f"{type(action).__name__} needs the server to carry it out")
 
     def close_soon(self, code: int, reason: str) -> None:
-        """Close now, without waiting for the outbox: the reader loop then ends."""
+        """Close now, without writing what is still pending: the reader loop then ends."""
         if self.closing:
             return
         self.close_code = code
-        if self._writer is not None:
-            self._writer.cancel()
+        self._pending, self._pending_bytes = [], 0
+        if self._flushed is not None:
+            self._flushed.set()
         self._closer = asyncio.get_running_loop().create_task(self._sink.close(code, reason))
 
     async def finish(self) -> None:
-        """Stop the writer and wait for a close in progress."""
-        tasks = [t for t in (self._writer, self._closer) if t is not None]
-        if self._writer is not None and not self._writer.done() and self._closer is None:
-            self._writer.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Wait for a close in progress."""
+        if self._closer is not None:
+            await asyncio.gather(self._closer, return_exceptions=True)
 
     async def drained(self) -> None:
-        """Wait until every queued frame was handed to the socket (tests, graceful close)."""
-        await self._outbox.join()
-
-    async def _write_loop(self) -> None:
-        while True:
-            text = await self._outbox.get()
-            try:
-                await self._sink.send(text)
-            except Exception:  # noqa: BLE001 - the socket is gone; the reader loop sees it too
-                log.debug("write failed", user_id=self.user_id, exc_info=True)
-                return
-            finally:
-                self.queued_bytes -= len(text)
-                self._outbox.task_done()
+        """Wait until every pending frame was handed to the socket (tests, graceful close)."""
+        while self._pending:
+            self._flushed = asyncio.Event()
+            await self._flushed.wait()
 
 
 class FanOut:
@@ -188,6 +259,8 @@ class FanOut:
         # Weak values: a lock lives only while someone holds or waits for it.
         self._user_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._subscription: Subscription | None = None
+        #: Give it to every Connection of this gateway: one write-out per event-loop turn.
+        self.flusher = Flusher()
 
     async def start(self) -> None:
         """Declare and consume the gateway queue; raises BusUnavailable if the broker is down."""
@@ -217,10 +290,8 @@ class FanOut:
                         # Lost again: the next reconnection calls this again.
                         log.warning("re-binding after reconnect failed", error=str(exc))
                         return
-        frame = ResyncFrame(reason=RESYNC_REASON)
         connections = self.connections()
-        for conn in connections:
-            conn.deliver(frame)
+        self.broadcast([ResyncFrame(reason=RESYNC_REASON)])
         log.warning("fan-out queue re-established, clients told to sync", connections=len(connections))
 
     async def stop(self) -> None:
@@ -284,10 +355,15 @@ class FanOut:
         except BusUnavailable as exc:
             log.warning("presence heartbeat not published", error=str(exc))
 
-    def broadcast(self, frames: list[PresenceFrame]) -> None:
-        for conn in self.connections():
-            for frame in frames:
-                conn.deliver(frame)
+    def broadcast(self, frames: list[PresenceFrame] | list[ResyncFrame]) -> None:
+        """Send ``frames`` to every local connection, each serialised once for all of them."""
+        if not frames:
+            return
+        encoded = [encode(frame).encode() for frame in frames]
+        for conns in self._by_user.values():
+            for conn in conns:
+                for data in encoded:
+                    conn.write(data)
 
     def dispatch(self, event: Event) -> None:
         """Route one bus event to the connections that may see it."""
@@ -301,16 +377,35 @@ class FanOut:
                 else:
                     log.warning("store unavailable, refusing sends", reason=event.reason)
             return
-        for conn in self._targets(event):
+        targets = self._targets(event)
+        if isinstance(event, MessageStored) and not event.resend:
+            self._fan_out_message(event, targets)
+            return
+        for conn in targets:
             conn.apply(conn.session.on_event(event))
 
-    def _targets(self, event: Event) -> list[Connection]:
+    def _fan_out_message(self, event: MessageStored, targets: Iterable[Connection]) -> None:
+        """One stored message to its connections: the ``message`` frame is built and
+        serialised once and its bytes written to each; the session still decides, per
+        connection, whether it may see it and whether it owes its sender an ack."""
+        frame = MessageFrame(message=event.message)
+        data = encode(frame).encode()
+        delivered = 0
+        for conn in targets:
+            for action in conn.session.on_event(event, frame):
+                if isinstance(action, Send) and action.frame is frame:
+                    delivered += conn.write(data)
+                else:
+                    conn.apply((action,))
+        metrics.GATEWAY_MESSAGES_FANNED_OUT.inc(delivered)
+
+    def _targets(self, event: Event) -> Iterable[Connection]:
         if isinstance(event, MessageStored):
             message = event.message
             if event.resend:
                 return list(self._by_user.get(message.sender.id, ()))
             if message.recipient_id is None:
-                return self.connections()
+                return [c for conns in self._by_user.values() for c in conns]
             users: tuple[int, ...] = (message.sender.id, message.recipient_id)
         elif isinstance(event, MessageRejected):
             users = (event.sender_id,)

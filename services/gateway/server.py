@@ -26,6 +26,7 @@ from typing import Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from chase import metrics, routing
 from chase.bus.port import Bus, BusUnavailable, RequestTimeout
@@ -54,6 +55,11 @@ log = get_logger("chase.gateway")
 CLOSE_TIMEOUT = 5.0
 #: How often unanswered sends are checked against CHASE_GATEWAY_SEND_TIMEOUT_SECONDS.
 SEND_SWEEP_SECONDS = 0.5
+#: Token checks in flight to the auth service at once. In a reconnect storm every client
+#: arrives together; asking all at once would run into the auth service's own bound on requests
+#: in progress (503) and the client's connection pool, and refuse clients (1013) that a short
+#: wait in line would have let in. Well below both.
+AUTH_CHECKS_IN_FLIGHT = 32
 
 
 class TokenChecker(Protocol):
@@ -63,13 +69,29 @@ class TokenChecker(Protocol):
 
 
 class _WebSocketSink:
-    """A connection's frame sink; a close that cannot complete (client not reading) aborts."""
+    """A connection's frame sink, written synchronously as ``websockets.broadcast`` does: the
+    frames go through the connection's sans-I/O protocol (framing, compression if negotiated)
+    and out in **one** transport write. A close that cannot complete (client not reading)
+    aborts."""
 
     def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
 
-    async def send(self, text: str) -> None:
-        await self._ws.send(text)
+    def write(self, frames: list[bytes]) -> None:
+        ws = self._ws
+        protocol = ws.protocol
+        if protocol.state is not State.OPEN:
+            return  # closing: websockets finishes the close handshake by itself
+        for data in frames:
+            protocol.send_text(data)
+        chunks = protocol.data_to_send()
+        if b"" in chunks:  # pragma: no cover - an end-of-stream marker: let websockets handle it
+            ws.send_data()
+        else:
+            ws.transport.write(b"".join(chunks))
+
+    def backlog(self) -> int:
+        return self._ws.transport.get_write_buffer_size()
 
     async def close(self, code: int, reason: str) -> None:
         try:
@@ -120,6 +142,7 @@ class GatewayServer:
         self._sweeper: asyncio.Task[None] | None = None
         # Queries run beside the read loop, so a slow history page never holds up sends.
         self._queries: set[asyncio.Task[None]] = set()
+        self._auth_slots = asyncio.Semaphore(AUTH_CHECKS_IN_FLIGHT)
 
     @property
     def port(self) -> int:
@@ -193,7 +216,8 @@ class GatewayServer:
             store=self.store,
             send_timeout=self.settings.send_timeout_seconds,
         )
-        conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size, self.settings.outbox_max_bytes)
+        conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size, self.settings.outbox_max_bytes,
+                          flusher=self.fanout.flusher)
         conn.start()
         try:
             await self.fanout.add(conn)
@@ -230,7 +254,17 @@ class GatewayServer:
             await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
             return None
         try:
-            return await self._auth.check_token(token)
+            # The wait in line is bounded like the handshake; the check itself by the client.
+            async with asyncio.timeout(self.settings.handshake_timeout_seconds):
+                await self._auth_slots.acquire()
+            try:
+                return await self._auth.check_token(token)
+            finally:
+                self._auth_slots.release()
+        except TimeoutError:
+            log.warning("token check not started in time: too many connections arriving at once")
+            metrics.GATEWAY_CONNECTIONS.labels("auth_unavailable").inc()
+            await ws.close(CloseCode.TRY_AGAIN_LATER, REASON_AUTH_UNAVAILABLE)
         except AuthRejected:
             metrics.GATEWAY_CONNECTIONS.labels("refused_token").inc()
             await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)

@@ -327,10 +327,14 @@ class ConnectionSession:
 
     # --- bus events ---------------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> list[Action]:
-        """An event the fan-out routed to this connection; only Send and Close come back."""
+    def on_event(self, event: Event, message_frame: MessageFrame | None = None) -> list[Action]:
+        """An event the fan-out routed to this connection; only Send and Close come back.
+
+        ``message_frame``: for a MessageStored, the ``message`` frame the fan-out built once
+        for every recipient; the Send for it carries that very object, so the caller can write
+        bytes it serialised once."""
         if isinstance(event, MessageStored):
-            return self._on_stored(event)
+            return self._on_stored(event, message_frame)
         if isinstance(event, MessageRejected):
             if event.sender_id != self.user.id or event.client_msg_id not in self._pending:
                 return []
@@ -342,7 +346,7 @@ class ConnectionSession:
                 return [Close(CloseCode.UNAUTHORIZED, REASON_SESSION_REVOKED)]
         return []
 
-    def _on_stored(self, event: MessageStored) -> list[Action]:
+    def _on_stored(self, event: MessageStored, message_frame: MessageFrame | None) -> list[Action]:
         message = event.message
         if not may_see(self.user.id, message):
             return []
@@ -367,7 +371,9 @@ class ConnectionSession:
         # Redelivered duplicates are fanned out too: a worker that died between its COMMIT and
         # its publish leaves the redelivered copy as the only one anyone will get live. Clients
         # dedupe by id.
-        actions.append(Send(MessageFrame(message=message)))
+        if message_frame is None or message_frame.message is not message:
+            message_frame = MessageFrame(message=message)
+        actions.append(Send(message_frame))
         return actions
 
     # --- errors -------------------------------------------------------------------------------

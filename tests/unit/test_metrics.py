@@ -89,8 +89,11 @@ class StuckSink:
     def __init__(self) -> None:
         self.closed: tuple[int, str] | None = None
 
-    async def send(self, text: str) -> None:  # pragma: no cover - the writer is never started
+    def write(self, frames: list[bytes]) -> None:  # pragma: no cover - the writer is never started
         raise AssertionError("not started")
+
+    def backlog(self) -> int:
+        return 0
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)

@@ -26,8 +26,11 @@ class StuckSink:
     def __init__(self) -> None:
         self.closed: tuple[int, str] | None = None
 
-    async def send(self, text: str) -> None:  # pragma: no cover - never started
+    def write(self, frames: list[bytes]) -> None:  # pragma: no cover - never started
         raise AssertionError("not started")
+
+    def backlog(self) -> int:
+        return 0
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
