@@ -16,7 +16,7 @@ from chase.store.tables import messages, room_members, rooms
 from services.persistence.errors import RejectCode, RoomErrorCode
 from services.persistence.room_commands import RoomCommands
 from services.persistence.rooms import RoomError, RoomLimits, RoomReader
-from services.persistence.store import MessageStore, Rejected, Stored
+from services.persistence.store import MessageStore, Rejected
 from tests.helpers import make_users
 
 NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
