@@ -116,14 +116,17 @@ async def room_info_txn(conn: AsyncConnection, room_id: int, viewer_id: int) -> 
 async def rooms_of_txn(conn: AsyncConnection, viewer_id: int) -> list[RoomInfo]:
     """The rooms ``viewer_id`` is in or invited to, by id: one range of the
     ``(user_id, state, room_id)`` index, then one primary-key probe per room."""
+    return [_to_info(row) for row in (await conn.execute(rooms_of_query(viewer_id))).all()]
+
+
+def rooms_of_query(viewer_id: int) -> sa.Select:
     member = room_members.alias("m")
-    query = (
+    return (
         _info_query(viewer_id)
         .join(member, member.c.room_id == rooms.c.id)
         .where(member.c.user_id == viewer_id, member.c.state.in_((INVITED, JOINED)))
         .order_by(rooms.c.id)
     )
-    return [_to_info(row) for row in (await conn.execute(query)).all()]
 
 
 async def membership_txn(conn: AsyncConnection, room_id: int, user_id: int) -> sa.Row | None:
@@ -141,17 +144,23 @@ async def members_txn(conn: AsyncConnection, viewer_id: int, room_id: int) -> li
     mine = await membership_txn(conn, room_id, viewer_id)
     if mine is None or mine.state != JOINED:
         raise not_found()
+    rows = sorted((await conn.execute(members_query(room_id))).all(), key=lambda row: row.user_id)
+    return [
+        RoomMember(user=UserRef(id=row.user_id, username=row.username), role=row.role if row.state == JOINED else INVITED)
+        for row in rows
+    ]
+
+
+def members_query(room_id: int) -> sa.Select:
+    """Two ranges of the (room_id, state, user_id) index: the joined and the invited, never
+    the rows of people who left. Unordered: sorted by the caller (an ORDER BY would make
+    the planner prefer the primary key, which reads the leavers too)."""
     m = room_members.c
-    query = (
+    return (
         sa.select(m.user_id, users.c.username, m.state, m.role)
         .select_from(room_members.join(users, users.c.id == m.user_id))
         .where(m.room_id == room_id, m.state.in_((JOINED, INVITED)))
-        .order_by(m.user_id)
     )
-    return [
-        RoomMember(user=UserRef(id=row.user_id, username=row.username), role=row.role if row.state == JOINED else INVITED)
-        for row in (await conn.execute(query)).all()
-    ]
 
 
 async def window_txn(conn: AsyncConnection, viewer_id: int, room_id: int) -> Window:
@@ -166,17 +175,21 @@ async def window_txn(conn: AsyncConnection, viewer_id: int, room_id: int) -> Win
 async def sync_windows_txn(conn: AsyncConnection, viewer_id: int, after_id: int) -> list[Window]:
     """The windows of every room ``viewer_id`` reads anything of above ``after_id``: rooms
     they are in, and rooms they left after that id. One range of the user's index."""
-    m = room_members.c
-    query = sa.select(m.room_id, m.visible_from, m.visible_until).where(
-        m.user_id == viewer_id,
-        m.state.in_((JOINED, LEFT)),
-        sa.or_(m.visible_until.is_(None), m.visible_until > after_id),
-    )
+    query = sync_windows_query(viewer_id, after_id)
     return [
         Window(row.room_id, row.visible_from, row.visible_until)
         for row in (await conn.execute(query)).all()
         if row.visible_from is not None
     ]
+
+
+def sync_windows_query(viewer_id: int, after_id: int) -> sa.Select:
+    m = room_members.c
+    return sa.select(m.room_id, m.visible_from, m.visible_until).where(
+        m.user_id == viewer_id,
+        m.state.in_((JOINED, LEFT)),
+        sa.or_(m.visible_until.is_(None), m.visible_until > after_id),
+    )
 
 
 async def joined_pairs_txn(conn: AsyncConnection, pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:

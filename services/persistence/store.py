@@ -226,7 +226,7 @@ class MessageStore:
             async with self._engine.connect() as conn:
                 window = await window_txn(conn, viewer_id, room_id)
                 upper = before_id if window.high is None else min(before_id or window.high + 1, window.high + 1)
-                query = _room_range(window).order_by(messages.c.id.desc()).limit(size + 1)
+                query = room_range(window).order_by(messages.c.id.desc()).limit(size + 1)
                 if upper is not None:
                     query = query.where(messages.c.id < upper)
                 rows = (await conn.execute(query)).all()
@@ -256,7 +256,7 @@ class MessageStore:
             for window in windows:
                 # One range of the (conversation, id) index per room, each cut at the page size:
                 # the page's first rows are among the union of every range's first rows.
-                query = _room_range(window).where(messages.c.id > after_id).order_by(messages.c.id.asc()).limit(size + 1)
+                query = room_range(window).where(messages.c.id > after_id).order_by(messages.c.id.asc()).limit(size + 1)
                 rows.extend((await conn.execute(query)).all())
         rows.sort(key=lambda row: row.id)
         return _to_page(rows, size)
@@ -296,7 +296,7 @@ def _to_page(rows: Sequence[sa.Row], size: int) -> MessagePage:
     return MessagePage(messages=[_row_to_message(row) for row in rows[:size]], has_more=len(rows) > size)
 
 
-def _room_range(window: Window) -> sa.Select:
+def room_range(window: Window) -> sa.Select:
     """A room's messages within one reader's window: one range of the (conversation, id) index."""
     query = (
         sa.select(*_MESSAGE_COLUMNS)
