@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chase.bus import Bus
 from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
 from services.auth.api import handlers
+from services.auth.api.rooms import rooms_api
 from services.auth.api.routes import api, health, operations
+from services.auth.rooms import RoomsApi
 from services.auth.security import PasswordHasher
 from services.auth.service import AuthService
 from services.auth.settings import AuthSettings
@@ -49,7 +51,9 @@ def create_app(
     app.state.settings = settings
     app.state.auth_service = service
     handlers.install(app)
+    app.state.rooms_api = RoomsApi(engine, bus, clock, tokens or SecureTokens())
     app.include_router(api)
+    app.include_router(rooms_api)
     app.include_router(health)
     if settings.metrics:
         app.include_router(operations)
