@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from client.cli import Exit
 from tests.helpers import wait_until
-from tests.integration.system import PASSWORD, System
-from tests.integration.test_client_cli import ROOT, Tail, cli, cli_args, system  # noqa: F401 - fixture
+from tests.integration.system import PASSWORD, System, running_system
+from tests.integration.test_client_cli import ROOT, Tail, cli, cli_args
 
 pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+async def system(sqlite_url: str, dev_certs: Path) -> AsyncIterator[System]:
+    async with running_system(sqlite_url, certs_dir=dev_certs) as running:
+        yield running
 
 
 async def test_rooms_from_the_command_line(system: System) -> None:
