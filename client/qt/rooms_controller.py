@@ -162,6 +162,13 @@ class RoomsController(QObject):
         if active is not None and active not in self.rooms.rooms:
             # Removed (or left elsewhere): the room is gone from the sidebar.
             self.rooms.active = None
+        elif active is not None and self.panel.current_room != active:
+            # The list was rebuilt (a room came or went): keep the open room selected, quietly.
+            selection = self.panel.list.selectionModel()
+            selection.blockSignals(True)
+            self.panel.select(active)
+            selection.blockSignals(False)
+            self.panel.refresh_buttons()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
         task = asyncio.ensure_future(coroutine)

@@ -72,9 +72,9 @@ class RoomsPanel(QWidget):
         self.members_button.clicked.connect(lambda: self._emit_for_current(self.members_requested))
         self.leave_button.clicked.connect(lambda: self._emit_for_current(self.leave_requested))
         self.mute.clicked.connect(self._on_mute)
-        model.modelReset.connect(self._refresh_buttons)
-        model.dataChanged.connect(self._refresh_buttons)
-        self._refresh_buttons()
+        model.modelReset.connect(self.refresh_buttons)
+        model.dataChanged.connect(self.refresh_buttons)
+        self.refresh_buttons()
 
     @property
     def current_room(self) -> int | None:
@@ -86,7 +86,7 @@ class RoomsPanel(QWidget):
         self.list.setCurrentIndex(self.model.index(row) if row is not None else QModelIndex())
 
     def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        self._refresh_buttons()
+        self.refresh_buttons()
         if current.isValid() and not current.data(RoomRoles.INVITED):
             self.room_selected.emit(current.data(RoomRoles.ROOM_ID))
 
@@ -98,7 +98,7 @@ class RoomsPanel(QWidget):
         if self.current_room is not None:
             self.mute_toggled.emit(self.current_room, checked)
 
-    def _refresh_buttons(self) -> None:
+    def refresh_buttons(self) -> None:
         index = self.list.currentIndex()
         chosen = index.isValid()
         invited = bool(chosen and index.data(RoomRoles.INVITED))
