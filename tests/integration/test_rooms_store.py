@@ -224,3 +224,26 @@ async def test_racing_joins_never_pass_the_limit(migrated_engine, commands) -> N
     done = [o for o in outcomes if not isinstance(o, BaseException)]
     assert len(done) == 2  # three members at most
     assert all(isinstance(o, RoomError) and o.code == RoomErrorCode.ROOM_FULL for o in outcomes if o not in done)
+
+
+async def test_migration_0005_down_and_up_again(migrated_engine, store, commands) -> None:  # noqa: ANN001
+    from chase.store import migrate
+
+    alice, bob = await make_users(migrated_engine, "alice", "bob", created_at=NOW)
+    room = (await commands.apply(command(alice, "create", name="R"))).room
+    await store.store_batch([say(alice, room.id, "in the room")])
+    [private] = await store.store_batch([MessageSubmitted(sender=alice, recipient_id=bob.id, body="dm",
+                                                          client_msg_id="dm1", submitted_at=NOW)])
+    await migrate.downgrade(migrated_engine, "0004")
+
+    def tables(sync) -> set[str]:  # noqa: ANN001
+        return set(sa.inspect(sync).get_table_names())
+
+    async with migrated_engine.connect() as conn:
+        names = await conn.run_sync(tables)
+        left = (await conn.execute(sa.text("SELECT id FROM messages"))).scalars().all()
+    assert not {"rooms", "room_members"} & names
+    assert left == [private.message.id]  # room messages go with their rooms; the rest stays
+    await migrate.upgrade(migrated_engine)
+    again = await commands.apply(command(alice, "create", name="Again"))
+    assert again.room.name == "Again"
