@@ -420,7 +420,8 @@ class FanOut:
             if event.resend:
                 return list(self._by_user.get(message.sender.id, ()))
             if message.room_id is not None:
-                users = tuple(self.rooms.local_members(message.room_id))
+                # The sender too: their ack, even if removed since (nothing else reaches them).
+                users = (*self.rooms.local_members(message.room_id), message.sender.id)
                 concerned = concerned_user(message)
                 if concerned is not None:
                     users += (concerned,)

@@ -454,18 +454,22 @@ class ConnectionSession:
 
     def _on_stored(self, event: MessageStored) -> list[Action]:
         message = event.message
-        if not may_see(self.user.id, message, self._rooms):
+        # One's own pending message is acknowledged even when one may no longer see where it
+        # went (removed from the room after sending it): it is stored, and must not be resent.
+        own = message.sender.id == self.user.id and message.client_msg_id in self._pending
+        visible = may_see(self.user.id, message, self._rooms)
+        if not visible and not own:
             return []
         if event.resend:
             # The answer to a resend: the sending connection's ack, and nothing for anyone
             # else (the message itself went out when it was first stored).
-            if message.sender.id != self.user.id or message.client_msg_id not in self._pending:
+            if not own:
                 return []
             del self._pending[message.client_msg_id]
             return [Send(AckFrame(client_msg_id=message.client_msg_id, message_id=message.id,
                                   created_at=message.created_at, duplicate=True))]
         actions: list[Action] = []
-        if message.sender.id == self.user.id and message.client_msg_id in self._pending:
+        if own:
             del self._pending[message.client_msg_id]
             ack = AckFrame(
                 client_msg_id=message.client_msg_id,
@@ -477,7 +481,8 @@ class ConnectionSession:
         # Redelivered duplicates are fanned out too: a worker that died between its COMMIT and
         # its publish leaves the redelivered copy as the only one anyone will get live. Clients
         # dedupe by id.
-        actions.append(Send(MessageFrame(message=message)))
+        if visible:
+            actions.append(Send(MessageFrame(message=message)))
         return actions
 
     # --- errors -------------------------------------------------------------------------------

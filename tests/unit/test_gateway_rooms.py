@@ -152,3 +152,16 @@ def test_room_list_and_history_pages() -> None:
     [page] = frames(bob.query_replied(query, reply))
     assert [m.id for m in page.messages] == [3] and page.room_id == ROOM
     assert not any(isinstance(f, MessageFrame) for f in frames(bob.query_replied(query, reply)))
+
+
+def test_a_send_stored_after_its_sender_was_removed_is_still_acked_but_not_shown() -> None:
+    rooms = RoomDirectory()
+    rooms.on_event(joined(1, BOB), {BOB.id})
+    bob = session(rooms)
+    [publish] = bob.receive_text(json.dumps({"type": "send", "client_msg_id": "m9", "body": "hi", "room_id": ROOM}))
+    rooms.on_event(removed(2, BOB), {BOB.id})
+    stored = ChatMessage(id=3, sender=BOB, recipient_id=None, body="hi", created_at=datetime(2026, 1, 1, tzinfo=UTC),
+                         client_msg_id="m9", room_id=ROOM)
+    answers = frames(bob.on_event(MessageStored(message=stored)))
+    assert [type(f).__name__ for f in answers] == ["AckFrame"]
+    assert bob.pending == frozenset()
