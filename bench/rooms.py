@@ -153,8 +153,9 @@ async def _connect_all(urls: list[str], tokens: list[str], context: ssl.SSLConte
                                additional_headers={"Authorization": f"Bearer {token}"},
                                open_timeout=60, max_size=4 * 1024 * 1024, compression=None)
             member = _Member(ws, tally)
-            done, _ = await asyncio.wait({asyncio.ensure_future(member.hello.wait()), member.reader},
-                                         timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            hello = asyncio.ensure_future(member.hello.wait())
+            await asyncio.wait({hello, member.reader}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            hello.cancel()
             if member.hello.is_set():
                 members.append(member)
                 return
