@@ -165,8 +165,8 @@ async def _connect_all(urls: list[str], tokens: list[str], context: ssl.SSLConte
 
     # A few at a time: the auth service checks every token and the gateway binds every user's
     # keys; a thousand handshakes at once would only measure their queues.
-    for start in range(0, len(tokens), 20):
-        await asyncio.gather(*(one(i, t) for i, t in enumerate(tokens[start:start + 20], start=start)))
+    for start in range(0, len(tokens), 10):
+        await asyncio.gather(*(one(i, t) for i, t in enumerate(tokens[start:start + 10], start=start)))
     return members
 
 
@@ -202,6 +202,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             connect_started = time.perf_counter()
             members = await _connect_all([f"wss://127.0.0.1:{p}" for p in ports], tokens, context, tally)
             connect_seconds = time.perf_counter() - connect_started
+            print(f"{len(members)} members connected in {connect_seconds:.0f} s", flush=True)
             sender = members[0]
             started = time.perf_counter()
             for n in range(args.messages):
