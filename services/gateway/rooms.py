@@ -26,8 +26,21 @@ How it stays right:
 from __future__ import annotations
 
 from collections.abc import Container, Iterable
+from datetime import datetime
 
-from chase.schemas import ChatMessage
+from chase.schemas import (
+    ChatMessage,
+    RoomCommand,
+    RoomCreateFrame,
+    RoomInviteFrame,
+    RoomJoinFrame,
+    RoomLeaveFrame,
+    RoomRemoveFrame,
+    RoomRequestFrame,
+    RoomRoleFrame,
+    RoomUpdateFrame,
+    UserRef,
+)
 
 #: Membership events that make their user a member, and those that end it.
 _JOINS = frozenset({"created", "joined"})
@@ -40,6 +53,28 @@ def concerned_user(message: ChatMessage) -> int | None:
     if event is None:
         return None
     return event.user.id if event.user is not None else message.sender.id
+
+
+def room_command(frame: RoomRequestFrame, actor: UserRef, command_id: str, now: datetime) -> RoomCommand:
+    """The bus command for a client's membership frame; the actor is who logged in."""
+    fields: dict[str, object]
+    match frame:
+        case RoomCreateFrame():
+            fields = {"op": "create", "name": frame.name, "topic": frame.topic, "open": frame.open,
+                      "history": frame.history}
+        case RoomInviteFrame():
+            fields = {"op": "invite", "room_id": frame.room_id, "user_id": frame.user_id}
+        case RoomJoinFrame():
+            fields = {"op": "join", "room_id": frame.room_id}
+        case RoomLeaveFrame():
+            fields = {"op": "leave", "room_id": frame.room_id}
+        case RoomRemoveFrame():
+            fields = {"op": "remove", "room_id": frame.room_id, "user_id": frame.user_id}
+        case RoomUpdateFrame():
+            fields = {"op": "update", "room_id": frame.room_id, "name": frame.name, "topic": frame.topic}
+        case RoomRoleFrame():
+            fields = {"op": "role", "room_id": frame.room_id, "user_id": frame.user_id, "role": frame.role}
+    return RoomCommand(command_id=command_id, actor=actor, submitted_at=now, **fields)
 
 
 class RoomDirectory:

@@ -44,22 +44,15 @@ from chase.schemas import (
     PongFrame,
     QueryFailed,
     RequestId,
-    RoomCommand,
     RoomCommandResult,
-    RoomCreateFrame,
     RoomFrame,
-    RoomInviteFrame,
-    RoomJoinFrame,
-    RoomLeaveFrame,
     RoomList,
     RoomListFrame,
     RoomMemberList,
     RoomMemberListFrame,
     RoomMembersFrame,
     RoomMembersQuery,
-    RoomRemoveFrame,
     RoomRequestFrame,
-    RoomRoleFrame,
     RoomsFrame,
     RoomsQuery,
     RoomUpdateFrame,
@@ -83,7 +76,7 @@ from services.gateway.errors import (
     from_upstream,
 )
 from services.gateway.ratelimit import TokenBucket
-from services.gateway.rooms import RoomDirectory
+from services.gateway.rooms import RoomDirectory, room_command
 
 #: Sends waiting for their ack; past this the oldest is forgotten (the client resends it).
 MAX_PENDING = 1000
@@ -319,24 +312,7 @@ class ConnectionSession:
         if self._store is not None and not self._store.available:
             return [self._error(ErrorCode.UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE, request_id=frame.request_id)]
         command_id = f"room.{self._tokens.token(12)}"
-        fields: dict[str, object] = {}
-        match frame:
-            case RoomCreateFrame():
-                fields = {"op": "create", "name": frame.name, "topic": frame.topic, "open": frame.open,
-                          "history": frame.history}
-            case RoomInviteFrame():
-                fields = {"op": "invite", "room_id": frame.room_id, "user_id": frame.user_id}
-            case RoomJoinFrame():
-                fields = {"op": "join", "room_id": frame.room_id}
-            case RoomLeaveFrame():
-                fields = {"op": "leave", "room_id": frame.room_id}
-            case RoomRemoveFrame():
-                fields = {"op": "remove", "room_id": frame.room_id, "user_id": frame.user_id}
-            case RoomUpdateFrame():
-                fields = {"op": "update", "room_id": frame.room_id, "name": frame.name, "topic": frame.topic}
-            case RoomRoleFrame():
-                fields = {"op": "role", "room_id": frame.room_id, "user_id": frame.user_id, "role": frame.role}
-        command = RoomCommand(command_id=command_id, actor=self.user, submitted_at=self._clock.now(), **fields)
+        command = room_command(frame, self.user, command_id, self._clock.now())
         self._room_pending[command_id] = (frame.request_id, self._clock.monotonic())
         while len(self._room_pending) > self._max_pending:
             self._room_pending.popitem(last=False)
