@@ -12,6 +12,9 @@ from __future__ import annotations
 MESSAGE_SUBMITTED = "message.submitted"
 MESSAGE_STORED_PUBLIC = "message.stored.public"
 HISTORY_RPC = "rpc.history"
+#: Membership changes of group rooms: gateway -> persistence worker, on its queue, so they are
+#: stored in order with messages by the one writer.
+ROOM_COMMAND = "room.command"
 #: The persistence worker's word on whether the database takes messages (``StoreStatus``).
 STORE_STATUS = "store.status"
 
@@ -20,12 +23,34 @@ PERSISTENCE_QUEUE = "persistence.submitted"
 HISTORY_QUEUE = "persistence.history"
 
 
-def message_stored(sender_id: int, recipient_id: int | None) -> str:
-    """Routing key for a stored message: public, or the private conversation of two users."""
+def message_stored(sender_id: int, recipient_id: int | None, room_id: int | None = None) -> str:
+    """Routing key for a stored message: public, a private conversation of two users, or a
+    group room."""
+    if room_id is not None:
+        return f"message.stored.room.r{room_id}"
     if recipient_id is None:
         return MESSAGE_STORED_PUBLIC
     low, high = sorted((sender_id, recipient_id))
     return f"message.stored.dm.{low}.{high}"
+
+
+def room_event(room_id: int, user_id: int) -> str:
+    """Routing key of a room's membership event concerning ``user_id``: it reaches gateways
+    bound to the room (``room_binding``) and gateways holding that user (``user_bindings``),
+    each once, whether or not the user is a member yet (or still)."""
+    return f"message.stored.room.r{room_id}.member.{user_id}"
+
+
+def room_binding(room_id: int) -> str:
+    """What a gateway binds while it holds at least one member of the room: the room's
+    messages and its membership events. One route per room per gateway, whatever the number
+    of members connected there."""
+    return f"message.stored.room.r{room_id}.#"
+
+
+def room_result(actor_id: int) -> str:
+    """Routing key of a ``RoomCommandResult``: gateways holding the actor."""
+    return f"user.{actor_id}.room.result"
 
 
 def message_resent(sender_id: int) -> str:

@@ -3,8 +3,9 @@
 Starts the whole system in-process (embedded default: SQLite and the in-process bus, with
 throwaway certificates), registers alice, bob and carol, has them exchange a few messages
 through the real client core, then shows the real windows on Qt's offscreen platform and
-saves them: docs/images/login.png, public.png and private.png; then stops the gateway, has
-alice write a message, and saves pending.png (the message shown at once, not sent yet).
+saves them: docs/images/login.png, public.png and private.png; a group room bob made with
+alice and carol in it, room.png; then stops the gateway, has alice write a message, and saves
+pending.png (the message shown at once, not sent yet).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def _user(endpoints, name: str):  # noqa: ANN001, ANN202
     return client
 
 
-async def _say(client, body: str, to: int | None = None) -> None:  # noqa: ANN001
+async def _say(client, body: str, to: object = None) -> None:  # noqa: ANN001
     await asyncio.wait_for((await client.send(body, to)).acked, 10)
 
 
@@ -103,6 +104,7 @@ async def _scenario(server, settings) -> None:  # noqa: ANN001
     window.select_conversation(bob.me.id)
     await _until(lambda: len(app.chat.messages.bodies()) == 3)
     await _save(window, "private.png")
+    await _room(app, window, alice_id=app.chat.session.user.id, bob=bob, carol=carol)
     window.select_conversation(PUBLIC)
     await server.run(System.stop_gateway)
     await _until(lambda: window.status.text().startswith("Reconnecting"))
@@ -114,6 +116,28 @@ async def _scenario(server, settings) -> None:  # noqa: ANN001
     await server.run(System.start_gateway)
     await bob.close()
     await carol.close()
+
+
+async def _room(app, window, *, alice_id: int, bob, carol) -> None:  # noqa: ANN001
+    from client.core.conversations import Room
+    from client.core.rooms import Rooms
+
+    bobs, carols = Rooms(bob), Rooms(carol)
+    room = await bobs.create("Release 2.0", "ship it on Friday")
+    await bobs.invite(room.id, carol.me.id)
+    await bobs.invite(room.id, alice_id)
+    await carols.refresh()
+    await carols.join(room.id)
+    rooms = app.chat.rooms
+    await _until(lambda: room.id in rooms.rooms.rooms)
+    await rooms.join(room.id)
+    await _say(bob, "Welcome both! The checklist is pinned in the wiki.", to=Room(room.id))
+    await _say(carol, "I'll take the changelog.", to=Room(room.id))
+    other = await bobs.create("Lunch club", open=True)
+    await bobs.invite(other.id, alice_id)
+    await _until(lambda: len(rooms.rooms.rooms) == 2)
+    await _until(lambda: "I'll take the changelog." in app.chat.messages.bodies())
+    await _save(window, "room.png")
 
 
 def main() -> int:

@@ -34,6 +34,7 @@ from chase.logging import get_logger
 from chase.schemas import AckFrame, ChatMessage, ErrorFrame, Limits, UserRef, encode
 from chase.text import is_blank
 from client.core.backoff import BackoffPolicy, Sleep
+from client.core.conversations import ConversationId, Room
 from client.core.errors import MessageRejected
 from client.core.events import EventHub, MessageAcked, PendingAdded, PendingChanged, PendingStored, SendFailed, Source
 from client.core.outbox import Outbox, PendingMessage, PendingState
@@ -106,7 +107,7 @@ class Sender:
 
     # --- the user's side ------------------------------------------------------------------
 
-    async def send(self, body: str, to: int | None, limits: Limits | None) -> Outgoing:
+    async def send(self, body: str, to: ConversationId, limits: Limits | None) -> Outgoing:
         """Queue a message and send it if connected; see :meth:`ChatClient.send`."""
         check_body(body, limits)
         state = PendingState.WAITING if self._link() is None else PendingState.SENDING
@@ -248,8 +249,10 @@ class Sender:
         self._in_flight.pop(ack.client_msg_id, None)
         self._wake.set()
         if pending is not None:
-            self._add([ChatMessage(id=ack.message_id, sender=self._me, recipient_id=pending.conversation,
-                                   body=pending.body, created_at=ack.created_at,
+            room = pending.conversation if isinstance(pending.conversation, Room) else None
+            self._add([ChatMessage(id=ack.message_id, sender=self._me,
+                                   recipient_id=None if room else pending.conversation,
+                                   room_id=room.id if room else None, body=pending.body, created_at=ack.created_at,
                                    client_msg_id=ack.client_msg_id)], Source.OWN, ack)
         self._hub.emit(MessageAcked(ack.client_msg_id, ack.message_id, ack.duplicate))
         self._resolve(ack.client_msg_id, ack)

@@ -14,7 +14,7 @@ from chase.logging import get_logger
 from chase.schemas import UserRef
 from client.core.api import AuthApi, AuthSession
 from client.core.chat import ChatClient
-from client.core.conversations import PUBLIC, ConversationId
+from client.core.conversations import PUBLIC, ConversationId, Room
 from client.core.errors import ClientError
 from client.core.events import (
     ClientEvent,
@@ -34,6 +34,7 @@ from client.core.notify import Attention, should_notify
 from client.qt.main_window import MainWindow, UnsentChoice, ask_about_unsent
 from client.qt.models import ConversationListModel, MessageListModel
 from client.qt.qt import QObject, QWidget, pyqtSignal
+from client.qt.rooms_controller import RoomsController
 from client.qt.sound import Chime
 from client.qt.wording import plain_words
 
@@ -88,6 +89,9 @@ class ChatController(QObject):
         self.window.set_status("Connected" if client.state is ClientState.CONNECTED else client.state.value)
         self._unsubscribe = client.subscribe(self._on_event)
         self._wire()
+        #: Conversations whose messages make no sound (per-room mute).
+        self.muted_conversations: set[ConversationId] = set()
+        self.rooms = RoomsController(self)
 
     def _wire(self) -> None:
         w = self.window
@@ -146,7 +150,7 @@ class ChatController(QObject):
 
     def _on_messages(self, event: MessagesAdded) -> None:
         conversation, me = event.conversation, self.session.user.id
-        if conversation is not PUBLIC:
+        if conversation is not PUBLIC and not isinstance(conversation, Room):
             other = event.messages[0]
             peer = other.sender if other.sender.id != me else None
             if peer is not None:
@@ -160,7 +164,7 @@ class ChatController(QObject):
         news = [m for m in event.messages if m.sender.id != me]
         if news and not (conversation == self._viewing and attention.window_active):
             self.conversations.add_unread(conversation, len(news))
-        if any(should_notify(m, me, attention) for m in news):
+        if conversation not in self.muted_conversations and any(should_notify(m, me, attention) for m in news):
             self.chime.request()
 
     # --- from the window ----------------------------------------------------------------
@@ -213,6 +217,7 @@ class ChatController(QObject):
     async def close(self) -> None:
         """Disconnect, drop the window and release the HTTP client; the caller shows the login."""
         self._unsubscribe()
+        self.rooms.close()
         for task in list(self._tasks):
             task.cancel()
         await self.client.close()

@@ -166,8 +166,10 @@ class MainWindow(QMainWindow):
         side_layout.setContentsMargins(6, 6, 0, 6)
         side_layout.addWidget(self.me_label)
         side_layout.addWidget(self.sidebar, 1)
+        self._sections = side_layout.count()
         side_layout.addWidget(self.mute)
         side_layout.addWidget(self.logout_button)
+        self._side_layout = side_layout
         entry = QHBoxLayout()
         entry.addWidget(self.input, 1)
         entry.addWidget(self.send_button)
@@ -219,6 +221,11 @@ class MainWindow(QMainWindow):
         row = self.conversations.row_of(conversation)
         if row is not None:
             self.sidebar.setCurrentIndex(self.conversations.index(row))
+
+    def add_sidebar_section(self, widget: QWidget) -> None:
+        """Add a section (e.g. the rooms) to the sidebar, below the people."""
+        self._side_layout.insertWidget(self._sections, widget)
+        self._sections += 1
 
     def set_status(self, text: str, *, offer_retry: bool = False) -> None:
         self.status.setText(text)

@@ -12,8 +12,10 @@ from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
 from services.auth.api import handlers
 from services.auth.api.probes import endpoints, probes
 from services.auth.api.request_id import RequestIdMiddleware
+from services.auth.api.rooms import rooms_api
 from services.auth.api.routes import api, health
 from services.auth.api.web import SecurityHeaders, install_docs
+from services.auth.rooms import RoomsApi
 from services.auth.security import PasswordHasher
 from services.auth.service import AuthService
 from services.auth.settings import AuthSettings
@@ -56,9 +58,11 @@ def create_app(
     app.state.auth_service = service
     app.state.bus = bus
     handlers.install(app)
+    app.state.rooms_api = RoomsApi(engine, bus, clock, tokens or SecureTokens())
     app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(api)
+    app.include_router(rooms_api)
     app.include_router(endpoints)
     app.include_router(health)
     app.include_router(probes)

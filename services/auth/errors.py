@@ -12,7 +12,9 @@ Every error response has the body ``{"error": {"code", "message", "fields"?}}``;
     ├── WrongPassword            403 invalid_credentials (changing the password: the old one)
     ├── NotFound                 404 not_found (a session that is not among yours)
     ├── WeakPassword             422 validation_failed (the new password breaks the rule)
-    └── UnsupportedMediaType     415 unsupported_media_type
+    ├── UnsupportedMediaType     415 unsupported_media_type
+    └── RoomRefused              404 room_not_found, 422 room_name_invalid / room_topic_too_long,
+                                 503 unavailable (services/auth/rooms.py)
 
 Validation, parsing, routing and internal failures are mapped to codes in ``api/handlers.py``.
 """
@@ -51,6 +53,12 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     #: A bug; the response says nothing more, the log does.
     INTERNAL = "internal"
+    #: No such group room, or the caller is not a member of it (one answer for both).
+    ROOM_NOT_FOUND = "room_not_found"
+    #: A room name that is empty, blank or over the limit.
+    ROOM_NAME_INVALID = "room_name_invalid"
+    #: A room topic over the limit.
+    ROOM_TOPIC_TOO_LONG = "room_topic_too_long"
 
 
 class FieldError(BaseModel):
@@ -167,3 +175,12 @@ class UnsupportedMediaType(AuthError):
     status = 415
     code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
     message = "Send the body as JSON with 'Content-Type: application/json'."
+
+
+class RoomRefused(AuthError):
+    """A group room request refused by the store (``services.auth.rooms``)."""
+
+    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)

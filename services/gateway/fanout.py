@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from chase import metrics, routing
@@ -38,6 +38,8 @@ from chase.schemas import (
     PresenceChanged,
     PresenceFrame,
     ResyncFrame,
+    RoomCommandResult,
+    RoomList,
     ServerFrame,
     SessionRevoked,
     StoreStatus,
@@ -46,6 +48,7 @@ from chase.schemas import (
 from services.gateway.availability import StoreAvailability
 from services.gateway.errors import REASON_TOO_SLOW, CloseCode
 from services.gateway.presence import PresenceTracker, PresenceUpdate
+from services.gateway.rooms import RoomDirectory, concerned_user
 from services.gateway.session import Action, Close, ConnectionSession, Send
 
 log = get_logger("chase.gateway")
@@ -55,6 +58,10 @@ log = get_logger("chase.gateway")
 GATEWAY_QUEUE_MAX_LENGTH = 100_000
 #: What a connection is told when this gateway's queue was re-established.
 RESYNC_REASON = "live delivery was interrupted; sync from your cursor"
+#: What a user's connections are told when this gateway started routing a room they joined.
+ROOM_JOINED_REASON = "you joined a room; sync from your cursor"
+#: How often a user's rooms are asked for again after the history service did not answer.
+ROOM_LOAD_RETRY_SECONDS = 2.0
 
 
 class TooManyConnections(Exception):
@@ -244,8 +251,19 @@ class FanOut:
         store: StoreAvailability | None = None,
         prefetch: int = 200,
         max_connections_per_user: int | None = None,
+        room_loader: Callable[[int], Awaitable[RoomList]] | None = None,
     ) -> None:
+        """``room_loader(user_id)`` fetches a user's rooms (None: no group rooms here)."""
         self._bus = bus
+        #: Group room memberships of local users; give the same object to every session.
+        self.rooms = RoomDirectory()
+        self._room_loader = room_loader
+        self._bound_rooms: set[int] = set()
+        self._room_lock = asyncio.Lock()
+        #: Rooms whose local membership changed and whose binding is not settled yet, and the
+        #: users who joined them (told to sync once the room is newly bound).
+        self._unsettled: dict[int, set[int]] = {}
+        self._room_loads: set[asyncio.Task[None]] = set()
         self._max_per_user = max_connections_per_user
         self.presence = presence
         #: Fed by the worker's StoreStatus events; give the same object to every session.
@@ -290,11 +308,22 @@ class FanOut:
                         # Lost again: the next reconnection calls this again.
                         log.warning("re-binding after reconnect failed", error=str(exc))
                         return
+        async with self._room_lock:
+            for room_id in sorted(self.rooms.rooms()):
+                try:
+                    await self._bus.bind(self.queue_name, routing.room_binding(room_id))
+                except BusUnavailable as exc:
+                    log.warning("re-binding rooms after reconnect failed", error=str(exc))
+                    return
+                self._bound_rooms.add(room_id)
         connections = self.connections()
         self.broadcast([ResyncFrame(reason=RESYNC_REASON)])
         log.warning("fan-out queue re-established, clients told to sync", connections=len(connections))
 
     async def stop(self) -> None:
+        for task in list(self._room_loads):
+            task.cancel()
+        await asyncio.gather(*self._room_loads, return_exceptions=True)
         if self._subscription is not None:
             await self._subscription.cancel()
             self._subscription = None
@@ -316,12 +345,89 @@ class FanOut:
             if conns is None:
                 for binding in routing.user_bindings(conn.user_id):
                     await self._bus.bind(self.queue_name, binding)
+                # After the user's bindings: membership events from now on reach us.
+                await self._load_rooms(conn.user_id)
             update = self.presence.connected(conn.session.user)
             # No await from here on: the hello is the first frame, events follow it, and
             # whoever connects next already sees this user online.
             conn.apply(conn.session.start(self.presence.online_user_ids()))
             self._by_user.setdefault(conn.user_id, set()).add(conn)
         await self._announce(update)
+
+    # --- group rooms ---------------------------------------------------------------------------
+
+    async def _load_rooms(self, user_id: int) -> None:
+        """Learn the rooms of a user whose first connection arrives, and bind them. When the
+        history service does not answer, the user connects anyway and the rooms are asked for
+        again in the background (their connections are told to sync once they are known)."""
+        if self._room_loader is None:
+            return
+        self.rooms.begin_load(user_id)
+        if not await self._try_load_rooms(user_id):
+            task = asyncio.get_running_loop().create_task(self._load_rooms_later(user_id))
+            self._room_loads.add(task)
+            task.add_done_callback(self._room_loads.discard)
+
+    async def _try_load_rooms(self, user_id: int) -> bool:
+        assert self._room_loader is not None
+        try:
+            listed = await self._room_loader(user_id)
+        except Exception as exc:  # noqa: BLE001 - any failure: the user connects, rooms come later
+            log.warning("rooms of a connecting user unavailable", user_id=user_id, error=str(exc))
+            return False
+        joined = [room.id for room in listed.rooms if room.role not in (None, "invited")]
+        await self.settle_rooms(self.rooms.finish_load(user_id, joined, listed.as_of))
+        return True
+
+    async def _load_rooms_later(self, user_id: int) -> None:
+        while user_id in self._by_user or self.rooms.is_local(user_id):
+            await asyncio.sleep(ROOM_LOAD_RETRY_SECONDS)
+            if user_id not in self._by_user:
+                self.rooms.forget(user_id)
+                return
+            if await self._try_load_rooms(user_id):
+                for conn in self._by_user.get(user_id, ()):
+                    conn.deliver(ResyncFrame(reason=ROOM_JOINED_REASON))
+                return
+
+    async def settle_rooms(self, room_ids: Iterable[int] | None = None) -> None:
+        """Bind the rooms that have local members and unbind those that have none left
+        (``room_ids``, or every room changed by events since the last call). Users who joined
+        a room that was newly bound are told to sync: messages stored right after their join
+        may have been routed before the binding existed."""
+        if room_ids is None:
+            changed, self._unsettled = self._unsettled, {}
+        else:
+            changed = {room_id: self._unsettled.pop(room_id, set()) for room_id in room_ids}
+        if not changed:
+            return
+        newly: list[int] = []
+        async with self._room_lock:
+            for room_id in sorted(changed):
+                wanted = bool(self.rooms.local_members(room_id))
+                try:
+                    if wanted and room_id not in self._bound_rooms:
+                        await self._bus.bind(self.queue_name, routing.room_binding(room_id))
+                        self._bound_rooms.add(room_id)
+                        newly.append(room_id)
+                    elif not wanted and room_id in self._bound_rooms:
+                        self._bound_rooms.discard(room_id)
+                        await self._bus.unbind(self.queue_name, routing.room_binding(room_id))
+                except (BusUnavailable, KeyError) as exc:
+                    # The queue is gone with the broker connection: _queue_restored binds again.
+                    log.warning("room binding not changed", room_id=room_id, error=str(exc))
+        for room_id in newly:
+            for user_id in changed[room_id]:
+                for conn in self._by_user.get(user_id, ()):
+                    conn.deliver(ResyncFrame(reason=ROOM_JOINED_REASON))
+
+    def _room_event(self, event: MessageStored) -> None:
+        changed = self.rooms.on_event(event.message, self._by_user)
+        user_id = concerned_user(event.message)
+        for room_id in changed:
+            joiners = self._unsettled.setdefault(room_id, set())
+            if user_id is not None and self.rooms.is_member(user_id, room_id):
+                joiners.add(user_id)
 
     def _lock_for(self, user_id: int) -> asyncio.Lock:
         lock = self._user_locks.get(user_id)
@@ -344,6 +450,7 @@ class FanOut:
                     except (BusUnavailable, KeyError):
                         # The queue is gone with the broker connection; nothing left to unbind.
                         break
+                await self.settle_rooms(self.rooms.forget(conn.user_id))
             update = self.presence.disconnected(conn.session.user)
         await self._announce(update)
 
@@ -377,6 +484,9 @@ class FanOut:
                 else:
                     log.warning("store unavailable, refusing sends", reason=event.reason)
             return
+        if isinstance(event, MessageStored) and event.message.event is not None:
+            # Before routing: a removed user gets their removal and nothing after it.
+            self._room_event(event)
         targets = self._targets(event)
         if isinstance(event, MessageStored) and not event.resend:
             self._fan_out_message(event, targets)
@@ -404,6 +514,13 @@ class FanOut:
             message = event.message
             if event.resend:
                 return list(self._by_user.get(message.sender.id, ()))
+            if message.room_id is not None:
+                # The sender too: their ack, even if removed since (nothing else reaches them).
+                users = (*self.rooms.local_members(message.room_id), message.sender.id)
+                concerned = concerned_user(message)
+                if concerned is not None:
+                    users += (concerned,)
+                return [c for uid in set(users) for c in self._by_user.get(uid, ())]
             if message.recipient_id is None:
                 return [c for conns in self._by_user.values() for c in conns]
             users: tuple[int, ...] = (message.sender.id, message.recipient_id)
@@ -411,6 +528,8 @@ class FanOut:
             users = (event.sender_id,)
         elif isinstance(event, SessionRevoked):
             users = (event.user_id,)
+        elif isinstance(event, RoomCommandResult):
+            users = (event.actor_id,)
         else:
             return []
         return [c for uid in set(users) for c in self._by_user.get(uid, ())]
@@ -418,6 +537,8 @@ class FanOut:
     async def _on_delivery(self, delivery: Delivery) -> None:
         try:
             self.dispatch(delivery.event)
+            if self._unsettled:
+                await self.settle_rooms()
         except Exception:  # noqa: BLE001 - one bad event must not stop the fan-out
             log.exception("fan-out failed", routing_key=delivery.routing_key)
         # Acked either way: redelivering to the same local connections would not go better.

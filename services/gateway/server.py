@@ -32,7 +32,7 @@ from chase import metrics, routing
 from chase.bus.port import Bus, BusUnavailable, RequestTimeout
 from chase.clock import Clock, SystemClock
 from chase.logging import bind, get_logger
-from chase.schemas import HistoryQuery, PongFrame
+from chase.schemas import HistoryQuery, PongFrame, RoomCommand, RoomList, RoomMembersQuery, RoomsQuery
 from chase.tls import server_context
 from services.auth.client import AuthClientError, AuthRejected, SessionInfo
 from services.gateway.availability import StoreAvailability
@@ -114,8 +114,10 @@ def frame_kind(actions: list[Action]) -> str:
     ``type`` label of ``chase_gateway_frames_received``)."""
     for action in actions:
         if isinstance(action, Publish):
-            return "send"
+            return "room" if isinstance(action.event, RoomCommand) else "send"
         if isinstance(action, Query):
+            if isinstance(action.request, RoomsQuery | RoomMembersQuery):
+                return "rooms"
             return "history" if isinstance(action.request, HistoryQuery) else "sync"
         if isinstance(action, Send) and isinstance(action.frame, PongFrame):
             return "ping"
@@ -135,7 +137,11 @@ class GatewayServer:
         presence = PresenceTracker(settings.gateway_id, self._clock, settings.presence_ttl_seconds)
         self.store = StoreAvailability(self._clock)
         self.fanout = FanOut(
-            bus, presence, store=self.store, max_connections_per_user=settings.max_connections_per_user
+            bus,
+            presence,
+            store=self.store,
+            max_connections_per_user=settings.max_connections_per_user,
+            room_loader=self._rooms_of,
         )
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -188,6 +194,15 @@ class GatewayServer:
         await self.fanout.stop()
         log.info("gateway stopped", gateway_id=self.settings.gateway_id)
 
+    async def _rooms_of(self, user_id: int) -> RoomList:
+        """The rooms of a connecting user, from the history service (raises when unanswered)."""
+        reply = await self._bus.request(
+            routing.HISTORY_RPC, RoomsQuery(viewer_id=user_id), timeout=self.settings.query_timeout_seconds
+        )
+        if not isinstance(reply, RoomList):
+            raise BusUnavailable(f"no room list: {reply.type}")
+        return reply
+
     async def _expire_sends_forever(self) -> None:
         # Bounds every send's wait for an answer (see ConnectionSession.expire_pending).
         while True:
@@ -215,6 +230,7 @@ class GatewayServer:
             self._clock,
             store=self.store,
             send_timeout=self.settings.send_timeout_seconds,
+            rooms=self.fanout.rooms,
         )
         conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size, self.settings.outbox_max_bytes,
                           flusher=self.fanout.flusher)

@@ -50,6 +50,7 @@ from chase.schemas import (
     MessageRejected,
     MessageStored,
     MessageSubmitted,
+    RoomCommand,
     StoreStatus,
 )
 from services.persistence.errors import RejectCode
@@ -66,7 +67,7 @@ DELIVERY_LIMIT = 5
 
 PERSISTENCE_QUEUE_SPEC = QueueSpec(
     routing.PERSISTENCE_QUEUE,
-    bindings=(routing.MESSAGE_SUBMITTED,),
+    bindings=(routing.MESSAGE_SUBMITTED, routing.ROOM_COMMAND),
     durable=True,
     single_active_consumer=True,
     delivery_limit=DELIVERY_LIMIT,
@@ -75,6 +76,13 @@ PERSISTENCE_QUEUE_SPEC = QueueSpec(
 
 class BatchStore(Protocol):
     async def store_batch(self, submitted: Sequence[MessageSubmitted]) -> list[StoreResult]: ...
+
+
+class RoomApplier(Protocol):
+    """``services.persistence.room_commands.RoomCommands``: applies one membership change and
+    returns the events to publish (raises only for failures worth retrying)."""
+
+    async def outcome(self, command: RoomCommand) -> list[tuple[str, Event]]: ...
 
 
 def outgoing(result: StoreResult, *, redelivered: bool = False) -> tuple[str, Event]:
@@ -86,7 +94,7 @@ def outgoing(result: StoreResult, *, redelivered: bool = False) -> tuple[str, Ev
             return routing.message_resent(message.sender.id), MessageStored(
                 message=message, duplicate=True, resend=True
             )
-        key = routing.message_stored(message.sender.id, message.recipient_id)
+        key = routing.message_stored(message.sender.id, message.recipient_id, message.room_id)
         return key, MessageStored(message=message, duplicate=result.duplicate)
     assert isinstance(result, Rejected)
     return routing.message_rejected(result.sender_id), MessageRejected(
@@ -163,6 +171,7 @@ class PersistenceWorker(BatchConsumer):
         status_interval: float = STORE_STATUS_INTERVAL_SECONDS,
         store_timeout: float = 5.0,
         kill_after_commits: int = 0,
+        rooms: RoomApplier | None = None,
     ) -> None:
         """``probe`` (e.g. ``MessageStore.probe``) is awaited once in :meth:`start`: when it
         returns, the gateways are told the store is available. A batch not stored within
@@ -180,6 +189,7 @@ class PersistenceWorker(BatchConsumer):
         self._kill_after_commits = kill_after_commits
         self._commits = 0
         self._store = store
+        self._rooms = rooms
         self._probe = probe
         self._clock = clock or SystemClock()
         self._status_interval = status_interval
@@ -227,7 +237,38 @@ class PersistenceWorker(BatchConsumer):
         await self.bus.publish(*outgoing(rejected))
 
     async def handle_batch(self, deliveries: list[Delivery]) -> None:
-        """Store the batch, then publish every result; raising sends the whole batch back."""
+        """Store the batch, then publish every result; raising sends the whole batch back.
+
+        Room membership commands share the queue, so they are applied in order with the
+        messages around them: the messages before a command are stored and published first,
+        then the command, then the rest. A batch retried after a part of it was committed
+        stores nothing twice (messages and commands are both idempotent by their ids).
+        """
+        run: list[Delivery] = []
+        for delivery in deliveries:
+            if isinstance(delivery.event, RoomCommand):
+                await self._store_messages(run)
+                run = []
+                await self._apply_room_command(delivery.event)
+            else:
+                run.append(delivery)
+        await self._store_messages(run)
+
+    async def _apply_room_command(self, command: RoomCommand) -> None:
+        if self._rooms is None:
+            log.warning("persistence_skipped_event", event_type=command.type)
+            return
+        try:
+            events = await asyncio.wait_for(self._rooms.outcome(command), self._store_timeout)
+        except Exception as exc:
+            reason = outage_reason(exc)
+            if reason is not None:
+                await self._store_unreachable(reason)
+            raise
+        self._down_told_at = None
+        await self.bus.publish_many(events)
+
+    async def _store_messages(self, deliveries: list[Delivery]) -> None:
         submitted: list[MessageSubmitted] = []
         redelivered: list[bool] = []
         for delivery in deliveries:
