@@ -148,11 +148,13 @@ class _RabbitSubscription(Subscription):
         if self.task is not asyncio.current_task():
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+        # Bounded: on a broker that does not answer, a stop must not wait for aio-pika's own RPC
+        # timeout (a minute); the connection's close that follows ends the channel anyway.
         try:
             if self.tag is not None and not self.channel.is_closed:
-                await self.queue.cancel(self.tag)
+                await self.bus._bounded(lambda: self.queue.cancel(self.tag))
             # Closing the channel is what returns its unacked deliveries to the queue.
-            await self.channel.close()
+            await self.bus._bounded(self.channel.close)
         except _BROKER_ERRORS as exc:
             log.warning("bus.cancel_failed", queue=self.queue.name, error=repr(exc))
 
@@ -213,8 +215,9 @@ class RabbitBus(Bus):
 
     async def _abort(self) -> None:
         if self._connection is not None:
+            connection = self._connection
             try:
-                await self._connection.close()
+                await self._bounded(connection.close)
             except _BROKER_ERRORS:
                 pass
         self._connection = self._channel = self._exchange = None
