@@ -43,6 +43,7 @@ def create_app(
         tokens=tokens or SecureTokens(),
         throttle=LoginThrottle(engine, throttle_policy(settings)),
         session_ttl=timedelta(seconds=settings.session_ttl_seconds),
+        checks_per_address=settings.login_checks_per_address,
         bus=bus,
     )
     app = FastAPI(

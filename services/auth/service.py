@@ -51,8 +51,14 @@ class AuthService:
         throttle: LoginThrottle,
         session_ttl: timedelta,
         bus: Bus | None = None,
+        checks_per_address: int = 2,
     ) -> None:
         self.engine = engine
+        # Password checks (bcrypt) in progress per client address, in this process: one client
+        # firing hundreds of logins at once gets a few checked and the rest 429 at once, so it
+        # cannot take every core from everyone else's logins.
+        self._checks: dict[str, int] = {}
+        self._checks_per_address = checks_per_address
         self._hasher = hasher
         self._clock = clock
         self._tokens = tokens
@@ -77,6 +83,18 @@ class AuthService:
         throttled (the password is not even checked) and ``InvalidCredentials`` for an unknown
         name or a wrong password alike.
         """
+        if self._checks.get(address, 0) >= self._checks_per_address:
+            metrics.AUTH_LOGINS.labels("throttled").inc()
+            raise TooManyAttempts(1)
+        self._checks[address] = self._checks.get(address, 0) + 1
+        try:
+            return await self._login(request, address=address, device=device)
+        finally:
+            left = self._checks.pop(address) - 1
+            if left:
+                self._checks[address] = left
+
+    async def _login(self, request: LoginRequest, *, address: str, device: str | None) -> SessionCreated:
         now = self._clock.now()
         wait = await self._throttle.charge(request.username, address, now)
         if wait is not None:

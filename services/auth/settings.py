@@ -33,6 +33,9 @@ class AuthSettings(CommonSettings):
     login_address_delay_cap_seconds: float = Field(
         900.0, gt=0, description="Longest wait the per-address and per-address-and-name scopes impose"
     )
+    login_checks_per_address: int = Field(
+        2, ge=1, description="Password checks one client address may have in progress at once (more: 429 at once)"
+    )
     trusted_proxies: str = Field(
         "",
         description="Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed; "
