@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -173,6 +174,9 @@ def compose_stack(tmp: Path, files: tuple[str, ...] = ("docker-compose.yml",),
     }
     stack = Stack(command, f"chase-test-{uuid.uuid4().hex[:8]}", int(env["CHASE_AUTH_PUBLISH_PORT"]),
                   int(env["CHASE_GATEWAY_PUBLISH_PORT"]), tmp / "ca.pem", env, timings, files)
+    # A run stopped with SIGTERM (a CI timeout) still takes its containers down: the signal
+    # becomes an exception, so the `finally` below runs.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         started = time.monotonic()
         stack.compose("build", timeout=600)
@@ -190,5 +194,10 @@ def compose_stack(tmp: Path, files: tuple[str, ...] = ("docker-compose.yml",),
     finally:
         started = time.monotonic()
         stack.compose("down", "-v", "--remove-orphans", "-t", "10", timeout=180, check=False)
+        signal.signal(signal.SIGTERM, previous)
         timings["down"] = round(time.monotonic() - started, 1)
         print(f"compose timings (s): {timings}")
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
