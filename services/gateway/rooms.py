@@ -8,7 +8,7 @@ the fan-out does the binding (``FanOut.settle_rooms``).
 How it stays right:
 
 - When a user's first connection arrives, the gateway binds the user's keys (among them
-  ``message.stored.room.*.member.<u>``, the user's membership events) *before* it asks the
+  ``#.<u>.#``, which matches the user's membership events) *before* it asks the
   history service for the user's rooms (:class:`~chase.schemas.RoomList`, read with ``as_of``,
   the largest message id then). Membership events of that user that arrive meanwhile are kept
   (:meth:`RoomDirectory.begin_load`) and those newer than ``as_of`` are applied on top of the
