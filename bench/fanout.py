@@ -47,6 +47,9 @@ MAX_P99_MS = 1000.0
 BODY_CHARS = 100
 #: How long the reconnect storm may take before it is reported unfinished.
 STORM_SECONDS = 60.0
+#: Handshakes the storm keeps in progress at once: as many as a server's listen backlog (100
+#: by default) takes, so the storm measures the server, not the kernel dropping SYNs.
+STORM_CONCURRENCY = 100
 _BODY_MARK = b'"body":"s'
 _SYNC = json.dumps({"type": "sync", "after_id": 0, "limit": 1}).encode()
 
@@ -200,9 +203,15 @@ async def open_receivers(url: str, context: ssl.SSLContext, tokens: list[str | N
 
     async def one(token: str | None) -> None:
         async with gate:
-            _, proto = await loop.create_connection(lambda: Receiver(tally, _request(url, token)),
-                                                    parts.hostname, parts.port, ssl=context,
-                                                    server_hostname=parts.hostname)
+            try:
+                _, proto = await loop.create_connection(lambda: Receiver(tally, _request(url, token)),
+                                                        parts.hostname, parts.port, ssl=context,
+                                                        server_hostname=parts.hostname)
+            except (OSError, ssl.SSLError) as exc:
+                # Refused before the WebSocket opened (a full listen backlog, a TLS time-out).
+                why = f"connect: {type(exc).__name__}"
+                tally.closes[why] = tally.closes.get(why, 0) + 1
+                return
             receivers.append(proto)
 
     async with asyncio.timeout(timeout):
@@ -372,7 +381,8 @@ async def _storm(url: str, context: ssl.SSLContext, tokens: list[str | None], re
     error = None
     hello_seconds = synced_seconds = None
     try:
-        fresh = await open_receivers(url, context, tokens, tally, concurrency=len(tokens), timeout=STORM_SECONDS)
+        fresh = await open_receivers(url, context, tokens, tally, concurrency=STORM_CONCURRENCY,
+                                     timeout=STORM_SECONDS)
         if not tally.closes:
             hello_seconds = time.perf_counter() - started
         if synced:

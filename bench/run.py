@@ -90,8 +90,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         "only": args.only,
         "fanout": fanout.FanoutPlan(
             sizes=tuple(int(n) for n in sizes.split(",")),
-            first_rate=2_000 if quick else 5_000,
-            max_steps=3 if quick else 6,
+            first_rate=1_000 if quick else 2_000,
+            max_steps=3 if quick else 7,
             step_seconds=1.0 if quick else 3.0,
             drain_seconds=1.0 if quick else 2.0,
         ),

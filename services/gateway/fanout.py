@@ -131,6 +131,9 @@ class Connection:
         self._pending_bytes = 0
         #: Frames handed to the sink since its backlog was last seen empty.
         self._unsent_frames = 0
+        #: The sink's backlog as of the last flush: asked once per flush, not per frame (the
+        #: socket only drains in between, so this errs on the side of the bound).
+        self._backlog = 0
         self._scheduled = False
         self._started = False
         self._flushed: asyncio.Event | None = None
@@ -148,7 +151,7 @@ class Connection:
     @property
     def queued_bytes(self) -> int:
         """Bytes of this client's frames not yet taken by its socket."""
-        return self._pending_bytes + (self._sink.backlog() if self._started else 0)
+        return self._pending_bytes + self._backlog
 
     def start(self) -> None:
         self._started = True
@@ -172,7 +175,7 @@ class Connection:
         if self.closing:
             return False
         size = len(data)
-        queued = self.queued_bytes
+        queued = self._pending_bytes + self._backlog
         over_bytes = self._outbox_bytes is not None and queued + size > self._outbox_bytes
         # One frame larger than the whole budget still goes to a client that has read
         # everything else: an empty outbox is never "too slow".
@@ -203,6 +206,7 @@ class Connection:
             log.debug("write failed", user_id=self.user_id, exc_info=True)
             return
         self._unsent_frames += len(frames)
+        self._backlog = self._sink.backlog()
         if self._flushed is not None:
             self._flushed.set()
 
