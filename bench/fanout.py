@@ -86,6 +86,9 @@ class Tally:
     sync_after_hello: bool = False
 
     def on_text(self, payload: bytes, now_ns: int) -> None:
+        if payload.startswith(b'{"type":"sync_page"'):  # first: a page holds message bodies too
+            self.synced += 1
+            return
         i = payload.find(_BODY_MARK)
         if i >= 0:
             step = int(payload[i + 9:i + 11])
@@ -95,8 +98,6 @@ class Tally:
             self.last_arrival[step] = now_ns / 1e9
         elif payload.startswith(b'{"type":"hello"'):
             self.hellos += 1
-        elif payload.startswith(b'{"type":"sync_page"'):
-            self.synced += 1
 
 
 class Receiver(asyncio.Protocol):
