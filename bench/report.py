@@ -162,6 +162,9 @@ def render(results: dict[str, Any]) -> str:
         markdown_table(["system", "process", "CPU s", "cores", "CPU ms per acked message"],
                        cpu_rows(results.get("end_to_end", {})), text_columns=2),
     ]
+    fan = render_fanout(results)
+    if fan:
+        parts += ["", fan]
     return "\n".join(parts)
 
 
@@ -175,3 +178,119 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# --- fan-out side by side ------------------------------------------------------------------------
+
+FANOUT_LABELS = {"bare": "bare websockets (ceiling)", "embedded": "ChaSe embedded", "fleet": "ChaSe fleet",
+                 "prosody": "Prosody"}
+
+
+def best_step(steps: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The highest deliveries/s among the steps that kept up (ratio >= 0.95 and p99 <= 1 s)."""
+    good = [s for s in steps or [] if not s.get("saturated")]
+    return max(good, key=lambda s: s["deliveries_per_s"]) if good else None
+
+
+def fanout_rows(side: dict[str, Any]) -> list[list[str]]:
+    """One row per system and room size: the best rate that kept up, its p99 and CPU, and how
+    it compares with the bare ceiling at the same size, in the same run."""
+    rows = []
+    for name, result in side.items():
+        label = FANOUT_LABELS.get(name, name)
+        if not result:
+            rows.append([label, "", "failed", "", "", "", "", ""])
+            continue
+        for n, entry in result["sizes"].items():
+            best = best_step(entry["steps"])
+            ceiling = best_step(_get(side, "bare", "sizes", n, "steps"))
+            last = entry["steps"][-1] if entry["steps"] else None
+            rows.append([
+                label, n,
+                fmt(_get(best, "deliveries_per_s")),
+                _ms(_get(best, "latency"), "p99_ms"),
+                fmt(_get(best, "server_us_per_delivery"), 1),
+                fmt(ratio(_get(best, "deliveries_per_s"), _get(ceiling, "deliveries_per_s")), 2),
+                (f"{fmt(last['offered_deliveries_per_s'])}: ratio {fmt(last['ratio'], 2)}, "
+                 f"p99 {_ms(last['latency'], 'p99_ms')} ms" + (" (saturated)" if last.get("saturated") else ""))
+                if last else "n/a",
+                fmt(entry.get("idle_kib_per_connection"), 1),
+            ])
+    return rows
+
+
+def storm_rows(side: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, result in side.items():
+        for n, entry in (result or {}).get("sizes", {}).items():
+            storm = entry.get("storm")
+            if not storm:
+                continue
+            refused = sum(storm["refused"].values())
+            rows.append([FANOUT_LABELS.get(name, name), n, fmt(entry.get("connect_seconds"), 1),
+                         fmt(storm["all_hello_seconds"], 2), fmt(storm["all_synced_seconds"], 2),
+                         f"{storm['hellos']:,}", "n/a" if storm["synced"] is None else f"{storm['synced']:,}",
+                         f"{refused:,}" + (f" {storm['refused']}" if refused else ""),
+                         storm.get("error") or ""])
+    return rows
+
+
+def render_fanout(results: dict[str, Any]) -> str:
+    side = results.get("fanout") or {}
+    if not side:
+        return ""
+    plan = _get(results, "plan", "fanout") or {}
+    return "\n".join([
+        f"### Public fan-out side by side: N receivers, {plan.get('senders')} senders, the rate doubled from "
+        f"{fmt(plan.get('first_rate'))} deliveries/s every {plan.get('step_seconds')} s until saturation",
+        "",
+        markdown_table(["system", "N", "max deliveries/s kept up", "p99 ms there", "server CPU µs per delivery",
+                        "÷ bare ceiling", "last step offered", "idle KiB per connection"],
+                       fanout_rows(side), text_columns=2, align="lrrrrrlr"),
+        "",
+        "### Reconnect storm (every receiver dropped, then all back at once)",
+        "",
+        markdown_table(["system", "N", "first connect s (10 at a time)", "all hello s", "all synced s", "hellos",
+                        "synced", "refused", "error"], storm_rows(side), text_columns=2, align="lrrrrrrll"),
+    ])
+
+
+def plot_fanout(results: dict[str, Any], path: Path) -> Path | None:
+    """Deliveries/s and p99 against offered load, per system and N (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    side = results.get("fanout") or {}
+    sizes = sorted({n for r in side.values() if r for n in r["sizes"]}, key=int)
+    if not sizes:
+        return None
+    fig, axes = plt.subplots(2, len(sizes), figsize=(6 * len(sizes), 8), squeeze=False)
+    for col, n in enumerate(sizes):
+        for name, result in side.items():
+            steps = _get(result, "sizes", n, "steps") or []
+            if not steps:
+                continue
+            offered = [s["offered_deliveries_per_s"] for s in steps]
+            label = FANOUT_LABELS.get(name, name)
+            axes[0][col].plot(offered, [s["deliveries_per_s"] for s in steps], marker="o", label=label)
+            axes[1][col].plot(offered, [s["latency"]["p99_ms"] or float("nan") for s in steps], marker="o",
+                              label=label)
+        axes[0][col].plot([min(offered), max(offered)], [min(offered), max(offered)], ":", color="grey",
+                          label="offered")
+        axes[0][col].set_title(f"N = {n}: deliveries/s")
+        axes[1][col].set_title(f"N = {n}: p99 latency (ms)")
+        axes[1][col].axhline(1000, color="grey", linestyle=":")
+        for row in (0, 1):
+            axes[row][col].set_xscale("log")
+            axes[row][col].set_yscale("log")
+            axes[row][col].set_xlabel("offered deliveries/s")
+            axes[row][col].legend(fontsize="small")
+    fig.suptitle(f"Public fan-out, {results.get('date')}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

@@ -16,12 +16,15 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +60,12 @@ def _parser() -> argparse.ArgumentParser:
                         help="room sizes of the fan-out side by side (default 200,1000; quick 50,200)")
     parser.add_argument("--fanout-systems", default="bare,embedded,fleet", metavar="NAMES",
                         help="systems of the fan-out side by side (default bare,embedded,fleet)")
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR", dest="py_spy",
+                        help="sample the fan-out systems' server processes with py-spy (collapsed stacks in DIR; "
+                             "costs them a little CPU)")
+    parser.add_argument("--system-root", type=Path, default=None, metavar="DIR",
+                        help="run ChaSe's processes from this source tree (e.g. an older commit, to measure "
+                             "before and after in one sitting); default: this one")
     parser.add_argument("--mariadb", default=DEFAULT_MARIADB, help="MariaDB server URL, without a database")
     parser.add_argument("--amqp", default=DEFAULT_AMQP, help="RabbitMQ URL")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
@@ -81,8 +90,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         "only": args.only,
         "fanout": fanout.FanoutPlan(
             sizes=tuple(int(n) for n in sizes.split(",")),
-            first_rate=2_000 if quick else 5_000,
-            max_steps=3 if quick else 6,
+            first_rate=1_000 if quick else 2_000,
+            max_steps=3 if quick else 7,
             step_seconds=1.0 if quick else 3.0,
             drain_seconds=1.0 if quick else 2.0,
         ),
@@ -211,9 +220,10 @@ class Suite:
         count = max(plan.sizes)
         if name == "bare":
             async with systems.bare(workdir / "bare", certs) as running:
-                return await fanout.measure_system(name, running.gateway_url, client_context(running.ca_path),
-                                                   [None] * count, [None] * plan.senders,
-                                                   list(running.pids.values()), plan, synced=False)
+                with self._sampled(name, running.pids["bare"]):
+                    return await fanout.measure_system(name, running.gateway_url, client_context(running.ca_path),
+                                                       [None] * count, [None] * plan.senders,
+                                                       list(running.pids.values()), plan, synced=False)
         password = f"bench-{self.run_id}-password"
         directory = workdir / f"fanout-{name}"
         directory.mkdir()
@@ -232,9 +242,10 @@ class Suite:
                 tokens = await fanout.register_users(running.auth_url, running.ca_path, count + plan.senders,
                                                      password, "fan_")
                 pids = [running.pids["gateway"]] if "gateway" in running.pids else list(running.pids.values())
-                result = await fanout.measure_system(name, running.gateway_url, client_context(running.ca_path),
-                                                     tokens[plan.senders:], tokens[:plan.senders], pids, plan,
-                                                     synced=True)
+                with self._sampled(name, pids[0]):
+                    result = await fanout.measure_system(name, running.gateway_url,
+                                                         client_context(running.ca_path), tokens[plan.senders:],
+                                                         tokens[:plan.senders], pids, plan, synced=True)
                 result["measured_pids"] = "gateway" if "gateway" in running.pids else "serve (whole system)"
             result["process_problems"] = running.problems
             return result
@@ -243,6 +254,27 @@ class Suite:
                 await self._delete_namespace(
                     "fan-out fleet cleanup", namespace,
                     queues=["persistence.submitted", "persistence.history", "dead-letter", "gateway.bench-gw"])
+
+    @contextmanager
+    def _sampled(self, name: str, pid: int) -> Iterator[None]:
+        """py-spy on ``pid`` while the block runs (with --py-spy), collapsed stacks to a file."""
+        if self.args.py_spy is None:
+            yield
+            return
+        self.args.py_spy.mkdir(parents=True, exist_ok=True)
+        output = self.args.py_spy.resolve() / f"{name}.txt"
+        spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+                                "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(output)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
 
     async def _on_mariadb(self, measure, purpose: str, **kwargs: Any) -> dict[str, Any]:  # noqa: ANN001
         # The database is made inside the section, so a MariaDB that is down fails only this one.
@@ -393,6 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     # The worker stage runs ChaSe code in this process: its logs would drown the report.
     configure("warning")
     raise_open_file_limit()  # a thousand receivers and more
+    if args.system_root is not None:
+        systems.ROOT = args.system_root.resolve()
     suite = Suite(args, _without_output(argv))
     load1 = os.getloadavg()[0]
     if load1 > (os.cpu_count() or 1) * 0.5:

@@ -216,13 +216,14 @@ async def embedded(directory: Path, certs_dir: Path, *, overrides: dict[str, str
 async def bare(directory: Path, certs_dir: Path) -> AsyncIterator[Running]:
     """``bench.bare``: the minimal ``websockets`` broadcast server (the ceiling), one process."""
     directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - set-up, before any load
+    here = Path(__file__).resolve().parent.parent  # noqa: ASYNC240
     port = unused_port()
     group = Group(directory, {k: v for k, v in os.environ.items() if not k.startswith("CHASE_")})
     log = directory / "bare.log"
     with log.open("wb") as handle:
         popen = subprocess.Popen([sys.executable, "-m", "bench.bare", "--port", str(port),  # noqa: ASYNC220
                                   "--cert", str(certs_dir / "server.pem"), "--key", str(certs_dir / "server-key.pem")],
-                                 stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+                                 stdout=handle, stderr=subprocess.STDOUT, cwd=here)
     group.procs.append(Proc("bare", popen, log))
     running = None
     try:

@@ -56,6 +56,14 @@ log = get_logger("chase.gateway")
 #: Events waiting in a gateway's queue before the oldest are dropped: a gateway that cannot
 #: keep up must not make the broker hold unbounded memory (clients resync by id).
 GATEWAY_QUEUE_MAX_LENGTH = 100_000
+#: Bindings in flight to the broker at once. They share one channel, whose calls the broker
+#: answers in order: a storm of connects queued there all at once would each wait behind the
+#: others, and one that runs out of time is cancelled, which closes the channel (and with it
+#: the gateway's consumer). In line here instead, each bind's own time limit starts when it
+#: is sent.
+BINDS_IN_FLIGHT = 8
+#: How long a connect may wait in that line before it is refused (1013, try again later).
+BIND_QUEUE_SECONDS = 10.0
 #: What a connection is told when this gateway's queue was re-established.
 RESYNC_REASON = "live delivery was interrupted; sync from your cursor"
 #: What a user's connections are told when this gateway started routing a room they joined.
@@ -130,6 +138,9 @@ class Connection:
         self._pending_bytes = 0
         #: Frames handed to the sink since its backlog was last seen empty.
         self._unsent_frames = 0
+        #: The sink's backlog as of the last flush: asked once per flush, not per frame (the
+        #: socket only drains in between, so this errs on the side of the bound).
+        self._backlog = 0
         self._scheduled = False
         self._started = False
         self._flushed: asyncio.Event | None = None
@@ -147,7 +158,7 @@ class Connection:
     @property
     def queued_bytes(self) -> int:
         """Bytes of this client's frames not yet taken by its socket."""
-        return self._pending_bytes + (self._sink.backlog() if self._started else 0)
+        return self._pending_bytes + self._backlog
 
     def start(self) -> None:
         self._started = True
@@ -171,7 +182,7 @@ class Connection:
         if self.closing:
             return False
         size = len(data)
-        queued = self.queued_bytes
+        queued = self._pending_bytes + self._backlog
         over_bytes = self._outbox_bytes is not None and queued + size > self._outbox_bytes
         # One frame larger than the whole budget still goes to a client that has read
         # everything else: an empty outbox is never "too slow".
@@ -202,6 +213,7 @@ class Connection:
             log.debug("write failed", user_id=self.user_id, exc_info=True)
             return
         self._unsent_frames += len(frames)
+        self._backlog = self._sink.backlog()
         if self._flushed is not None:
             self._flushed.set()
 
@@ -252,8 +264,15 @@ class FanOut:
         prefetch: int = 200,
         max_connections_per_user: int | None = None,
         room_loader: Callable[[int], Awaitable[RoomList]] | None = None,
+        unbind_after: float = 0.0,
     ) -> None:
-        """``room_loader(user_id)`` fetches a user's rooms (None: no group rooms here)."""
+        """``room_loader(user_id)`` fetches a user's rooms (None: no group rooms here).
+
+        ``unbind_after``: seconds a user's binding outlives their last connection here, so
+        that a client reconnecting (a network blip, a reconnect storm after a restart of
+        something in between) costs the broker nothing; meanwhile their events reach this
+        gateway and are dropped (nobody here to see them). 0 unbinds at once. Room bindings
+        follow the members actually connected, at once."""
         self._bus = bus
         #: Group room memberships of local users; give the same object to every session.
         self.rooms = RoomDirectory()
@@ -265,6 +284,10 @@ class FanOut:
         self._unsettled: dict[int, set[int]] = {}
         self._room_loads: set[asyncio.Task[None]] = set()
         self._max_per_user = max_connections_per_user
+        self._unbind_after = unbind_after
+        #: Users whose last connection left and whose binding is kept a while: their timers.
+        self._lingering: dict[int, asyncio.TimerHandle] = {}
+        self._unbinds: set[asyncio.Task[None]] = set()
         self.presence = presence
         #: Fed by the worker's StoreStatus events; give the same object to every session.
         self.store = store or StoreAvailability(SystemClock())
@@ -279,6 +302,7 @@ class FanOut:
         self._subscription: Subscription | None = None
         #: Give it to every Connection of this gateway: one write-out per event-loop turn.
         self.flusher = Flusher()
+        self._bind_slots = asyncio.Semaphore(BINDS_IN_FLIGHT)
 
     async def start(self) -> None:
         """Declare and consume the gateway queue; raises BusUnavailable if the broker is down."""
@@ -324,6 +348,12 @@ class FanOut:
         for task in list(self._room_loads):
             task.cancel()
         await asyncio.gather(*self._room_loads, return_exceptions=True)
+        for timer in self._lingering.values():
+            timer.cancel()
+        self._lingering.clear()
+        for task in list(self._unbinds):
+            task.cancel()
+        await asyncio.gather(*self._unbinds, return_exceptions=True)
         if self._subscription is not None:
             await self._subscription.cancel()
             self._subscription = None
@@ -343,9 +373,12 @@ class FanOut:
             if conns is not None and self._max_per_user is not None and len(conns) >= self._max_per_user:
                 raise TooManyConnections()
             if conns is None:
-                for binding in routing.user_bindings(conn.user_id):
-                    await self._bus.bind(self.queue_name, binding)
-                # After the user's bindings: membership events from now on reach us.
+                timer = self._lingering.pop(conn.user_id, None)
+                if timer is not None:
+                    timer.cancel()  # still bound: back within the grace period
+                else:
+                    await self._bind_user(conn.user_id)
+                # After the user's binding: membership events from now on reach us.
                 await self._load_rooms(conn.user_id)
             update = self.presence.connected(conn.session.user)
             # No await from here on: the hello is the first frame, events follow it, and
@@ -429,6 +462,18 @@ class FanOut:
             if user_id is not None and self.rooms.is_member(user_id, room_id):
                 joiners.add(user_id)
 
+    async def _bind_user(self, user_id: int) -> None:
+        try:
+            async with asyncio.timeout(BIND_QUEUE_SECONDS):
+                await self._bind_slots.acquire()
+        except TimeoutError:
+            raise BusUnavailable("too many connections arriving at once; try again") from None
+        try:
+            for binding in routing.user_bindings(user_id):
+                await self._bus.bind(self.queue_name, binding)
+        finally:
+            self._bind_slots.release()
+
     def _lock_for(self, user_id: int) -> asyncio.Lock:
         lock = self._user_locks.get(user_id)
         if lock is None:
@@ -444,15 +489,37 @@ class FanOut:
             conns.discard(conn)
             if not conns:
                 del self._by_user[conn.user_id]
-                for binding in routing.user_bindings(conn.user_id):
-                    try:
-                        await self._bus.unbind(self.queue_name, binding)
-                    except (BusUnavailable, KeyError):
-                        # The queue is gone with the broker connection; nothing left to unbind.
-                        break
+                if self._unbind_after > 0:
+                    self._lingering[conn.user_id] = asyncio.get_running_loop().call_later(
+                        self._unbind_after, self._unbind_soon, conn.user_id)
+                else:
+                    await self._unbind_user(conn.user_id)
                 await self.settle_rooms(self.rooms.forget(conn.user_id))
             update = self.presence.disconnected(conn.session.user)
         await self._announce(update)
+
+    def _unbind_soon(self, user_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._unbind_lingering(user_id))
+        self._unbinds.add(task)
+        task.add_done_callback(self._unbinds.discard)
+
+    async def _unbind_lingering(self, user_id: int) -> None:
+        async with self._lock_for(user_id):
+            timer = self._lingering.get(user_id)
+            # Back meanwhile (and maybe gone again, with a new timer): not this timer's to undo.
+            if user_id in self._by_user or timer is None or timer.when() > asyncio.get_running_loop().time():
+                return
+            del self._lingering[user_id]
+            await self._unbind_user(user_id)
+
+    async def _unbind_user(self, user_id: int) -> None:
+        async with self._bind_slots:
+            for binding in routing.user_bindings(user_id):
+                try:
+                    await self._bus.unbind(self.queue_name, binding)
+                except (BusUnavailable, KeyError):
+                    # The queue is gone with the broker connection; nothing left to unbind.
+                    break
 
     async def beat(self) -> None:
         """One heartbeat: expire silent gateways and tell the others we are alive."""

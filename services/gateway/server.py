@@ -60,6 +60,9 @@ SEND_SWEEP_SECONDS = 0.5
 #: in progress (503) and the client's connection pool, and refuse clients (1013) that a short
 #: wait in line would have let in. Well below both.
 AUTH_CHECKS_IN_FLIGHT = 32
+#: How long a user's broker binding outlives their last connection (see FanOut): clients
+#: reconnect within seconds after a blip, and then cost the broker nothing.
+UNBIND_AFTER_SECONDS = 30.0
 
 
 class TokenChecker(Protocol):
@@ -142,6 +145,7 @@ class GatewayServer:
             store=self.store,
             max_connections_per_user=settings.max_connections_per_user,
             room_loader=self._rooms_of,
+            unbind_after=UNBIND_AFTER_SECONDS,
         )
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -242,7 +246,8 @@ class GatewayServer:
             conn.close_soon(CloseCode.TOO_MANY_CONNECTIONS, REASON_TOO_MANY_CONNECTIONS)
             await conn.finish()
             return
-        except BusUnavailable:
+        except BusUnavailable as exc:
+            log.warning("connection refused, bus unavailable", user_id=info.user.id, error=str(exc))
             metrics.GATEWAY_CONNECTIONS.labels("bus_unavailable").inc()
             conn.close_soon(CloseCode.TRY_AGAIN_LATER, "messaging unavailable, try again later")
             await conn.finish()

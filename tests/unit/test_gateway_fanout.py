@@ -213,3 +213,45 @@ async def test_one_users_slow_bindings_do_not_hold_up_another_user() -> None:
     finally:
         await fanout.stop()
         await bus.close()
+
+
+class CountingBus(MemoryBus):
+    """An in-process bus that records every binding made."""
+
+    def __init__(self) -> None:
+        super().__init__("unit-count")
+        self.binds: list[str] = []
+
+    async def bind(self, queue_name: str, binding: str) -> None:
+        self.binds.append(binding)
+        await super().bind(queue_name, binding)
+
+
+async def test_a_binding_outlives_the_last_connection_for_the_grace_period() -> None:
+    """A user back within ``unbind_after`` costs the broker nothing; one who stays away is
+    unbound once it has passed."""
+    bus = CountingBus()
+    await bus.start()
+    try:
+        keeping = FanOut(bus, PresenceTracker("gw-1", FakeClock(), ttl_seconds=15), unbind_after=3600)
+        await keeping.start()
+        queue = bus.broker.queues[f"unit-count.{keeping.queue_name}"]
+        first, _ = await connect(keeping, BOB)
+        await keeping.remove(first)
+        assert set(routing.user_bindings(BOB.id)) <= queue.bindings  # kept
+        bound = len(bus.binds)
+        second, sink = await connect(keeping, BOB, session_id="b")
+        assert len(bus.binds) == bound  # back: no broker call
+        await wait_until(lambda: any(f.type == "hello" for f in sink.frames))
+        await keeping.remove(second)
+        await keeping.stop()
+
+        brief = FanOut(bus, PresenceTracker("gw-2", FakeClock(), ttl_seconds=15), unbind_after=0.01)
+        await brief.start()
+        queue = bus.broker.queues[f"unit-count.{brief.queue_name}"]
+        conn, _ = await connect(brief, CAROL)
+        await brief.remove(conn)
+        await wait_until(lambda: not set(routing.user_bindings(CAROL.id)) & queue.bindings)
+        await brief.stop()
+    finally:
+        await bus.close()
