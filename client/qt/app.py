@@ -19,6 +19,7 @@ from client.core.backoff import BackoffPolicy
 from client.core.endpoints import DEFAULT_SERVER, Endpoints
 from client.core.errors import ClientError
 from client.core.session import chat_client, local_state, open_api
+from client.qt.account_prefs import AccountPrefs
 from client.qt.chat_controller import AskUnsent, ChatController
 from client.qt.login_window import LoginForm, LoginWindow, Mode
 from client.qt.main_window import ask_about_unsent
@@ -84,7 +85,8 @@ class App(QObject):
             self.login.show_error(plain_words(exc))
             return
         self.login.remember(form)
-        self.chat = ChatController(client, api, session, users, self.chime, ask_unsent=self._ask_unsent)
+        prefs = AccountPrefs(self.settings, endpoints.auth_url, session.user.id)
+        self.chat = ChatController(client, api, session, users, self.chime, prefs, ask_unsent=self._ask_unsent)
         self.chat.session_ended.connect(self._on_session_ended)
         self.chat.logged_out.connect(lambda: self._spawn(self._back_to_login("")))
         self.chat.window.show()

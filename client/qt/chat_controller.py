@@ -31,6 +31,7 @@ from client.core.events import (
     StateChanged,
 )
 from client.core.notify import Attention, should_notify
+from client.qt.account_prefs import AccountPrefs
 from client.qt.main_window import MainWindow, UnsentChoice, ask_about_unsent
 from client.qt.models import ConversationListModel, MessageListModel
 from client.qt.qt import QObject, QWidget, pyqtSignal
@@ -67,10 +68,12 @@ class ChatController(QObject):
     logged_out = pyqtSignal()
 
     def __init__(self, client: ChatClient, api: AuthApi, session: AuthSession, users: list[UserRef],
-                 chime: Chime, *, window_active: Callable[[], bool] | None = None,
+                 chime: Chime, prefs: AccountPrefs, *, window_active: Callable[[], bool] | None = None,
                  ask_unsent: AskUnsent = ask_about_unsent) -> None:
         super().__init__()
         self.client, self.api, self.session, self.chime = client, api, session, chime
+        #: This account's drafts and notification choices (kept across restarts).
+        self.prefs = prefs
         me = session.user
         self.conversations = ConversationListModel(me.id)
         self.conversations.set_users(users, client.online)
@@ -88,6 +91,7 @@ class ChatController(QObject):
         self.window.set_status("Connected" if client.state is ClientState.CONNECTED else client.state.value)
         self._unsubscribe = client.subscribe(self._on_event)
         self._wire()
+        self._show_draft(PUBLIC)
 
     def _wire(self) -> None:
         w = self.window
@@ -98,6 +102,7 @@ class ChatController(QObject):
         w.logout_requested.connect(lambda: self.may_leave("log out") and self._spawn(self._logout()))
         w.mute_toggled.connect(self.chime.set_muted)
         w.activated.connect(lambda: self.conversations.clear_unread(self._viewing))
+        w.input.textChanged.connect(self._keep_draft)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -165,8 +170,18 @@ class ChatController(QObject):
 
     # --- from the window ----------------------------------------------------------------
 
+    def _keep_draft(self) -> None:
+        # Written at every change, so a crash or a restart loses nothing typed.
+        self.prefs.set_draft(self._viewing, self.window.input.toPlainText())
+
+    def _show_draft(self, conversation: ConversationId) -> None:
+        self.window.input.set_text(self.prefs.draft(conversation))
+
     def _select(self, conversation: ConversationId) -> None:
+        # The box holds the draft of the conversation being left (already kept by _keep_draft).
+        self.prefs.set_draft(self._viewing, self.window.input.toPlainText())
         self._viewing = conversation
+        self._show_draft(conversation)
         self.messages.set_messages(self.client.store.messages(conversation), self.client.pending(conversation))
         self.conversations.clear_unread(conversation)
         if not self.client.store.history_loaded(conversation):
@@ -212,6 +227,7 @@ class ChatController(QObject):
 
     async def close(self) -> None:
         """Disconnect, drop the window and release the HTTP client; the caller shows the login."""
+        self.prefs.sync()
         self._unsubscribe()
         for task in list(self._tasks):
             task.cancel()

@@ -97,6 +97,11 @@ class MessageInput(QPlainTextEdit):
             return
         self.insertPlainText(text)
 
+    def set_text(self, text: str) -> None:
+        """Replace the text (a conversation's draft), with the cursor at its end."""
+        self.setPlainText(text)
+        self.moveCursor(self.textCursor().MoveOperation.End)
+
     def submit(self) -> None:
         text = self.toPlainText()
         if not text.strip():
