@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,10 @@ from client.qt.account_prefs import AccountPrefs
 from client.qt.chat_controller import AskUnsent, ChatController
 from client.qt.login_window import LoginForm, LoginWindow, Mode
 from client.qt.main_window import ask_about_unsent
+from client.qt.notifier import Notifier
 from client.qt.qt import QApplication, QObject, QSettings
 from client.qt.sound import Chime
+from client.qt.theme import ThemeManager
 from client.qt.wording import plain_words
 
 log = get_logger(__name__)
@@ -35,7 +38,8 @@ class App(QObject):
 
     def __init__(self, settings: QSettings, *, server: str | None = None, gateway: str | None = None,
                  ca: Path | None = None, policy: BackoffPolicy | None = None, enable_audio: bool = True,
-                 data_dir: Path | None = None,
+                 data_dir: Path | None = None, use_tray: bool = True,
+                 open_url: Callable[[str], object] | None = None,
                  ask_unsent: AskUnsent = ask_about_unsent) -> None:
         """``data_dir`` holds each account's unsent messages (default: the platform's data dir)."""
         super().__init__()
@@ -45,6 +49,11 @@ class App(QObject):
         if server:
             self.login.server.setText(server)
         self.chime = Chime(settings, enable_audio=enable_audio)
+        #: One tray icon for the app's life (not per login): notifications and the unread badge.
+        self.notifier = Notifier(self.chime, use_tray=use_tray)
+        self.theme = ThemeManager(QApplication.instance(), settings)  # type: ignore[arg-type]
+        self.theme.apply()
+        self._open_url = open_url
         self.chat: ChatController | None = None
         self.finished = asyncio.Event()
         self._gateway, self._ca, self._policy = gateway, ca, policy
@@ -86,13 +95,17 @@ class App(QObject):
             return
         self.login.remember(form)
         prefs = AccountPrefs(self.settings, endpoints.auth_url, session.user.id)
-        self.chat = ChatController(client, api, session, users, self.chime, prefs, ask_unsent=self._ask_unsent)
+        self.chat = ChatController(client, api, session, users, self.notifier, prefs, ask_unsent=self._ask_unsent,
+                                   settings=self.settings, theme=self.theme, open_url=self._open_url)
         self.chat.session_ended.connect(self._on_session_ended)
         self.chat.logged_out.connect(lambda: self._spawn(self._back_to_login("")))
         self.chat.window.show()
         self.chat.window.closing.connect(self._on_main_closed)
         self.login.reset()
         self.login.hide()
+        # Where the person types next: the message box, not the sidebar.
+        self.chat.window.activateWindow()
+        self.chat.window.input.setFocus()
 
     def _spawn(self, coroutine) -> None:  # noqa: ANN001
         task = asyncio.ensure_future(coroutine)
@@ -124,6 +137,7 @@ class App(QObject):
                 pass  # the server may be gone: nothing more to do
             await chat.close()
         self.login.close()
+        self.notifier.close()
         self.finished.set()
 
 

@@ -54,7 +54,8 @@ def test_retry_button_once_the_fast_attempts_are_over(qloop: asyncio.AbstractEve
         assert not window.retry_button.isVisible()
         await server.run(System.stop_gateway)
         await wait_until(lambda: window.retry_button.isVisible(), timeout=30)
-        assert window.status.text().startswith("Offline") and "trying again at" in window.status.text()
+        assert window.status.text().startswith("Offline") and "Trying again at" in window.status.text()
+        assert "press Retry" in window.status.text() and window.status.toolTip()  # the technical reason
         assert app.chat.client.state is ClientState.OFFLINE
         await server.run(System.start_gateway)
         qtbot.mouseClick(window.retry_button, Qt.MouseButton.LeftButton)

@@ -75,7 +75,7 @@ def test_pending_messages_show_after_the_stored_ones_and_turn_into_them_in_place
     model.add([msg(9, ME, "second")])
     assert model.message_ids() == [2, 5, 7, 9, 10] and model.pending() == []
     assert model.bodies()[-2:] == ["second", "hi"] and model.rowCount() == 5
-    assert changes == [("removed", 4), ("inserted", 3)]
+    assert changes == [("removed", 4), ("inserted", 3), ("changed", 4)]  # the row below: its date line may go
 
 
 def test_a_failed_message_says_why_and_a_stored_one_arriving_early_is_shown_once(qapp: Any) -> None:
