@@ -13,7 +13,9 @@ from enum import StrEnum
 
 from client.core.endpoints import DEFAULT_SERVER
 from client.qt.qt import (
+    QApplication,
     QCloseEvent,
+    QEvent,
     QFormLayout,
     QHBoxLayout,
     QLabel,
@@ -25,7 +27,7 @@ from client.qt.qt import (
     QWidget,
     pyqtSignal,
 )
-from client.qt.theme import Colours
+from client.qt.theme import Colours, emphasised, tint
 
 SERVER_KEY = "login/server"
 USERNAME_KEY = "login/username"
@@ -99,7 +101,7 @@ class LoginWindow(QWidget):
 
     def _build(self) -> None:
         title = QLabel("ChaSe")
-        title.setStyleSheet("font-size: 22pt; font-weight: bold;")
+        emphasised(title, 2.2)
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         form = QFormLayout()
         form.addRow("Server", self.server)
@@ -136,6 +138,11 @@ class LoginWindow(QWidget):
         self.details_button.setText("Hide details" if on else "Show details")
         self.adjustSize()
 
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.ApplicationPaletteChange:
+            tint(self.error, Colours.from_palette(QApplication.palette()).error)
+
     def keyPressEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
         if event.key() == Qt.Key.Key_Escape and self.cancel_button.isVisible():
             self._cancel()
@@ -162,7 +169,7 @@ class LoginWindow(QWidget):
         the person try again; ``details`` (the technical reason) show on demand."""
         self.error.setText(text)
         self.error.setVisible(bool(text))
-        self.error.setStyleSheet(f"color: {Colours.from_palette(self.palette()).error.name()};")
+        tint(self.error, Colours.from_palette(self.palette()).error)
         self.details.setText(details if details and details != text else "")
         self.details_button.setChecked(False)
         self.details_button.setVisible(bool(self.details.text()))

@@ -21,6 +21,7 @@ from client.qt.qt import (
     QAbstractItemView,
     QAction,
     QActionGroup,
+    QApplication,
     QByteArray,
     QCheckBox,
     QCloseEvent,
@@ -49,7 +50,7 @@ from client.qt.qt import (
     QWidget,
     pyqtSignal,
 )
-from client.qt.theme import Colours, ThemeChoice
+from client.qt.theme import Colours, ThemeChoice, emphasised, tint
 
 GEOMETRY_KEY = "window/main_geometry"
 #: Share of the screen's free area the window takes the first time.
@@ -99,6 +100,15 @@ class MessageInput(QPlainTextEdit):
         self.setFixedHeight(72)
         #: The server's limit (HelloFrame.limits.max_body_chars); None until connected.
         self.max_chars: int | None = None
+
+    def event(self, event: QEvent) -> bool:
+        # Text boxes take Ctrl+K for themselves (delete to the end of the line on X11); here it
+        # belongs to the window: jump to a conversation.
+        if (event.type() == QEvent.Type.ShortcutOverride and event.key() == Qt.Key.Key_K  # type: ignore[attr-defined]
+                and event.modifiers() == Qt.KeyboardModifier.ControlModifier):  # type: ignore[attr-defined]
+            event.ignore()
+            return True
+        return super().event(event)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt's name
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
@@ -233,7 +243,8 @@ class MainWindow(QMainWindow):
         self.chat.setModel(messages)
         self.title = QLabel()
         self.title.setTextFormat(Qt.TextFormat.PlainText)
-        self.title.setStyleSheet("font-size: 13pt; font-weight: bold; padding: 4px;")
+        emphasised(self.title, 1.3)
+        self.title.setContentsMargins(4, 4, 4, 4)
         self.input = MessageInput()
         self.send_button = QPushButton("Send")
         self.notice = QLabel()
@@ -340,6 +351,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         self.sidebar.customContextMenuRequested.connect(self._sidebar_menu)
         self.switcher.chosen.connect(self._jump_to)
+        self.switcher.rejected.connect(self.activateWindow)
         QShortcut(QKeySequence("Ctrl+L"), self, activated=self.input.setFocus)
         self.sidebar.selectionModel().currentChanged.connect(self._on_current)
         self.input.submitted.connect(self._on_submitted)
@@ -363,6 +375,7 @@ class MainWindow(QMainWindow):
 
     def _jump_to(self, conversation: ConversationId) -> None:
         self.select_conversation(conversation)
+        self.activateWindow()  # back from the switcher's window, also where no window manager does it
         self.input.setFocus()
 
     def _on_submitted(self, text: str) -> None:
@@ -398,8 +411,7 @@ class MainWindow(QMainWindow):
         self.theme_actions[choice].setChecked(True)
 
     def _recolour(self) -> None:
-        colours = Colours.from_palette(self.palette())
-        self.notice.setStyleSheet(f"color: {colours.error.name()};")
+        tint(self.notice, Colours.from_palette(QApplication.palette()).error)
 
     # --- size and place -------------------------------------------------------------------
 
@@ -439,7 +451,7 @@ class MainWindow(QMainWindow):
         super().changeEvent(event)
         if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
             self.activated.emit()
-        elif event.type() == QEvent.Type.PaletteChange:
+        elif event.type() in (QEvent.Type.PaletteChange, QEvent.Type.ApplicationPaletteChange):
             self._recolour()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name

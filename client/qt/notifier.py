@@ -23,7 +23,11 @@ from client.core.conversations import ConversationId
 from client.qt.qt import (
     QColor,
     QFont,
+    QFrame,
+    QGuiApplication,
+    QHBoxLayout,
     QIcon,
+    QLabel,
     QObject,
     QPainter,
     QPixmap,
@@ -32,6 +36,8 @@ from client.qt.qt import (
     QRect,
     QSystemTrayIcon,
     Qt,
+    QTimer,
+    QVBoxLayout,
     pyqtSignal,
 )
 from client.qt.sound import Chime
@@ -79,6 +85,56 @@ def app_icon(unread: int = 0) -> QIcon:
     return QIcon(pixmap)
 
 
+class Toast(QFrame):
+    """A notification drawn by the app itself, top right of the screen, for desktops with no
+    system tray to show one (bare X servers, some GNOME setups). A click opens the conversation."""
+
+    clicked = pyqtSignal()
+
+    def __init__(self) -> None:
+        super().__init__(None, Qt.WindowType.ToolTip | Qt.WindowType.FramelessWindowHint
+                         | Qt.WindowType.WindowStaysOnTopHint)
+        self.setObjectName("toast")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.setAttribute(Qt.WidgetAttribute.WA_ShowWithoutActivating)
+        self.icon = QLabel()
+        self.icon.setPixmap(app_icon().pixmap(40, 40))
+        self.title = QLabel()
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
+        self.text = QLabel()
+        self.text.setTextFormat(Qt.TextFormat.PlainText)
+        self.text.setWordWrap(True)
+        words = QVBoxLayout()
+        words.addWidget(self.title)
+        words.addWidget(self.text)
+        layout = QHBoxLayout(self)
+        layout.addWidget(self.icon, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(words, 1)
+        self.setFixedWidth(340)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.hide)
+
+    def show_message(self, title: str, text: str, seconds: float = 8.0) -> None:
+        self.title.setText(title)
+        self.text.setText(text)
+        self.adjustSize()
+        screen = QGuiApplication.primaryScreen()
+        if screen is not None:
+            free = screen.availableGeometry()
+            self.move(free.right() - self.width() - 16, free.top() + 16)
+        self.show()
+        self.raise_()
+        self._timer.start(int(seconds * 1000))
+
+    def mousePressEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt's name
+        self.hide()
+        self.clicked.emit()
+
+
 def preview(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= PREVIEW_CHARS else flat[:PREVIEW_CHARS - 1] + "…"
@@ -99,6 +155,8 @@ class Notifier(QObject):
         self._last: ConversationId = None
         self.unread = 0
         self.tray: QSystemTrayIcon | None = None
+        #: Shown instead of the tray's message where there is no system tray.
+        self.toast: Toast | None = None
         if use_tray:
             self.tray = QSystemTrayIcon(app_icon(), self)
             self.tray.setToolTip("ChaSe")
@@ -108,6 +166,8 @@ class Notifier(QObject):
                 self.tray.show()
             else:
                 log.info("client.no_system_tray")
+                self.toast = Toast()
+                self.toast.clicked.connect(lambda: self.clicked.emit(self._last))
 
     def news(self, conversation: ConversationId, where: str, sender: str, text: str, *,
              previews: bool, sound: bool = True) -> bool:
@@ -123,7 +183,9 @@ class Notifier(QObject):
         self._last = conversation
         self.shown.append(Shown(title, body, conversation))
         log.info("client.notification", conversation=str(conversation), previews=previews)
-        if self.tray is not None:
+        if self.toast is not None:
+            self.toast.show_message(title, body)
+        elif self.tray is not None:
             self.tray.showMessage(title, body, app_icon(), 8000)
         if sound:
             self.chime.request()
@@ -141,3 +203,5 @@ class Notifier(QObject):
     def close(self) -> None:
         if self.tray is not None:
             self.tray.hide()
+        if self.toast is not None:
+            self.toast.close()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from client.qt.qt import QApplication, QColor, QPalette, QSettings, QStyleFactory, Qt
+from client.qt.qt import QApplication, QColor, QFont, QPalette, QSettings, QStyleFactory, Qt, QWidget
 
 THEME_KEY = "appearance/theme"
 #: WCAG's minimum contrast for body text.
@@ -106,6 +106,22 @@ class Colours:
             unread_line=readable_on(base, red, 3.0),
             error=readable_on(palette.color(role.Window), red),
         )
+
+
+def tint(widget: QWidget, colour: QColor) -> None:
+    """Draw ``widget``'s text in ``colour`` (set again when the palette changes)."""
+    palette = widget.palette()
+    palette.setColor(QPalette.ColorRole.WindowText, colour)
+    widget.setPalette(palette)
+
+
+def emphasised(widget: QWidget, scale: float) -> None:
+    """A bold font ``scale`` times the widget's size: a title, drawn in the palette's colours
+    (a style sheet would pin them to the palette of the moment)."""
+    font = QFont(widget.font())
+    font.setBold(True)
+    font.setPointSizeF(font.pointSizeF() * scale)
+    widget.setFont(font)
 
 
 def dark_palette() -> QPalette:
