@@ -32,6 +32,7 @@ from client.qt.qt import (
     QEvent,
     QFont,
     QFontMetrics,
+    QFrame,
     QKeyEvent,
     QKeySequence,
     QListView,
@@ -51,9 +52,11 @@ from client.qt.qt import (
     QTextCharFormat,
     QTextCursor,
     QTextDocument,
+    QTextEdit,
     QTextOption,
     QToolButton,
     QUrl,
+    QWidget,
     pyqtSignal,
 )
 from client.qt.theme import Colours
@@ -223,6 +226,43 @@ class MessageDelegate(QStyledItemDelegate):
         painter.drawText(QRect(left_end, rect.top(), label_width, rect.height()),
                          Qt.AlignmentFlag.AlignCenter.value, text)
 
+    # --- selecting part of a message's text: a read-only text box over its body -----------
+
+    def createEditor(self, parent: QWidget, option: QStyleOptionViewItem,  # noqa: N802 - Qt's name
+                     index: QModelIndex) -> QWidget:
+        laid = self.layout(self._view.visualRect(index), self._view.font(), index)
+        editor = QTextEdit(parent)
+        editor.setObjectName("message_text")
+        editor.setReadOnly(True)
+        editor.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse
+                                       | Qt.TextInteractionFlag.TextSelectableByKeyboard)
+        editor.setFrameShape(QFrame.Shape.NoFrame)
+        editor.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        editor.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        editor.setLineWrapMode(QTextEdit.LineWrapMode.FixedPixelWidth)
+        editor.setLineWrapColumnOrWidth(laid.body.width())
+        document = laid.document
+        document.setParent(editor)
+        editor.setDocument(document)  # the same plain text, colours and links as drawn
+        colours = self.colours()
+        palette = editor.palette()
+        bubble = colours.own_bubble if index.data(MessageRoles.OWN) else colours.other_bubble
+        palette.setColor(palette.ColorRole.Base, bubble)
+        editor.setPalette(palette)
+        editor.viewport().setCursor(Qt.CursorShape.IBeamCursor)
+        return editor
+
+    def updateEditorGeometry(self, editor: QWidget, option: QStyleOptionViewItem,  # noqa: N802
+                             index: QModelIndex) -> None:
+        laid = self.layout(option.rect, option.font, index)
+        editor.setGeometry(laid.body.adjusted(0, 0, 2, 2))
+
+    def setEditorData(self, editor: QWidget, index: QModelIndex) -> None:  # noqa: N802 - Qt's name
+        pass  # the text is there from createEditor, and is never changed
+
+    def setModelData(self, editor: QWidget, model: object, index: QModelIndex) -> None:  # noqa: N802
+        pass  # read-only: nothing goes back to the model
+
     def link_at(self, index: QModelIndex, point: QPoint) -> str | None:
         """The http(s) address under ``point`` (view coordinates) in row ``index``, if any."""
         laid = self.layout(self._view.visualRect(index), self._view.font(), index)
@@ -255,6 +295,8 @@ class ChatView(QListView):
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.setMouseTracking(True)
         self.setAccessibleName("Messages")
+        # A double click opens the message's text for selecting part of it (Escape closes it).
+        self.setEditTriggers(QAbstractItemView.EditTrigger.DoubleClicked)
         bar = self.verticalScrollBar()
         bar.valueChanged.connect(self._scrolled)
         bar.rangeChanged.connect(self._range_changed)
@@ -436,6 +478,8 @@ class ChatView(QListView):
         copy = menu.addAction("Copy selected messages" if many else "Copy text")
         copy.setShortcut(QKeySequence.StandardKey.Copy)
         copy.triggered.connect(self.copy_selection if many else lambda: QApplication.clipboard().setText(body))
+        if not many:
+            menu.addAction("Select text…").triggered.connect(lambda: self.edit(index))
         links = index.data(MessageRoles.LINKS) or []
         url = self.link_at(point) or (links[0].url if len(links) == 1 else None)
         if url is not None:

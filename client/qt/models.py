@@ -240,6 +240,13 @@ class MessageListModel(QAbstractListModel):
     def rowCount(self, parent: QModelIndex = _ROOT) -> int:  # noqa: N802 - Qt's name
         return 0 if parent.isValid() else len(self._messages) + len(self._pending)
 
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        # "Editable" only so that a view can open a read-only text box to select part of a
+        # message; setData does not exist here, nothing is ever written back.
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEditable
+
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None

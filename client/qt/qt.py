@@ -78,6 +78,7 @@ from PyQt6.QtWidgets import (
     QStyleFactory,
     QStyleOptionViewItem,
     QSystemTrayIcon,
+    QTextEdit,
     QToolButton,
     QToolTip,
     QVBoxLayout,
@@ -107,7 +108,7 @@ __all__ = [
     "QPlainTextEdit", "QPoint", "QPushButton", "QRect", "QResizeEvent", "QSettings", "QShortcut",
     "QSize", "QSizePolicy", "QSortFilterProxyModel", "QSplitter", "QStandardPaths", "QStatusBar",
     "QStringListModel", "QStyle", "QStyleFactory", "QStyleOptionViewItem", "QStyledItemDelegate",
-    "QSystemTrayIcon", "QTextCharFormat", "QTextCursor", "QTextDocument", "QTextOption", "QTimer",
+    "QSystemTrayIcon", "QTextCharFormat", "QTextCursor", "QTextDocument", "QTextEdit", "QTextOption", "QTimer",
     "QToolButton", "QToolTip", "QUrl", "QVBoxLayout", "QWidget", "Qt", "load_multimedia",
     "pyqtSignal",
 ]

@@ -220,6 +220,21 @@ class Scenario:
         await until(lambda: bar.value() == bar.maximum(), "still at the bottom")
         window.show_notice("")
 
+    async def copy_text(self) -> None:
+        from client.qt.models import MessageRoles
+        from client.qt.qt import QApplication, QTextEdit
+
+        view = self.app.chat.window.chat
+        model = view.model()
+        row = model.rowCount() - 1
+        body = model.index(row, 0).data(MessageRoles.BODY)
+        rect = view.visualRect(model.index(row, 0))
+        await click(view.viewport(), rect.center(), times=2)  # a double click opens the text
+        await until(lambda: view.findChild(QTextEdit, "message_text") is not None, "the message's text")
+        await keys("ctrl+a", "ctrl+c")
+        await until(lambda: QApplication.clipboard().text() == body, "the text copied")
+        await keys("Escape")
+
     async def dark_contrast(self) -> None:
         from client.qt.chat_view import MessageDelegate
         from client.qt.models import MessageRoles
@@ -294,7 +309,7 @@ async def main(out: Path, scale_check: bool) -> list[str]:
     try:
         scenario.bob = await scenario.user("bob")
         steps = ["log_in", "at_double_scale"] if scale_check else [
-            "log_in", "drafts", "notification", "scrolling", "dark_contrast"]
+            "log_in", "drafts", "notification", "scrolling", "copy_text", "dark_contrast"]
         for step in steps:
             try:
                 await asyncio.wait_for(getattr(scenario, step)(), 120)

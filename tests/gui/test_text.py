@@ -8,7 +8,7 @@ from typing import Any
 from chase.schemas import ChatMessage, UserRef
 from client.qt.chat_view import ChatView
 from client.qt.linkify import find_links, is_openable
-from client.qt.models import MessageListModel
+from client.qt.models import MessageListModel, MessageRoles
 from client.qt.qt import QApplication, QPoint, Qt
 
 ME, BOB = UserRef(id=1, username="alice"), UserRef(id=2, username="bob")
@@ -81,3 +81,25 @@ def test_selected_messages_copy_as_their_text_and_the_context_menu_copies_text_o
     # A message without links offers no link actions; the full time is shown in the menu.
     first = {a.text() for a in view.context_menu(view.visualRect(view.model().index(0, 0)).center()).actions()}
     assert "Copy link" not in first and any("2026" in text for text in first)
+
+
+def test_double_click_opens_the_text_to_select_and_copy_part_of_it(qapp: Any, qtbot: Any) -> None:
+    from client.qt.qt import QTextCursor, QTextEdit
+
+    view, opened = _view(qtbot, ["copy only <this> part", "another"])
+    rect = view.visualRect(view.model().index(0, 0))
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    editor = view.findChild(QTextEdit, "message_text")
+    assert editor is not None and editor.isVisible() and editor.isReadOnly()
+    assert editor.toPlainText() == "copy only <this> part"  # plain text, as drawn
+    cursor = editor.textCursor()
+    cursor.setPosition(10)
+    cursor.setPosition(16, QTextCursor.MoveMode.KeepAnchor)
+    editor.setTextCursor(cursor)
+    qtbot.keyClick(editor, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    assert QApplication.clipboard().text() == "<this>"
+    qtbot.keyClick(editor, Qt.Key.Key_Escape)
+    qtbot.waitUntil(lambda: view.findChild(QTextEdit, "message_text") is None or not editor.isVisible())
+    assert view.model().index(0, 0).data(MessageRoles.BODY) == "copy only <this> part"
+    assert opened == []
