@@ -183,7 +183,7 @@ class ChatController(QObject):
                 self._on_messages(event)
             case PendingAdded(message=pending) if pending.conversation == self._viewing:
                 self.messages.show_pending(pending)
-                self.window.chat.scrollToBottom()  # one's own message: show it, wherever one was reading
+                self.window.chat.jump_to_latest()  # one's own message: show it, wherever one was reading
             case PendingChanged(message=pending) if pending.conversation == self._viewing:
                 # Sending, waiting, retrying or refused: the bubble says so (no notice needed).
                 self.messages.show_pending(pending)

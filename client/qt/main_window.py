@@ -254,6 +254,7 @@ class MainWindow(QMainWindow):
         self.notice.hide()
         self.status = QLabel()
         self.status.setTextFormat(Qt.TextFormat.PlainText)
+        self.status.setWordWrap(True)  # a long reason wraps rather than being cut off
         self.retry_button = QPushButton("Retry")
         self.retry_button.hide()
         self.mute = QCheckBox("Do not disturb")
