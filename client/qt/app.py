@@ -202,9 +202,9 @@ class App(QObject):
         chat, self.chat = self.chat, None
         if chat is not None:
             try:
-                await chat.api.logout(chat.session)
-            except ClientError:
-                pass  # the server may be gone: nothing more to do
+                await asyncio.wait_for(chat.api.logout(chat.session), LOGOUT_BOUND)
+            except (ClientError, TimeoutError):
+                pass  # the server may be gone: the session expires there by itself
             await chat.close()
         self.login.close()
         self.notifier.close()

@@ -41,6 +41,9 @@ from client.qt.wording import plain_words
 
 log = get_logger(__name__)
 
+#: How long logging out may wait for the server before the window goes anyway.
+LOGOUT_BOUND = 5.0
+
 
 class AskUnsent(Protocol):
     """Asks the user what to do with unsent messages (see :func:`ask_about_unsent`)."""
@@ -292,10 +295,14 @@ class ChatController(QObject):
         return choice is not UnsentChoice.STAY
 
     async def _logout(self) -> None:
+        self.window.set_status("Logging out…")
         try:
-            await self.api.logout(self.session)
+            # Bounded: a server that does not answer must not keep the person waiting.
+            await asyncio.wait_for(self.api.logout(self.session), LOGOUT_BOUND)
         except ClientError as exc:
             log.info("client.logout_failed", code=str(exc.code))  # the session ends locally anyway
+        except TimeoutError:
+            log.info("client.logout_timed_out")
         self.logged_out.emit()
 
     async def close(self) -> None:

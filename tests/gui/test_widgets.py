@@ -179,3 +179,17 @@ def test_main_opens_the_login_window_and_closing_it_quits(qapp: Any, tmp_path: P
     finally:
         asyncio.set_event_loop(None)
     assert seen == ["https://chat.example.org:8443"]
+
+
+def test_the_status_line_speaks_plain_words() -> None:
+    from client.core.events import ClientState, StateChanged
+    from client.qt.chat_controller import status_text
+
+    down = "cannot reach the gateway at wss://127.0.0.1:8765: ConnectionRefusedError"
+    assert status_text(StateChanged(ClientState.CONNECTING)) == "Connecting to the server…"
+    assert status_text(StateChanged(ClientState.RECONNECTING, attempt=2, max_attempts=8, reason=down)) == \
+        "Reconnecting (attempt 2 of 8): the server cannot be reached."
+    offline = status_text(StateChanged(ClientState.OFFLINE, reason=down,
+                                       next_attempt_at=datetime(2026, 1, 1, 16, 40, 2)))
+    assert offline == "Offline: the server cannot be reached. Trying again at 16:40:02, or press Retry."
+    assert "Error" not in offline and "wss://" not in offline
