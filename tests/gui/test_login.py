@@ -121,6 +121,10 @@ def test_a_login_that_cannot_reach_the_gateway_ends_its_session_and_says_so_plai
         assert app.chat is None
         assert app.login.error.text().startswith("The server cannot be reached.")
         assert "Error" not in app.login.error.text()  # no exception names in what people read
+        error = app.login.error
+        assert error.wordWrap()
+        await wait_until(lambda: error.height() >= error.heightForWidth(error.width()))  # wrapped, whole
+        assert error.width() <= app.login.width()
         assert app.login.details_button.isVisible() and not app.login.details.isVisible()
         qtbot.mouseClick(app.login.details_button, Qt.MouseButton.LeftButton)
         assert app.login.details.isVisible() and "gateway" in app.login.details.text()
