@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test install certs client screenshots system-deps lint clean
+.PHONY: run test install certs client screenshots system-deps lint clean test-compose
 
 run: install certs ## start the whole system (embedded default) on https://127.0.0.1:8443 and wss://127.0.0.1:8765
 	$(BIN)/chase serve
@@ -12,6 +12,8 @@ run: install certs ## start the whole system (embedded default) on https://127.0
 test: install ## run the whole test suite (unit, integration, e2e, gui)
 	@# Qt's system libraries: installed when we are root, else named (and the GUI tests left out).
 	-@bash deploy/install-system-deps.sh
+	@# The Docker engine for the compose tests (tests/compose): installed and started when we are root.
+	-@bash deploy/install-docker.sh
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest $(PYTEST_ARGS)
 
 client: install certs ## open the desktop client
@@ -28,6 +30,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[client,test]'
 	touch $(STAMP)
 
+test-compose: install ## only the compose tests (a real Docker engine: the whole topology in containers)
+	-@bash deploy/install-docker.sh
+	$(BIN)/pytest -p no:cacheprovider tests/compose $(PYTEST_ARGS)
+
 certs: install
 	$(BIN)/chase certs
 
@@ -39,4 +45,5 @@ clean:
 
 .PHONY: bench
 bench: install ## baselines and ChaSe end to end (needs MariaDB and RabbitMQ); BENCH_ARGS=--quick for a short run
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -69,7 +69,7 @@ def _insert(dialect: str, first: int, last: int, half: int) -> str:
         f"SELECT CASE WHEN {public} THEN 1 + s.seq % {USERS} ELSE 1 + {a} END, "
         f"CASE WHEN {public} THEN NULL ELSE 1 + {b} END, "
         f"CASE WHEN {public} THEN 'public' ELSE "
-        f"{concat(repr('dm:'), f'1 + {least}({a}, {b})', repr(':'), f'1 + {greatest}({a}, {b})')} END, "
+        f"{concat(repr('dm:'), f'(1 + {least}({a}, {b}))', repr(':'), f'(1 + {greatest}({a}, {b}))')} END, "
         f"{concat(repr('message number '), 's.seq', repr(' of the benchmark, about a hundred bytes long, like a chat line'))}, "
         f"{concat(repr('b-'), 's.seq')}, :created_at "
         f"FROM {_source(dialect, first, last)} ORDER BY s.seq"

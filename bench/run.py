@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, infra, machine, stages, systems
+from bench import baselines, fanout, infra, machine, stages, systems
 from bench.load import LoadPlan, run_load
 from bench.report import ratios, render
 from bench.stats import batch_sizes
@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="run the services under cProfile, writing <service>.prof files to DIR "
                              "(slows them down: the figures of such a run are not comparable)")
+    parser.add_argument("--only", choices=("all", "write-path", "fan-out"), default="all",
+                        help="run only the write path (baselines, acked messages) or only the fan-out side by side")
+    parser.add_argument("--fanout-sizes", default=None, metavar="N,N",
+                        help="room sizes of the fan-out side by side (default 200,1000; quick 50,200)")
+    parser.add_argument("--fanout-systems", default="bare,embedded,fleet", metavar="NAMES",
+                        help="systems of the fan-out side by side (default bare,embedded,fleet)")
     parser.add_argument("--mariadb", default=DEFAULT_MARIADB, help="MariaDB server URL, without a database")
     parser.add_argument("--amqp", default=DEFAULT_AMQP, help="RabbitMQ URL")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
@@ -69,8 +75,18 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
 
 def _plan(args: argparse.Namespace) -> dict[str, Any]:
     quick = args.quick
+    sizes = args.fanout_sizes or ("50,200" if quick else "200,1000")
     return {
         "mode": "quick" if quick else "full",
+        "only": args.only,
+        "fanout": fanout.FanoutPlan(
+            sizes=tuple(int(n) for n in sizes.split(",")),
+            first_rate=2_000 if quick else 5_000,
+            max_steps=3 if quick else 6,
+            step_seconds=1.0 if quick else 3.0,
+            drain_seconds=1.0 if quick else 2.0,
+        ),
+        "fanout_systems": args.fanout_systems.split(","),
         "overrides": _overrides(args.overrides),
         "profiled": args.profile is not None,
         "broker_messages": 2_000 if quick else 20_000,
@@ -136,6 +152,14 @@ class Suite:
         info["rabbitmq"] = await self.section("rabbitmq version", infra.rabbitmq_version(self.args.amqp))
         load: LoadPlan = self.plan["load"]
         base: dict[str, Any] = {}
+        e2e: dict[str, Any] = {"fleet": None, "embedded": None}
+        side: dict[str, Any] = {}
+        if self.args.only in ("all", "fan-out"):
+            for name in self.plan["fanout_systems"]:
+                side[name] = await self.section(f"fan-out side by side: {name}", self._side_by_side(name, workdir,
+                                                                                                   certs))
+        if self.args.only == "fan-out":
+            return self._results(info, base, e2e, side)
         base["broker"] = await self.section("broker baseline", baselines.broker_baseline(
             self.args.amqp, self.namespace, messages=self.plan["broker_messages"], publishers=load.senders))
         base["broker_serial"] = await self.section("broker baseline, one publisher", baselines.broker_baseline(
@@ -155,8 +179,14 @@ class Suite:
             "fleet": await self.section("fleet end to end", self._fleet(workdir, certs, load)),
             "embedded": await self.section("embedded end to end", self._embedded(workdir, certs, load)),
         }
+        return self._results(info, base, e2e, side)
+
+    def _results(self, info: dict[str, Any], base: dict[str, Any], e2e: dict[str, Any],
+                 side: dict[str, Any]) -> dict[str, Any]:
+        load: LoadPlan = self.plan["load"]
         info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        plan = {k: v for k, v in self.plan.items() if not isinstance(v, LoadPlan)}
+        plan = {k: v for k, v in self.plan.items() if not isinstance(v, LoadPlan | fanout.FanoutPlan)}
+        plan["fanout"] = dict(self.plan["fanout"].__dict__)
         plan["load"] = dict(load.__dict__)
         plan["unloaded"] = dict(self.plan["unloaded"].__dict__)
         plan["gateway_rate_limit_env"] = systems.UNLIMITED_RATE
@@ -168,9 +198,51 @@ class Suite:
             "machine": info,
             "baselines": base,
             "end_to_end": e2e,
+            "fanout": side,
             "ratios": ratios(base, e2e),
             "errors": self.errors,
         }
+
+    async def _side_by_side(self, name: str, workdir: Path, certs: Path) -> dict[str, Any]:
+        """One system under the fan-out workload (bench.fanout), started and stopped here."""
+        from chase.tls import client_context
+
+        plan: fanout.FanoutPlan = self.plan["fanout"]
+        count = max(plan.sizes)
+        if name == "bare":
+            async with systems.bare(workdir / "bare", certs) as running:
+                return await fanout.measure_system(name, running.gateway_url, client_context(running.ca_path),
+                                                   [None] * count, [None] * plan.senders,
+                                                   list(running.pids.values()), plan, synced=False)
+        password = f"bench-{self.run_id}-password"
+        directory = workdir / f"fanout-{name}"
+        directory.mkdir()
+        if name == "embedded":
+            context = systems.embedded(directory, certs, overrides=self.plan["overrides"],
+                                       profile_dir=self._profile_dir("fanout-embedded"))
+        elif name == "fleet":
+            namespace = f"{self.namespace}-f"
+            context = systems.fleet(directory, certs, database_url=self.database("fanout"), amqp_url=self.args.amqp,
+                                    namespace=namespace, overrides=self.plan["overrides"],
+                                    profile_dir=self._profile_dir("fanout-fleet"))
+        else:
+            raise ValueError(f"unknown system {name!r}")
+        try:
+            async with context as running:
+                tokens = await fanout.register_users(running.auth_url, running.ca_path, count + plan.senders,
+                                                     password, "fan_")
+                pids = [running.pids["gateway"]] if "gateway" in running.pids else list(running.pids.values())
+                result = await fanout.measure_system(name, running.gateway_url, client_context(running.ca_path),
+                                                     tokens[plan.senders:], tokens[:plan.senders], pids, plan,
+                                                     synced=True)
+                result["measured_pids"] = "gateway" if "gateway" in running.pids else "serve (whole system)"
+            result["process_problems"] = running.problems
+            return result
+        finally:
+            if name == "fleet":
+                await self._delete_namespace(
+                    "fan-out fleet cleanup", namespace,
+                    queues=["persistence.submitted", "persistence.history", "dead-letter", "gateway.bench-gw"])
 
     async def _on_mariadb(self, measure, purpose: str, **kwargs: Any) -> dict[str, Any]:  # noqa: ANN001
         # The database is made inside the section, so a MariaDB that is down fails only this one.
@@ -312,12 +384,15 @@ def _without_output(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from chase.cli import event_loop_factory
     from chase.logging import configure
+    from chase.rlimit import raise_open_file_limit
 
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     # The worker stage runs ChaSe code in this process: its logs would drown the report.
     configure("warning")
+    raise_open_file_limit()  # a thousand receivers and more
     suite = Suite(args, _without_output(argv))
     load1 = os.getloadavg()[0]
     if load1 > (os.cpu_count() or 1) * 0.5:
@@ -326,7 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="chase-bench-") as tmp:
-            results = asyncio.run(suite.run(Path(tmp)))
+            # The load generator shares the CPU with the systems under test: uvloop keeps it cheap.
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                results = runner.run(suite.run(Path(tmp)))
     finally:
         suite.cleanup()
     results["errors"] = suite.errors

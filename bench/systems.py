@@ -143,6 +143,9 @@ def _base_env(certs_dir: Path, auth_port: int, gateway_port: int, overrides: dic
         "CHASE_AUTH_PORT": str(auth_port),
         # Registration of the benchmark's users is set-up, not load: cheap hashes.
         "CHASE_AUTH_BCRYPT_ROUNDS": "4",
+        # Hundreds of users log in at once from one address; the throttle charges each login
+        # before its password is checked, so concurrent ones would look like failures.
+        "CHASE_AUTH_LOGIN_FREE_FAILURES_PER_ADDRESS": "1000000",
         "CHASE_GATEWAY_PORT": str(gateway_port),
         "CHASE_GATEWAY_AUTH_URL": f"https://127.0.0.1:{auth_port}",
         **UNLIMITED_RATE,
@@ -202,6 +205,30 @@ async def embedded(directory: Path, certs_dir: Path, *, overrides: dict[str, str
             pids={"serve": serve.popen.pid},
             group=group,
         )
+        yield running
+    finally:
+        problems = group.stop_all()
+        if running is not None:
+            running.problems = problems
+
+
+@asynccontextmanager
+async def bare(directory: Path, certs_dir: Path) -> AsyncIterator[Running]:
+    """``bench.bare``: the minimal ``websockets`` broadcast server (the ceiling), one process."""
+    directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - set-up, before any load
+    port = unused_port()
+    group = Group(directory, {k: v for k, v in os.environ.items() if not k.startswith("CHASE_")})
+    log = directory / "bare.log"
+    with log.open("wb") as handle:
+        popen = subprocess.Popen([sys.executable, "-m", "bench.bare", "--port", str(port),  # noqa: ASYNC220
+                                  "--cert", str(certs_dir / "server.pem"), "--key", str(certs_dir / "server-key.pem")],
+                                 stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+    group.procs.append(Proc("bare", popen, log))
+    running = None
+    try:
+        await group.wait_ready([port])
+        running = Running(auth_url="", gateway_url=f"wss://127.0.0.1:{port}", ca_path=certs_dir / "ca.pem",
+                          pids={"bare": popen.pid}, group=group)
         yield running
     finally:
         problems = group.stop_all()

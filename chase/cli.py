@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,25 @@ def _parser() -> argparse.ArgumentParser:
     certs.add_argument("--dir", type=Path, default=None, help="output folder (default: CHASE_CERTS_DIR or certs/)")
     certs.add_argument("--name", action="append", default=[], help="extra host name or IP for the server certificate")
     certs.add_argument("--force", action="store_true", help="replace existing files")
+    certs.add_argument("--service", action="append", default=[], metavar="NAME",
+                       help="one folder DIR/NAME per service with only ca.pem and its own certificate and key "
+                       "(for NAME, the --name names and localhost); the CA key stays in --ca-dir")
+    certs.add_argument("--ca-dir", type=Path, default=None, help="with --service: where the CA lives (default: DIR/ca)")
+    certs.add_argument("--owner", default=None, metavar="UID:GID",
+                       help="with --service: owner of the service folders (the services' user)")
     add("settings", _settings, "print the configuration reference (every CHASE_* variable)")
+    admin = add("admin", _admin, "operator's tools: users, disable, reset-password, stats, purge-sessions")
+    admin_sub = admin.add_subparsers(dest="action", metavar="ACTION", required=True)
+    users = admin_sub.add_parser("users", help="list users with their live sessions")
+    users.add_argument("--after-id", type=int, default=0, help="start after this user id (paging)")
+    users.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    disable = admin_sub.add_parser("disable", help="make an account unusable; its sessions end at once everywhere")
+    disable.add_argument("username")
+    reset = admin_sub.add_parser("reset-password", help="set a new password (CHASE_PASSWORD or asked); "
+                                 "enables a disabled account and ends its sessions")
+    reset.add_argument("username")
+    admin_sub.add_parser("stats", help="counts of users, live sessions and messages")
+    admin_sub.add_parser("purge-sessions", help="delete expired and revoked sessions")
     sub.add_parser("cli", help="command-line client: register, say, tail, chat (chase cli --help)")
     sub.add_parser("client", help="open the desktop client")
     return parser
@@ -77,7 +96,8 @@ def _parser() -> argparse.ArgumentParser:
 def _run(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> int:
     """Run a service until Ctrl-C or SIGTERM; both stop it cleanly with status 0."""
     try:
-        asyncio.run(_until_signal(coro_factory))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(_until_signal(coro_factory))
     except FileNotFoundError as exc:
         print(f"chase: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -85,6 +105,18 @@ def _run(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> int:
         print(f"chase: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (Linux, macOS), else asyncio's own (None).
+
+    The services spend their time in TLS and socket writes; uvloop does both in C with less
+    memory per connection (docs/benchmarks.md)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _until_signal(coro_factory: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -163,10 +195,100 @@ def _certs(args: argparse.Namespace) -> int:
     settings = load(CommonSettings)
     directory = args.dir or settings.certs_dir
     names = DEFAULT_NAMES + tuple(args.name)
+    if args.service:
+        return _service_certs(args, directory, tuple(args.name) + DEFAULT_NAMES)
     made = ensure_dev_certs(directory, names, force=args.force)
     state = "made" if made else "kept existing"
     print(f"{state} development certificates in {directory}{os.sep} (clients trust {directory / 'ca.pem'})")
     return 0
+
+
+def _service_certs(args: argparse.Namespace, directory: Path, names: tuple[str, ...]) -> int:
+    from chase.tls import issue_service_certs
+
+    owner = None
+    if args.owner:
+        try:
+            uid, gid = (int(part) for part in args.owner.split(":"))
+        except ValueError:
+            raise ConfigError(f"--owner: expected UID:GID as numbers, got {args.owner!r}") from None
+        owner = (uid, gid)
+    ca_dir = args.ca_dir or directory / "ca"
+    issued = issue_service_certs(ca_dir, directory, tuple(args.service), names, owner=owner, force=args.force)
+    kept = [s for s in args.service if s not in issued]
+    print(f"certificates in {directory}{os.sep}<service>: issued {', '.join(issued) or 'none'}; "
+          f"kept {', '.join(kept) or 'none'} (CA key in {ca_dir})")
+    return 0
+
+
+def _admin(args: argparse.Namespace) -> int:
+    import json
+
+    from chase.clock import SystemClock
+    from services.auth import admin
+    from services.auth.settings import AuthSettings
+
+    settings = load(AuthSettings)
+    password = _new_password() if args.action == "reset-password" else None
+
+    async def run() -> str:
+        async with _admin_deps(settings) as (engine, bus):
+            clock = SystemClock()
+            match args.action:
+                case "users":
+                    rows = await admin.list_users(engine, clock, after_id=args.after_id, limit=args.limit)
+                    return "\n".join(
+                        f"{r.id}\t{r.username}\t{r.created_at:%Y-%m-%dT%H:%M:%SZ}\t"
+                        f"{'disabled' if r.disabled else 'active'}\t{r.live_sessions} live sessions"
+                        for r in rows
+                    ) or "no users"
+                case "disable":
+                    ended = await admin.disable_user(engine, bus, clock, args.username, rounds=settings.bcrypt_rounds)
+                    return f"disabled {args.username}; {ended} sessions ended"
+                case "reset-password":
+                    assert password is not None
+                    ended = await admin.reset_password(engine, bus, clock, args.username, password,
+                                                       rounds=settings.bcrypt_rounds)
+                    return f"new password set for {args.username}; {ended} sessions ended"
+                case "stats":
+                    return json.dumps(vars(await admin.counts(engine, clock)))
+                case _:
+                    return f"purged {await admin.purge_sessions(engine, clock)} expired or revoked sessions"
+
+    try:
+        print(asyncio.run(run()))
+    except admin.AdminError as exc:
+        print(f"chase admin: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _new_password() -> str:
+    password = os.environ.get("CHASE_PASSWORD")
+    if password is None:
+        import getpass
+
+        password = getpass.getpass("new password: ")
+        if getpass.getpass("again: ") != password:
+            raise ConfigError("the two passwords differ")
+    return password
+
+
+@contextlib.asynccontextmanager
+async def _admin_deps(settings: CommonSettings) -> AsyncIterator[tuple[Any, Any]]:
+    """The database (must answer) and, when configured, the broker (to reach the gateways)."""
+    from chase.bus import BusUnavailable
+    from chase.serve import open_bus, open_engine
+
+    async with open_engine(settings, upgrade=False) as engine:
+        if settings.embedded:
+            yield engine, None
+            return
+        try:
+            async with open_bus(settings) as bus:
+                yield engine, bus
+        except BusUnavailable as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _settings(_: argparse.Namespace) -> int:

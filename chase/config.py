@@ -67,11 +67,11 @@ class CommonSettings(BaseSettings):
     )
     amqp_heartbeat_seconds: int = Field(
         validation_alias=shared("amqp_heartbeat_seconds"),
-        default=5,
+        default=3,
         ge=1,
         le=60,
-        description="RabbitMQ heartbeat: a process that hangs (or whose link freezes) is noticed by the broker "
-        "after about this long, which hands the persistence queue to the standby worker",
+        description="RabbitMQ heartbeat timeout: the broker drops a connection silent for about twice this "
+        "long (a hung process, a frozen link), which hands the persistence queue to the standby worker",
     )
     amqp_reconnect_seconds: float = Field(
         validation_alias=shared("amqp_reconnect_seconds"),
@@ -117,12 +117,25 @@ class CommonSettings(BaseSettings):
         ge=0,
         le=65535,
         description="Serve this process's metrics over HTTPS (GET /metrics, the server certificate) "
-        "on this port; 0: off. The auth service also serves them on its own port",
+        "on this port; 0: off. Never on the public auth port",
     )
     metrics_host: str = Field(
         validation_alias=shared("metrics_host"),
         default="127.0.0.1",
         description="Address the metrics port listens on (keep it on an internal network)",
+    )
+    health_port: int = Field(
+        validation_alias=shared("health_port"),
+        default=0,
+        ge=0,
+        le=65535,
+        description="Serve GET /healthz (alive) and GET /readyz (broker and database usable) over plain HTTP "
+        "on this port, for orchestrators and load balancers; 0: off",
+    )
+    health_host: str = Field(
+        validation_alias=shared("health_host"),
+        default="127.0.0.1",
+        description="Address the health port listens on (keep it on an internal network)",
     )
     log_level: str = Field("info", validation_alias=shared("log_level"), description="debug, info, warning or error")
     log_json: bool = Field(

@@ -113,3 +113,9 @@ def configure(level: str = "info", *, json: bool = False) -> None:
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     return structlog.stdlib.get_logger(name)
+
+
+def bind(**values: object) -> None:
+    """Add ``values`` to every log line of the current task and of the tasks it starts from now
+    on (structlog context variables): a request id, a connection id."""
+    structlog.contextvars.bind_contextvars(**values)

@@ -2,7 +2,7 @@
 
 The objects live on prometheus-client's default registry, the library's own idiom: importing
 this module registers them and touches no network and no environment. A process exposes the
-registry once (the auth app's ``GET /metrics``; ``CHASE_METRICS_PORT`` for any process, see
+registry once (``CHASE_METRICS_PORT`` for any process, see
 ``chase.serve``), so in ``chase serve`` one scrape shows all three services.
 
 Labels are low-cardinality on purpose: outcomes, frame types, error codes, queue names. Never a

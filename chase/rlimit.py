@@ -7,6 +7,8 @@ from chase.logging import get_logger
 
 #: What a server process asks for; the hard limit may allow less.
 WANTED_OPEN_FILES = 65_536
+#: Below this a server warns: a few thousand clients would exhaust it.
+ENOUGH_OPEN_FILES = 8_192
 
 
 def raise_open_file_limit(wanted: int = WANTED_OPEN_FILES) -> tuple[int, str | None]:
@@ -27,7 +29,7 @@ def raise_open_file_limit(wanted: int = WANTED_OPEN_FILES) -> tuple[int, str | N
             soft = target
         except (ValueError, OSError):
             pass
-    if soft != resource.RLIM_INFINITY and soft < wanted:
+    if soft != resource.RLIM_INFINITY and soft < min(wanted, ENOUGH_OPEN_FILES):
         return soft, (
             f"the open-file limit is {soft} (hard limit {hard}): at most about {soft} connections can be "
             f"served at once; raise it (ulimit -n {wanted}, or LimitNOFILE= in a systemd unit)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 PROTOCOL_VERSION = 1
 
@@ -28,6 +28,13 @@ MessageId = Annotated[int, Field(ge=1, le=MAX_ID)]
 #: Page sizes are capped by the server (``MAX_PAGE``); a client may ask for fewer.
 PageSize = Annotated[int, Field(ge=1, le=200)]
 MAX_PAGE = 200
+RoomId = Annotated[int, Field(ge=1, le=MAX_ID)]
+#: A member's role in a group room; "owner" is one person, handed over with ``room_role``.
+RoomRole = Literal["owner", "admin", "member"]
+#: Who reads a room's earlier messages: "joined" (from one's joining on) or "all".
+HistoryVisibility = Literal["joined", "all"]
+#: What a membership event says happened (see ``RoomEvent``).
+RoomAction = Literal["created", "invited", "joined", "left", "removed", "renamed", "topic", "role"]
 
 
 class Model(BaseModel):
@@ -41,6 +48,20 @@ class Model(BaseModel):
 class UserRef(Model):
     id: UserId
     username: str
+
+
+class RoomEvent(Model):
+    """What a room's membership event is about; the message's sender is who did it.
+
+    ``user`` is whom it concerns (invited, joined, left, removed, given ``role``); ``name`` a
+    room's new name (created, renamed); ``topic`` its new topic (None: cleared).
+    """
+
+    action: RoomAction
+    user: UserRef | None = None
+    name: str | None = None
+    topic: str | None = None
+    role: RoomRole | None = None
 
 
 class ChatMessage(Model):
@@ -57,18 +78,49 @@ class ChatMessage(Model):
     #: first). A client that holds every message up to its sync cursor and receives one whose
     #: ``prev_id`` is above that cursor and unknown to it has missed something: it syncs.
     prev_id: MessageId | None = None
+    #: The group room it was posted in (``recipient_id`` is then None); None otherwise.
+    room_id: RoomId | None = None
+    #: Set on a room's membership events ("alice added bob"); ``body`` then reads as a sentence.
+    event: RoomEvent | None = None
+
+
+class RoomInfo(Model):
+    """A group room as one user sees it; ``role`` is that user's ("invited": not joined yet)."""
+
+    id: RoomId
+    name: str
+    topic: str | None = None
+    owner: UserRef
+    #: True: anyone may join without an invitation.
+    open: bool
+    history: HistoryVisibility
+    member_count: int
+    role: RoomRole | Literal["invited"] | None = None
+
+
+class RoomMember(Model):
+    user: UserRef
+    role: RoomRole | Literal["invited"]
 
 
 # --- client -> gateway frames ---------------------------------------------------------------
 
 
 class SendFrame(Model):
-    """Post ``body`` to the public room (``recipient_id`` null) or to one user."""
+    """Post ``body`` to the public room (``recipient_id`` and ``room_id`` null), to one user,
+    or to a group room the sender is a member of (at most one of the two)."""
 
     type: Literal["send"] = "send"
     client_msg_id: ClientMsgId
     recipient_id: UserId | None = None
     body: str
+    room_id: RoomId | None = None
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> SendFrame:
+        if self.recipient_id is not None and self.room_id is not None:
+            raise ValueError("give recipient_id or room_id, not both")
+        return self
 
 
 class HistoryFrame(Model):
@@ -80,6 +132,14 @@ class HistoryFrame(Model):
     with_user_id: UserId | None = None
     before_id: MessageId | None = None
     limit: PageSize = 50
+    #: A group room instead (then ``with_user_id`` must be null).
+    room_id: RoomId | None = None
+
+    @model_validator(mode="after")
+    def _one_conversation(self) -> HistoryFrame:
+        if self.with_user_id is not None and self.room_id is not None:
+            raise ValueError("give with_user_id or room_id, not both")
+        return self
 
 
 class SyncFrame(Model):
@@ -96,8 +156,121 @@ class PingFrame(Model):
     request_id: RequestId | None = None
 
 
+RoomName = Annotated[str, StringConstraints(max_length=1000)]
+RoomTopic = Annotated[str, StringConstraints(max_length=5000)]
+
+
+class RoomCreateFrame(Model):
+    """Create a group room; the sender is its owner and first member. Answered with ``room``.
+
+    Name and topic are checked against the server's limits (``room_name_invalid``,
+    ``room_topic_too_long``); the bounds here only cap what a frame may carry.
+    """
+
+    type: Literal["room_create"] = "room_create"
+    request_id: RequestId | None = None
+    name: RoomName
+    topic: RoomTopic | None = None
+    open: bool = False
+    history: HistoryVisibility = "joined"
+
+
+class RoomInviteFrame(Model):
+    """Invite ``user_id`` (any member may); they join with ``room_join``."""
+
+    type: Literal["room_invite"] = "room_invite"
+    request_id: RequestId | None = None
+    room_id: RoomId
+    user_id: UserId
+
+
+class RoomJoinFrame(Model):
+    """Join a room one was invited to, or an open room."""
+
+    type: Literal["room_join"] = "room_join"
+    request_id: RequestId | None = None
+    room_id: RoomId
+
+
+class RoomLeaveFrame(Model):
+    """Leave a room (or decline an invitation). The owner hands ownership over first."""
+
+    type: Literal["room_leave"] = "room_leave"
+    request_id: RequestId | None = None
+    room_id: RoomId
+
+
+class RoomRemoveFrame(Model):
+    """Remove a member or withdraw an invitation (admins and the owner; only the owner
+    removes an admin)."""
+
+    type: Literal["room_remove"] = "room_remove"
+    request_id: RequestId | None = None
+    room_id: RoomId
+    user_id: UserId
+
+
+class RoomUpdateFrame(Model):
+    """Rename the room and/or set its topic (the owner only); a topic of "" clears it."""
+
+    type: Literal["room_update"] = "room_update"
+    request_id: RequestId | None = None
+    room_id: RoomId
+    name: RoomName | None = None
+    topic: RoomTopic | None = None
+
+
+class RoomRoleFrame(Model):
+    """Make a member an admin or a plain member, or hand ownership over (``owner``: the
+    sender becomes an admin). The owner only."""
+
+    type: Literal["room_role"] = "room_role"
+    request_id: RequestId | None = None
+    room_id: RoomId
+    user_id: UserId
+    role: RoomRole
+
+
+class RoomsFrame(Model):
+    """The rooms the sender is in or invited to; answered with ``room_list``."""
+
+    type: Literal["rooms"] = "rooms"
+    request_id: RequestId | None = None
+
+
+class RoomMembersFrame(Model):
+    """A room's members and invitations (members only); answered with ``room_members``."""
+
+    type: Literal["room_members"] = "room_members"
+    request_id: RequestId | None = None
+    room_id: RoomId
+
+
+RoomRequestFrame = (
+    RoomCreateFrame
+    | RoomInviteFrame
+    | RoomJoinFrame
+    | RoomLeaveFrame
+    | RoomRemoveFrame
+    | RoomUpdateFrame
+    | RoomRoleFrame
+)
+
 ClientFrame = Annotated[
-    SendFrame | HistoryFrame | SyncFrame | PingFrame, Field(discriminator="type")
+    SendFrame
+    | HistoryFrame
+    | SyncFrame
+    | PingFrame
+    | RoomCreateFrame
+    | RoomInviteFrame
+    | RoomJoinFrame
+    | RoomLeaveFrame
+    | RoomRemoveFrame
+    | RoomUpdateFrame
+    | RoomRoleFrame
+    | RoomsFrame
+    | RoomMembersFrame,
+    Field(discriminator="type"),
 ]
 
 
@@ -152,6 +325,7 @@ class HistoryPageFrame(Model):
     type: Literal["history_page"] = "history_page"
     request_id: RequestId | None = None
     with_user_id: UserId | None = None
+    room_id: RoomId | None = None
     #: Newest first.
     messages: list[ChatMessage]
     has_more: bool
@@ -181,6 +355,29 @@ class ResyncFrame(Model):
     reason: str
 
 
+class RoomFrame(Model):
+    """A membership request succeeded: the room as it is now. ``message_id`` is the id of the
+    membership event it stored (which also arrives as a ``message``)."""
+
+    type: Literal["room"] = "room"
+    request_id: RequestId | None = None
+    room: RoomInfo
+    message_id: MessageId
+
+
+class RoomListFrame(Model):
+    type: Literal["room_list"] = "room_list"
+    request_id: RequestId | None = None
+    rooms: list[RoomInfo]
+
+
+class RoomMemberListFrame(Model):
+    type: Literal["room_member_list"] = "room_member_list"
+    request_id: RequestId | None = None
+    room_id: RoomId
+    members: list[RoomMember]
+
+
 class ErrorFrame(Model):
     """A request failed; ``code`` is stable (see ``services/gateway/errors.py``)."""
 
@@ -202,6 +399,9 @@ ServerFrame = Annotated[
     | SyncPageFrame
     | PongFrame
     | ResyncFrame
+    | RoomFrame
+    | RoomListFrame
+    | RoomMemberListFrame
     | ErrorFrame,
     Field(discriminator="type"),
 ]
@@ -219,6 +419,46 @@ class MessageSubmitted(Model):
     body: str
     client_msg_id: ClientMsgId
     submitted_at: datetime
+    room_id: RoomId | None = None
+
+
+#: What a ``RoomCommand`` asks for (one per membership frame).
+RoomOp = Literal["create", "invite", "join", "leave", "remove", "update", "role"]
+
+
+class RoomCommand(Model):
+    """A membership change a gateway accepted from an authenticated user (``actor``).
+
+    Stored by the persistence worker in order with messages (same queue, same writer):
+    ``command_id`` is the id of the membership event it stores, unique per actor, so a
+    redelivered command stores nothing twice.
+    """
+
+    type: Literal["room.command"] = "room.command"
+    command_id: ClientMsgId
+    actor: UserRef
+    op: RoomOp
+    room_id: RoomId | None = None
+    user_id: UserId | None = None
+    name: RoomName | None = None
+    topic: RoomTopic | None = None
+    open: bool = False
+    history: HistoryVisibility = "joined"
+    role: RoomRole | None = None
+    submitted_at: datetime
+
+
+class RoomCommandResult(Model):
+    """The answer to a ``RoomCommand``, on the actor's own key: ``room`` and ``message_id``
+    when it was done, ``code`` and ``reason`` when it was refused."""
+
+    type: Literal["room.result"] = "room.result"
+    command_id: ClientMsgId
+    actor_id: UserId
+    room: RoomInfo | None = None
+    message_id: MessageId | None = None
+    code: str | None = None
+    reason: str | None = None
 
 
 class MessageStored(Model):
@@ -297,6 +537,7 @@ class HistoryQuery(Model):
     with_user_id: UserId | None
     before_id: MessageId | None
     limit: PageSize
+    room_id: RoomId | None = None
 
 
 class SyncQuery(Model):
@@ -312,6 +553,34 @@ class MessagePage(Model):
     type: Literal["message.page"] = "message.page"
     messages: list[ChatMessage]
     has_more: bool
+
+
+class RoomsQuery(Model):
+    """Request/reply: the rooms ``viewer_id`` is in or invited to."""
+
+    type: Literal["rooms.query"] = "rooms.query"
+    viewer_id: UserId
+
+
+class RoomList(Model):
+    """Reply to ``RoomsQuery``. ``as_of`` is the largest message id when it was read: a
+    membership event with a larger id happened after it."""
+
+    type: Literal["room.list"] = "room.list"
+    rooms: list[RoomInfo]
+    as_of: Annotated[int, Field(ge=0, le=MAX_ID)]
+
+
+class RoomMembersQuery(Model):
+    type: Literal["room_members.query"] = "room_members.query"
+    viewer_id: UserId
+    room_id: RoomId
+
+
+class RoomMemberList(Model):
+    type: Literal["room.members"] = "room.members"
+    room_id: RoomId
+    members: list[RoomMember]
 
 
 class QueryFailed(Model):
@@ -331,7 +600,13 @@ Event = Annotated[
     | HistoryQuery
     | SyncQuery
     | MessagePage
-    | QueryFailed,
+    | QueryFailed
+    | RoomCommand
+    | RoomCommandResult
+    | RoomsQuery
+    | RoomList
+    | RoomMembersQuery
+    | RoomMemberList,
     Field(discriminator="type"),
 ]
 

@@ -6,7 +6,7 @@ the whole system. With ``CHASE_AMQP_URL`` and ``CHASE_DATABASE_URL`` set, ``chas
 ``chase persistence`` and ``chase gateway`` each run alone against RabbitMQ and MySQL.
 
 Any of them serves its process's metrics over HTTPS on ``CHASE_METRICS_PORT`` when that is set
-(see ``chase.metrics``); the auth service also serves them at ``/metrics`` on its own port.
+(see ``chase.metrics``); never on the public auth port.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from chase.bus import Bus
 from chase.bus.factory import create_bus
 from chase.config import CommonSettings, ConfigError
 from chase.logging import get_logger
+from chase.probes import bus_check, database_check, flag_check, open_probes
 from chase.store import migrate
 from chase.store.engine import check_reachable, create_engine, ensure_database
-from chase.tls import ensure_dev_certs
+from chase.tls import ensure_dev_certs, require_readable
 
 if TYPE_CHECKING:
     from services.auth.settings import AuthSettings
@@ -84,9 +85,7 @@ async def open_metrics(settings: CommonSettings) -> AsyncIterator[int | None]:
         yield None
         return
     cert, key = settings.server_cert_path, settings.server_key_path
-    for path in (cert, key):
-        if not path.exists():
-            raise ConfigError(f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is missing: run `chase certs` first")
+    require_readable(cert, key)
     try:
         # prometheus-client's own server, on a thread of its own: a scrape never waits for the
         # event loop, and a busy event loop never delays a scrape.
@@ -136,6 +135,9 @@ async def serve_all() -> None:
         await stack.enter_async_context(open_metrics(auth_settings))
         engine = await stack.enter_async_context(open_engine(auth_settings, upgrade=True))
         bus = await stack.enter_async_context(open_bus(auth_settings))
+        await stack.enter_async_context(
+            open_probes(auth_settings, {"broker": bus_check(bus), "database": database_check(engine)})
+        )
         await _run_together(
             lambda: _run_persistence(persistence_settings, engine, bus),
             lambda: _run_auth(auth_settings, engine, bus),
@@ -172,7 +174,8 @@ async def serve_auth() -> None:
     settings = load(AuthSettings)
     require_broker(settings, "auth")
     async with open_metrics(settings), open_engine(settings, upgrade=False) as engine, open_bus(settings) as bus:
-        await _run_auth(settings, engine, bus)
+        async with open_probes(settings, {"broker": bus_check(bus), "database": database_check(engine)}):
+            await _run_auth(settings, engine, bus)
 
 
 async def serve_persistence() -> None:
@@ -182,7 +185,8 @@ async def serve_persistence() -> None:
     settings = load(PersistenceSettings)
     require_broker(settings, "persistence")
     async with open_metrics(settings), open_engine(settings, upgrade=False) as engine, open_bus(settings) as bus:
-        await _run_persistence(settings, engine, bus)
+        async with open_probes(settings, {"broker": bus_check(bus), "database": database_check(engine)}):
+            await _run_persistence(settings, engine, bus)
 
 
 async def serve_gateway() -> None:
@@ -191,8 +195,13 @@ async def serve_gateway() -> None:
 
     settings = load(GatewaySettings)
     require_broker(settings, "gateway")
-    async with open_metrics(settings), open_bus(settings) as bus:
-        await _run_gateway(settings, bus)
+    require_readable(settings.server_cert_path, settings.server_key_path)
+    draining = asyncio.Event()
+    async with open_metrics(settings), open_bus(settings) as bus, open_probes(settings, {
+        "broker": bus_check(bus),
+        "accepting": flag_check(lambda: not draining.is_set(), "shutting down"),
+    }):
+        await _run_gateway(settings, bus, draining)
 
 
 async def _run_auth(settings, engine: AsyncEngine, bus: Bus) -> None:  # noqa: ANN001
@@ -207,10 +216,10 @@ async def _run_persistence(settings, engine: AsyncEngine, bus: Bus) -> None:  # 
     await main.run(settings, engine=engine, bus=bus)
 
 
-async def _run_gateway(settings, bus: Bus) -> None:  # noqa: ANN001
+async def _run_gateway(settings, bus: Bus, draining: asyncio.Event | None = None) -> None:  # noqa: ANN001
     from services.gateway import main
 
-    await main.run(settings, bus=bus)
+    await main.run(settings, bus=bus, draining=draining)
 
 
 async def _run_together(*starters: Callable[[], Awaitable[None]]) -> None:

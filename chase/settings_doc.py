@@ -73,6 +73,6 @@ def render() -> str:
     for title, settings_cls, own_only in sections():
         out += ["", f"## {title}", "", "| variable | default | meaning |", "|---|---|---|"]
         out += _rows(settings_cls, own_only=own_only)
-    out += ["", "## Command-line client (`chase cli`)", "", "| variable | default | meaning |", "|---|---|---|"]
+    out += ["", "## Clients (`chase cli`, `chase client`)", "", "| variable | default | meaning |", "|---|---|---|"]
     out += [f"| `{name}` | unset | {meaning} |" for name, meaning in VARIABLES]
     return "\n".join(out) + "\n"

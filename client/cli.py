@@ -5,6 +5,11 @@
     chase cli say --user alice --to bob "psst"         # a private message
     chase cli tail --user bob                          # print messages as they arrive
     chase cli chat --user bob                          # lines typed are sent; /to NAME switches
+    chase cli room create --user alice "Project X"     # a group room (see `chase cli room -h`)
+    chase cli room invite --user alice "Project X" bob
+    chase cli room join --user bob "Project X"         # by name (of a room one is invited to) or id
+    chase cli say --user bob --room "Project X" "hi"   # to a group room
+    chase cli tail --user bob --room "Project X"       # follow one room
 
 The password comes from ``CHASE_PASSWORD`` or is asked for without echo; it is never an
 argument (it would land in the shell history). Exit codes are :class:`Exit`.
@@ -31,6 +36,7 @@ from typing import TextIO
 
 from chase.logging import configure
 from chase.schemas import ChatMessage
+from client import cli_sessions
 from client.core.api import AuthApi, AuthSession
 from client.core.backoff import BackoffPolicy
 from client.core.chat import ChatClient
@@ -47,7 +53,10 @@ from client.core.errors import (
     UsernameTaken,
 )
 from client.core.events import ClientEvent, ClientState, MessagesAdded, SendFailed, SessionEnded, Source, StateChanged
+from client.core.local import DATA_DIR_ENV
+from client.core.rooms import Room, RoomRefused, Rooms
 from client.core.session import Directory, chat_client, local_state, open_api
+from client.terminal import visible
 
 #: How long ``say`` (and ``chat`` at end of input) waits for an acknowledgement, reconnects included.
 ACK_TIMEOUT = 60.0
@@ -68,6 +77,7 @@ _EXIT_FOR: list[tuple[type[ClientError], Exit]] = [
     (ServerUnreachable, Exit.UNREACHABLE), (CertificateNotTrusted, Exit.CERTIFICATE),
     (InvalidCredentials, Exit.AUTH), (SessionExpired, Exit.AUTH), (TooManyAttempts, Exit.AUTH),
     (UsernameTaken, Exit.REFUSED), (InvalidInput, Exit.REFUSED), (MessageRejected, Exit.REFUSED),
+    (RoomRefused, Exit.REFUSED),
 ]
 
 
@@ -77,6 +87,8 @@ ENV_PASSWORD = "CHASE_PASSWORD"
 VARIABLES = (
     (ENV_USER, "Username when --user is not given (else it is asked for)"),
     (ENV_PASSWORD, "Password (else it is asked for, without echo)"),
+    (DATA_DIR_ENV, "Where the clients (this one and the desktop) keep unsent messages and sync cursors "
+                   "(default: the platform's data folder, e.g. ~/.local/share/chase)"),
 )
 
 
@@ -93,16 +105,34 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("register", parents=[common], help="create an account")
     say = commands.add_parser("say", parents=[common], help="send one message and exit after its ack")
     say.add_argument("--to", default=None, help="send privately to this user instead of the room")
+    say.add_argument("--room", default=None, help="send to this group room (its name or id)")
     say.add_argument("--wait", type=float, default=ACK_TIMEOUT,
                      help="seconds to wait for the server to store it (default %(default)s)")
     say.add_argument("text", nargs="+", help="the message")
     tail = commands.add_parser("tail", parents=[common], help="print messages as they arrive")
     tail.add_argument("--history", type=int, default=10, help="room messages to print first (default 10)")
+    tail.add_argument("--room", default=None, help="follow only this group room (its name or id)")
     chat = commands.add_parser("chat", parents=[common], help="lines typed (or piped in) are sent, in order")
     chat.add_argument("--wait", type=float, default=ACK_TIMEOUT,
                       help="at the end of input, seconds to wait without any message being stored "
                            "before exiting (default %(default)s)")
+    cli_sessions.add_parser(commands, common)
+    room = commands.add_parser("room", parents=[common], help="group rooms: create, invite, join, leave, list...")
+    room.add_argument("action", choices=ROOM_ACTIONS, help="; ".join(f"{k} {v}" for k, v in ROOM_ACTIONS.items()))
+    room.add_argument("args", nargs="*", help="what the action takes (see above)")
+    room.add_argument("--topic", default=None, help="create: the room's topic")
+    room.add_argument("--open", action="store_true", help="create: anyone may join without an invitation")
+    room.add_argument("--whole-history", action="store_true",
+                      help="create: new members read the whole history (default: from their joining)")
     return parser
+
+
+#: ``chase cli room ACTION ARGS``: what each takes.
+ROOM_ACTIONS = {
+    "create": "NAME", "list": "", "members": "ROOM", "invite": "ROOM USER...", "join": "ROOM",
+    "leave": "ROOM", "remove": "ROOM USER", "role": "ROOM USER owner|admin|member", "rename": "ROOM NAME",
+    "topic": "ROOM TEXT",
+}
 
 
 def main(argv: list[str]) -> int:
@@ -134,6 +164,8 @@ async def _run(args: argparse.Namespace, endpoints: Endpoints, username: str, pa
             return Exit.OK
         session = await api.login(username, password)
         try:
+            if args.command == "sessions":
+                return await cli_sessions.run(args, api, session, sys.stdout)
             return await _logged_in(args, endpoints, api, session)
         finally:
             await api.logout(session)
@@ -146,18 +178,28 @@ async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthAp
     # tail sends nothing: it leaves the account's kept outbox to a client that sends.
     local = local_state(endpoints, session) if args.command != "tail" else None
     client = chat_client(endpoints, session, policy=BackoffPolicy(max_attempts=8), local=local)
+    rooms = Rooms(client)
     try:
         await client.start()
         if client.unsent:
             print(f"-- sending {client.unsent} message(s) kept from an earlier session", file=sys.stderr)
+        await rooms.refresh()
+        if args.command == "room":
+            return await room_command(rooms, directory, args)
         if args.command == "say":
-            return await _say(client, directory, args.to, " ".join(args.text), args.wait)
-        printer = Printer(session.user.id, directory, sys.stdout)
+            to = Room(find_room(rooms, args.room)) if args.room else _recipient(directory, args.to)
+            return await _say(client, to, " ".join(args.text), args.wait)
+        printer = Printer(session.user.id, directory, sys.stdout, rooms)
         printer.note(f"connected as {session.user.username}; " + (
             "type to talk to the room, /to NAME for a private chat, /to all back, /quit or Ctrl-D to stop"
             if args.command == "chat" else "Ctrl-C to stop"))
         if args.command == "tail":
-            for message in client.store.messages(None)[-args.history:] if args.history > 0 else []:
+            shown: Room | None = None
+            if args.room:
+                shown = Room(find_room(rooms, args.room))
+                printer.only = shown
+                await client.load_history(shown)
+            for message in client.store.messages(shown)[-args.history:] if args.history > 0 else []:
                 printer.message(message)
             return await _follow(client, printer, None)
         return await _follow(client, printer, _Chat(client, api, session, directory, printer, args.wait))
@@ -172,9 +214,8 @@ async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthAp
                   f"{session.user.username} on this computer keeps the unsent messages", file=sys.stderr)
 
 
-async def _say(client: ChatClient, directory: Directory, to: str | None, text: str, wait: float) -> int:
-    recipient = _recipient(directory, to)
-    outgoing = await client.send(text, recipient)
+async def _say(client: ChatClient, to: int | Room | None, text: str, wait: float) -> int:
+    outgoing = await client.send(text, to)
     try:
         ack = await asyncio.wait_for(asyncio.shield(outgoing.acked), wait)
     except TimeoutError:
@@ -193,31 +234,106 @@ def _recipient(directory: Directory, name: str | None) -> int | None:
     return user.id
 
 
-class Printer:
-    """Prints messages as ``time  sender -> room|you|name: text``, each exactly once."""
+def find_room(rooms: Rooms, name_or_id: str) -> int:
+    """The id of one of the user's rooms (or invitations), by id or by name (any letter case)."""
+    if name_or_id.isdigit():
+        return int(name_or_id)
+    found = [r.id for r in rooms.rooms.values() if r.name.lower() == name_or_id.lower()]
+    if len(found) != 1:
+        raise InvalidInput(f"you have no room called {name_or_id!r}" if not found else
+                           f"you have several rooms called {name_or_id!r}: give its id ({', '.join(map(str, found))})")
+    return found[0]
 
-    def __init__(self, me_id: int, directory: Directory, out: TextIO) -> None:
-        self.me_id, self.directory, self.out = me_id, directory, out
+
+async def room_command(rooms: Rooms, directory: Directory, args: argparse.Namespace) -> int:
+    """``chase cli room ACTION ARGS``; prints what happened, one line each."""
+    action, given = args.action, args.args
+    wanted = len(ROOM_ACTIONS[action].split())
+    if len(given) < wanted or (len(given) > wanted and not ROOM_ACTIONS[action].endswith("...")):
+        raise InvalidInput(f"usage: chase cli room {action} {ROOM_ACTIONS[action]}".rstrip())
+    if action == "create":
+        room = await rooms.create(given[0], args.topic, open=args.open,
+                                  history="all" if args.whole_history else "joined")
+        print(f"created room {room.id}: {room.name}")
+        return Exit.OK
+    if action == "list":
+        for room in rooms.rooms.values():
+            topic = f" — {room.topic}" if room.topic else ""
+            print(f"{room.id}\t{room.name}\t{room.role}\t{room.member_count} members{topic}")
+        return Exit.OK
+    room_id = find_room(rooms, given[0])
+    if action == "members":
+        for member in await rooms.members(room_id):
+            print(f"{member.user.username}\t{member.role}")
+    elif action == "invite":
+        for name in given[1:]:
+            await rooms.invite(room_id, _user(directory, name))
+            print(f"invited {name}")
+    elif action == "join":
+        print(f"joined {(await rooms.join(room_id)).name}")
+    elif action == "leave":
+        print(f"left {(await rooms.leave(room_id)).name}")
+    elif action == "remove":
+        await rooms.remove(room_id, _user(directory, given[1]))
+        print(f"removed {given[1]}")
+    elif action == "role":
+        await rooms.set_role(room_id, _user(directory, given[1]), given[2])
+        print(f"{given[1]} is now {given[2]}")
+    elif action == "rename":
+        print(f"renamed to {(await rooms.update(room_id, name=given[1])).name}")
+    elif action == "topic":
+        await rooms.update(room_id, topic=given[1])
+        print("topic set")
+    return Exit.OK
+
+
+def _user(directory: Directory, name: str) -> int:
+    user = directory.by_name(name)
+    if user is None:
+        raise InvalidInput(f"there is no user called {name!r}")
+    return user.id
+
+
+class Printer:
+    """Prints messages as ``time  sender -> room|#name|you|name: text``, each exactly once."""
+
+    def __init__(self, me_id: int, directory: Directory, out: TextIO, rooms: Rooms | None = None) -> None:
+        self.me_id, self.directory, self.out, self.rooms = me_id, directory, out, rooms
+        #: Only this group room's messages are printed (tail --room); None: everything.
+        self.only: Room | None = None
+
+    def room_name(self, room_id: int) -> str:
+        room = self.rooms.rooms.get(room_id) if self.rooms is not None else None
+        return room.name if room is not None else f"room {room_id}"
 
     def message(self, message: ChatMessage) -> None:
-        self.out.write(format_message(message, self.me_id, self.directory.name) + "\n")
+        if self.only is not None and message.room_id != self.only.id:
+            return
+        self.out.write(format_message(message, self.me_id, self.directory.name, self.room_name) + "\n")
         self.out.flush()
 
     def note(self, text: str) -> None:
-        print(f"-- {text}", file=sys.stderr, flush=True)
+        # Notices quote server text and user names: as untrusted as message bodies.
+        print(f"-- {visible(text)}", file=sys.stderr, flush=True)
 
 
-def format_message(message: ChatMessage, me_id: int, name_of: Callable[[int], str]) -> str:
+def format_message(message: ChatMessage, me_id: int, name_of: Callable[[int], str],
+                   room_name: Callable[[int], str] | None = None) -> str:
     """One message as a terminal line; continuation lines of a long body are indented."""
     when = message.created_at.astimezone().strftime("%H:%M:%S")
-    if message.recipient_id is None:
+    if message.room_id is not None:
+        target = "#" + (room_name(message.room_id) if room_name else str(message.room_id))
+        if message.event is not None:
+            return f"{when}  -- #{target[1:]}: {message.body}"
+    elif message.recipient_id is None:
         target = "room"
     elif message.recipient_id == me_id:
         target = "you"
     else:
         target = name_of(message.recipient_id)
-    body = message.body.replace("\n", "\n" + " " * 10)
-    return f"{when}  {message.sender.username} -> {target}: {body}"
+    # Other people's text: control characters are shown, never obeyed (client/terminal.py).
+    body = visible(message.body, keep_newlines=True).replace("\n", "\n" + " " * 10)
+    return f"{when}  {visible(message.sender.username)} -> {visible(target)}: {body}"
 
 
 async def _follow(client: ChatClient, printer: Printer, chat: _Chat | None) -> int:

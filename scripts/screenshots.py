@@ -6,8 +6,9 @@ the real client core (the first ones dated earlier, so the timeline shows date s
 then shows the real windows on Qt's offscreen platform and saves, in the light theme:
 login.png, public.png (date separators), notification.png (a message arriving while another
 conversation is open), private.png (opened at the first unread message under the "New
-messages" line), pending.png (a message written while the gateway is down); and in the dark
-theme: login-dark.png, public-dark.png and private-dark.png.
+messages" line), room.png (a group room bob made with alice and carol in it), pending.png (a
+message written while the gateway is down); and in the dark theme: login-dark.png,
+public-dark.png and private-dark.png.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ async def _user(endpoints, name: str):  # noqa: ANN001, ANN202
     return client
 
 
-async def _say(client, body: str, to: int | None = None) -> None:  # noqa: ANN001
+async def _say(client, body: str, to: object = None) -> None:  # noqa: ANN001
     await asyncio.wait_for((await client.send(body, to)).acked, 10)
 
 
@@ -163,6 +164,9 @@ async def _scenario(server, settings) -> None:  # noqa: ANN001
     await _save(window, "private.png")
     app.theme.apply(ThemeChoice.DARK)
     await _save(window, "private-dark.png")
+    app.theme.apply(ThemeChoice.LIGHT)
+    await _room(app, window, alice_id=app.chat.session.user.id, bob=bob, carol=carol)
+    app.theme.apply(ThemeChoice.DARK)
     window.select_conversation(PUBLIC)
     await _until(lambda: len(app.chat.messages.bodies()) == 6)
     await _save(window, "public-dark.png")
@@ -178,6 +182,28 @@ async def _scenario(server, settings) -> None:  # noqa: ANN001
     await server.run(System.start_gateway)
     await bob.close()
     await carol.close()
+
+
+async def _room(app, window, *, alice_id: int, bob, carol) -> None:  # noqa: ANN001
+    from client.core.conversations import Room
+    from client.core.rooms import Rooms
+
+    bobs, carols = Rooms(bob), Rooms(carol)
+    room = await bobs.create("Release 2.0", "ship it on Friday")
+    await bobs.invite(room.id, carol.me.id)
+    await bobs.invite(room.id, alice_id)
+    await carols.refresh()
+    await carols.join(room.id)
+    rooms = app.chat.rooms
+    await _until(lambda: room.id in rooms.rooms.rooms)
+    await rooms.join(room.id)
+    await _say(bob, "Welcome both! The checklist is pinned in the wiki.", to=Room(room.id))
+    await _say(carol, "I'll take the changelog.", to=Room(room.id))
+    other = await bobs.create("Lunch club", open=True)
+    await bobs.invite(other.id, alice_id)
+    await _until(lambda: len(rooms.rooms.rooms) == 2)
+    await _until(lambda: "I'll take the changelog." in app.chat.messages.bodies())
+    await _save(window, "room.png")
 
 
 def main() -> int:

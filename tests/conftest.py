@@ -15,6 +15,18 @@ from pathlib import Path
 
 import pytest
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Tracebacks in test output as plain text, as the services log them: structlog's default
+    renders them with rich when it is installed (a test dependency), with every local variable
+    (a password, a token) and at great cost in time."""
+    import structlog
+
+    processors = list(structlog.get_config()["processors"])
+    processors[-1] = structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
+    structlog.configure(processors=processors)
+
+
 MARIADB_URL = os.environ.get("CHASE_TEST_MARIADB_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
 AMQP_URL = os.environ.get("CHASE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -88,6 +88,11 @@ class BatchConsumer:
         """
         return False
 
+    def transient_pause(self, exc: Exception, attempt: int) -> float | None:
+        """Override: how long to wait before retrying after the transient ``exc`` (None: the
+        usual back-off, ``retry_delay`` doubling up to ``MAX_RETRY_DELAY``)."""
+        return None
+
     def steps_down(self, exc: Exception) -> bool:
         """Override: True when ``exc`` means another consumer has taken over (a fenced writer).
 
@@ -196,7 +201,7 @@ class BatchConsumer:
                         return
                     transient += 1
                     log.warning("consumer.transient_failure", queue=self.queue.name, error=repr(exc), attempt=transient)
-                    await self._pause(transient)
+                    await self._pause(transient, self.transient_pause(exc, transient))
                     continue
                 if len(part) > 1:
                     log.warning("consumer.batch_failed_splitting", queue=self.queue.name, size=len(part),
@@ -232,8 +237,10 @@ class BatchConsumer:
         await delivery.reject(requeue=False)
         metrics.BUS_DEAD_LETTERED.labels(self.queue.name).inc()
 
-    async def _pause(self, attempt: int) -> None:
-        delay = min(MAX_RETRY_DELAY, self.retry_delay * 2 ** (attempt - 1))
+    async def _pause(self, attempt: int, delay: float | None = None) -> None:
+        if delay is None:
+            delay = self.retry_delay * 2 ** (attempt - 1)
+        delay = min(MAX_RETRY_DELAY, delay)
         if delay <= 0:
             await asyncio.sleep(0)
             return

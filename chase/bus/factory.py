@@ -7,7 +7,7 @@ from chase.bus.port import Bus
 
 
 def create_bus(
-    amqp_url: str | None, namespace: str = "chase", *, heartbeat: int = 5, reconnect_interval: float = 1.0
+    amqp_url: str | None, namespace: str = "chase", *, heartbeat: int = 3, reconnect_interval: float = 1.0
 ) -> Bus:
     """Build (not connect) the bus; the caller must ``await bus.start()`` and later ``close()``.
 

@@ -241,6 +241,9 @@ class MemoryBus(Bus):
         self._subscriptions: set[_Consumer] = set()
         self._responders: set[Responders] = set()
 
+    def is_ready(self) -> bool:
+        return self._open
+
     async def start(self) -> None:
         self._open = True
         self.broker.reply_targets[self._address] = self

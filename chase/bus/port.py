@@ -106,6 +106,10 @@ class Bus(abc.ABC):
     async def close(self) -> None:
         """Cancel consumers and disconnect. Idempotent."""
 
+    def is_ready(self) -> bool:
+        """True while started, not closed and connected (readiness probes ask this)."""
+        return True
+
     @abc.abstractmethod
     async def publish(self, routing_key: str, event: Event) -> None:
         """Return once the broker has taken responsibility for ``event`` (publisher confirm).

@@ -148,11 +148,13 @@ class _RabbitSubscription(Subscription):
         if self.task is not asyncio.current_task():
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+        # Bounded: on a broker that does not answer, a stop must not wait for aio-pika's own RPC
+        # timeout (a minute); the connection's close that follows ends the channel anyway.
         try:
             if self.tag is not None and not self.channel.is_closed:
-                await self.queue.cancel(self.tag)
+                await self.bus._bounded(lambda: self.queue.cancel(self.tag))
             # Closing the channel is what returns its unacked deliveries to the queue.
-            await self.channel.close()
+            await self.bus._bounded(self.channel.close)
         except _BROKER_ERRORS as exc:
             log.warning("bus.cancel_failed", queue=self.queue.name, error=repr(exc))
 
@@ -161,7 +163,7 @@ class RabbitBus(Bus):
     """The bus on a RabbitMQ broker; ``await start()`` before use, ``await close()`` after."""
 
     def __init__(self, url: str, namespace: str = "chase", *, connect_timeout: float = 10,
-                 publish_timeout: float = 5.0, heartbeat: int = 5, reconnect_interval: float = 1.0) -> None:
+                 publish_timeout: float = 5.0, heartbeat: int = 3, reconnect_interval: float = 1.0) -> None:
         """``heartbeat`` (seconds) is how fast the broker notices this process hung or its link
         froze (about that long), which is what hands a single-active-consumer queue to the
         standby; ``reconnect_interval`` is the pause between reconnection attempts."""
@@ -213,8 +215,9 @@ class RabbitBus(Bus):
 
     async def _abort(self) -> None:
         if self._connection is not None:
+            connection = self._connection
             try:
-                await self._connection.close()
+                await self._bounded(connection.close)
             except _BROKER_ERRORS:
                 pass
         self._connection = self._channel = self._exchange = None
@@ -296,6 +299,13 @@ class RabbitBus(Bus):
             await queue.bind(self.exchange_name, routing_key=binding)
         self.declared_queues.add(full)
         return queue
+
+    def is_ready(self) -> bool:
+        try:
+            self._require()
+        except BusUnavailable:
+            return False
+        return True
 
     def _require(self) -> AbstractRobustConnection:
         if self._closed or self._connection is None or self._exchange is None:

@@ -13,7 +13,7 @@ from chase.config import ConfigError
 
 
 def create_engine(
-    url: str, *, echo: bool = False, connect_timeout: float = 5.0, statement_timeout: float = 5.0
+    url: str, *, echo: bool = False, connect_timeout: float = 5.0, statement_timeout: float | None = 5.0
 ) -> AsyncEngine:
     """An ``AsyncEngine`` for ``url``; the caller disposes it (``await engine.dispose()``).
 
@@ -24,12 +24,14 @@ def create_engine(
     ended by the server after twice that (``idle_transaction_timeout``); on SQLite a busy
     database is waited for ``statement_timeout`` (the busy timeout). A link that freezes
     without closing is the caller's to bound (the persistence worker bounds each batch).
+    ``statement_timeout`` None sets no statement, lock or idle limit (migrations).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": statement_timeout})
+        busy = statement_timeout if statement_timeout is not None else 30.0
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": busy})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "mysql":
@@ -45,7 +47,8 @@ def create_engine(
             pool_timeout=connect_timeout,
             connect_args={"connect_timeout": max(1, round(connect_timeout))},
         )
-        event.listen(engine.sync_engine, "connect", _mysql_session(statement_timeout))
+        if statement_timeout is not None:
+            event.listen(engine.sync_engine, "connect", _mysql_session(statement_timeout))
         return engine
     raise ConfigError(f"CHASE_DATABASE_URL: unsupported database {parsed.get_backend_name()!r}")
 
@@ -106,7 +109,7 @@ async def ensure_database(url: str) -> str | None:
     try:
         async with engine.connect():
             return None
-    except sa.exc.DBAPIError as exc:
+    except Exception as exc:  # noqa: BLE001 - any driver error means the same to the operator
         # A user without rights on a database is told "access denied" whether it exists or not.
         errno = _mysql_errno(exc)
         if errno not in (_ER_BAD_DB, _ER_DB_ACCESS_DENIED):
@@ -120,7 +123,7 @@ async def ensure_database(url: str) -> str | None:
     try:
         async with server.begin() as conn:
             await conn.execute(sa.text(create))
-    except sa.exc.DBAPIError as exc:
+    except Exception as exc:  # noqa: BLE001
         if _mysql_errno(exc) in _ER_DENIED:
             user = parsed.username or "the user"
             missing = "does not exist" if errno == _ER_BAD_DB else f"does not exist or {user} may not use it"
@@ -136,8 +139,8 @@ async def ensure_database(url: str) -> str | None:
     return f"created database {quoted} (utf8mb4, utf8mb4_bin) on {parsed.host or 'localhost'}"
 
 
-def _mysql_errno(exc: sa.exc.DBAPIError) -> int | None:
-    args = getattr(exc.orig, "args", ())
+def _mysql_errno(exc: BaseException) -> int | None:
+    args = getattr(getattr(exc, "orig", None), "args", ())
     return args[0] if args and isinstance(args[0], int) else None
 
 

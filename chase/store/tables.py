@@ -85,8 +85,8 @@ messages = sa.Table(
     sa.Column("sender_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     # NULL: the public room.
     sa.Column("recipient_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
-    # "public", or "dm:<lower id>:<higher id>": one indexed key per conversation, so a page of
-    # history is one index range scan. Group chats will add "group:<id>".
+    # "public", "dm:<lower id>:<higher id>" or "room:<id>": one indexed key per conversation,
+    # so a page of history is one index range scan.
     sa.Column("conversation", sa.String(64), nullable=False),
     sa.Column("body", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql"), nullable=False),
     sa.Column("client_msg_id", sa.String(64), nullable=False),
@@ -94,10 +94,59 @@ messages = sa.Table(
     # The id of the message before this one in the same conversation (NULL for the first):
     # set by the persistence worker inside the batch's transaction, so clients see gaps.
     sa.Column("prev_id", BigId, nullable=True),
+    # A room's membership event ("alice added bob"), as the JSON of chase.schemas.RoomEvent;
+    # NULL for a message someone wrote.
+    sa.Column("event", sa.Text(), nullable=True),
     # Idempotent submit: a resend of the same client_msg_id by the same sender stores nothing.
     sa.UniqueConstraint("sender_id", "client_msg_id"),
+    # One index per way a page is read, each ending in id so a page is one range scan in id
+    # order: history by conversation, sync by what is public, sent, or received.
     sa.Index("ix_messages_conversation_id", "conversation", "id"),
+    sa.Index("ix_messages_sender_id_id", "sender_id", "id"),
     sa.Index("ix_messages_recipient_id_id", "recipient_id", "id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+ROOM_NAME_MAX = 100
+ROOM_TOPIC_MAX = 500
+
+#: Group rooms (services/persistence/rooms.py). ``history`` is who sees what: "joined" (a
+#: member sees messages from their joining on) or "all" (the whole history). ``member_count``
+#: is the joined members, kept in step inside every membership change's transaction so the
+#: size limit is one row read.
+rooms = sa.Table(
+    "rooms",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(ROOM_NAME_MAX), nullable=False),
+    sa.Column("topic", sa.String(ROOM_TOPIC_MAX), nullable=True),
+    sa.Column("owner_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("open", sa.Boolean(), nullable=False),
+    sa.Column("history", sa.String(8), nullable=False),
+    sa.Column("member_count", sa.Integer(), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: One row per (room, user) that was ever invited or joined. ``state``: invited, joined or
+#: left; ``role`` (owner, admin, member) while joined. A member reads the room's messages with
+#: ids in [visible_from, visible_until] (NULL: unbounded): visible_from is their join event in
+#: a "joined" room, visible_until their leave or removal event.
+room_members = sa.Table(
+    "room_members",
+    metadata,
+    sa.Column("room_id", BigId, sa.ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("state", sa.String(8), nullable=False),
+    sa.Column("role", sa.String(8), nullable=True),
+    sa.Column("visible_from", BigId, nullable=True),
+    sa.Column("visible_until", BigId, nullable=True),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    # A room's members (and invitations): the primary key would also read the rows of people
+    # who left; these two read only the rows in the state asked for.
+    sa.Index("ix_room_members_room_id_state_user_id", "room_id", "state", "user_id"),
+    # A user's rooms.
+    sa.Index("ix_room_members_user_id_state_room_id", "user_id", "state", "room_id"),
     **MYSQL_TABLE_ARGS,
 )
 
@@ -120,8 +169,23 @@ WRITER_LEASE = "persistence"
 PUBLIC_CONVERSATION = "public"
 
 
-def conversation_key(sender_id: int, recipient_id: int | None) -> str:
-    """The ``messages.conversation`` value for a message between these two (or the room)."""
+ROOM_PREFIX = "room:"
+
+
+def room_conversation(room_id: int) -> str:
+    """The ``messages.conversation`` value of a group room's messages and events."""
+    return f"{ROOM_PREFIX}{room_id}"
+
+
+def room_of_conversation(conversation: str) -> int | None:
+    """The room id of a ``room:<id>`` conversation; None for the public room and private chats."""
+    return int(conversation[len(ROOM_PREFIX):]) if conversation.startswith(ROOM_PREFIX) else None
+
+
+def conversation_key(sender_id: int, recipient_id: int | None, room_id: int | None = None) -> str:
+    """The ``messages.conversation`` value for a message between these two (or in a room)."""
+    if room_id is not None:
+        return room_conversation(room_id)
     if recipient_id is None:
         return PUBLIC_CONVERSATION
     low, high = sorted((sender_id, recipient_id))

@@ -70,6 +70,32 @@ class _ErrorReply(_Reply):
     error: _ErrorDetail
 
 
+class _SessionItem(_Reply):
+    session_id: str
+    device: str | None = None
+    created_at: datetime
+    last_seen_at: datetime | None = None
+    expires_at: datetime
+    current: bool = False
+
+
+class _SessionsReply(_Reply):
+    sessions: list[_SessionItem]
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """One of the user's sessions, as the server lists them. ``device`` is text another
+    program chose: render it with care (``client.terminal``)."""
+
+    session_id: str
+    device: str | None
+    created_at: datetime
+    last_seen_at: datetime | None
+    expires_at: datetime
+    current: bool
+
+
 @dataclass(frozen=True)
 class AuthSession:
     """A logged-in session. ``token`` is a secret: never log or store it."""
@@ -134,6 +160,38 @@ class AuthApi:
         if response.status_code == 401:
             return  # already dead: logging out is done
         _raise_for(response)
+
+    async def sessions(self, session: AuthSession) -> list[SessionView]:
+        """The user's live sessions, newest first; ``current`` marks ``session``."""
+        response = await self._call("GET", "/sessions", token=session.token)
+        _raise_for(response, authenticated=True)
+        reply = _parse(_SessionsReply, response)
+        return [SessionView(**item.model_dump()) for item in reply.sessions]
+
+    async def revoke_session(self, session: AuthSession, session_id: str) -> bool:
+        """End one of the user's sessions; False when it was no live session of theirs."""
+        response = await self._call("DELETE", f"/sessions/{session_id}", token=session.token)
+        if response.status_code in (404, 422):
+            return False
+        _raise_for(response, authenticated=True)
+        return True
+
+    async def logout_everywhere(self, session: AuthSession) -> None:
+        """End every session of the user, ``session`` included."""
+        response = await self._call("DELETE", "/sessions", token=session.token)
+        _raise_for(response, authenticated=True)
+
+    async def change_password(self, session: AuthSession, old: str, new: str) -> None:
+        """Set a new password (the rule is checked here first); every other session ends.
+        Raises InvalidCredentials when ``old`` is wrong."""
+        problem = passwords.problem(new, session.user.username)
+        if problem is not None:
+            raise InvalidInput(problem.message, {"new_password": problem.message})
+        response = await self._call("PUT", "/users/me/password", token=session.token,
+                                    json={"old_password": old, "new_password": new})
+        if response.status_code == 403:
+            raise InvalidCredentials("the current password is wrong")
+        _raise_for(response, authenticated=True)
 
     async def me(self, session: AuthSession) -> UserRef:
         response = await self._call("GET", "/users/me", token=session.token)

@@ -38,13 +38,21 @@ from chase.schemas import (
     PongFrame,
     PresenceFrame,
     ResyncFrame,
+    RoomFrame,
+    RoomListFrame,
+    RoomMemberListFrame,
+    RoomMembersFrame,
+    RoomRequestFrame,
+    RoomsFrame,
+    ServerFrame,
     SyncPageFrame,
+    encode,
 )
 from client.core.api import AuthSession
 from client.core.backoff import BackoffPolicy, Sleep
 from client.core.connection import Connection, read_frames
-from client.core.conversations import ConversationId, ConversationStore, conversation_of
-from client.core.errors import ClientError
+from client.core.conversations import ConversationId, ConversationStore, Room, conversation_of
+from client.core.errors import ClientError, NotConnected, ProtocolFailure
 from client.core.events import (
     ClientEvent,
     ClientState,
@@ -63,9 +71,12 @@ from client.core.outbox import Clock, Outbox, PendingMessage, PendingState, loca
 from client.core.pacing import PacedLink, Pacer
 from client.core.requests import PendingRequests
 from client.core.sending import RATE_LIMITED, Outgoing, Sender
-from client.core.transport import Connector, Link
+from client.core.transport import Connector, Link, LinkClosed
 
 __all__ = ["ChatClient", "Outgoing", "Sleep"]
+
+#: What :meth:`ChatClient.request` sends.
+RoomRequest = RoomRequestFrame | RoomsFrame | RoomMembersFrame
 
 log = get_logger(__name__)
 
@@ -94,6 +105,7 @@ class ChatClient:
                                 on_cursor=self._save_cursor if local is not None else None)
         self._sender = Sender(self.outbox, self._hub, self.me, link=lambda: self._link, add=self._add,
                               policy=self.policy, sleep=sleep)
+        self._request_timeout = request_timeout
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
 
@@ -235,7 +247,8 @@ class ChatClient:
             case PresenceFrame(user=user, online=online):
                 (self.online.add if online else self.online.discard)(user.id)
                 self._hub.emit(PresenceChanged(user.id, user.username, online))
-            case HistoryPageFrame() | SyncPageFrame() | PongFrame():
+            case HistoryPageFrame() | SyncPageFrame() | PongFrame() | RoomFrame() | RoomListFrame() \
+                    | RoomMemberListFrame():
                 self._requests.resolve(frame.request_id, frame)
             case ErrorFrame():
                 self._on_error(frame)
@@ -269,8 +282,9 @@ class ChatClient:
 
     # --- requests -----------------------------------------------------------------------
 
-    async def send(self, body: str, to: int | None = None) -> Outgoing:
-        """Queue a message for the room (``to`` None) or one user and send it if connected.
+    async def send(self, body: str, to: ConversationId = None) -> Outgoing:
+        """Queue a message for the public room (``to`` None), one user (an int) or a group room
+        (a :class:`~client.core.conversations.Room`) and send it if connected.
 
         It stays queued, and is resent after reconnects, until acknowledged; await
         ``Outgoing.acked`` to know. Meanwhile it is in :meth:`pending` (PendingAdded is emitted
@@ -281,6 +295,25 @@ class ChatClient:
         if self._link is None:
             self._connection.retry()
         return outgoing
+
+    async def request(self, frame: RoomRequest) -> ServerFrame:
+        """Send a request frame that carries a ``request_id`` and return its answer, an
+        ErrorFrame included (:mod:`client.core.rooms` turns those into errors). Raises
+        NotConnected (offline, or the link dropped) or ProtocolFailure (no answer in time)."""
+        link = self._link
+        if link is None:
+            raise NotConnected("not connected to the server")
+        assert frame.request_id is not None
+        future = self._requests.open(frame.request_id)
+        try:
+            await link.send(encode(frame))
+            return await asyncio.wait_for(future, self._request_timeout)  # type: ignore[return-value]
+        except LinkClosed:
+            raise NotConnected("the connection dropped") from None
+        except TimeoutError:
+            raise ProtocolFailure(f"no answer to {frame.type} in time") from None
+        finally:
+            self._requests.close(frame.request_id)
 
     def acked(self, client_msg_id: str) -> asyncio.Future[AckFrame] | None:
         """The ack future of a queued message (also of one kept from an earlier session)."""
@@ -300,14 +333,18 @@ class ChatClient:
             return
         for saved in self._local.outbox:
             if saved.client_msg_id not in self.outbox:
-                entry = self.outbox.add(saved.body, saved.recipient_id, saved.client_msg_id,
+                to = Room(saved.room_id) if saved.room_id is not None else saved.recipient_id
+                entry = self.outbox.add(saved.body, to, saved.client_msg_id,
                                         state=PendingState.WAITING, queued_at=saved.queued_at)
                 self._sender.restore(entry)
 
     def _save_outbox(self, outbox: Outbox) -> None:
         assert self._local is not None
-        self._local.outbox = [SavedMessage(client_msg_id=e.client_msg_id, recipient_id=e.conversation, body=e.body,
-                                           queued_at=e.queued_at) for e in outbox.unacked()]
+        self._local.outbox = [
+            SavedMessage(client_msg_id=e.client_msg_id, body=e.body, queued_at=e.queued_at,
+                         recipient_id=None if isinstance(e.conversation, Room) else e.conversation,
+                         room_id=e.conversation.id if isinstance(e.conversation, Room) else None)
+            for e in outbox.unacked()]
         self._local.save()
 
     def _save_cursor(self, cursor: int) -> None:

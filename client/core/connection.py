@@ -87,7 +87,8 @@ class Connection:
         refusal = ""
         try:
             while True:
-                frame = decode(await asyncio.wait_for(link.recv(), self._timeout))
+                async with asyncio.timeout(self._timeout):  # not wait_for: it can swallow a cancel (3.11)
+                    frame = decode(await link.recv())
                 if isinstance(frame, HelloFrame):
                     return link, frame
                 if isinstance(frame, ErrorFrame):

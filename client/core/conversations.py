@@ -12,13 +12,24 @@ from dataclasses import dataclass, field
 
 from chase.schemas import ChatMessage
 
-#: A conversation: ``None`` is the public room, an int is the other user of a private one.
-ConversationId = int | None
+
+@dataclass(frozen=True, order=True)
+class Room:
+    """A group room as a conversation (``client.core.rooms``)."""
+
+    id: int
+
+
+#: A conversation: ``None`` is the public room, an int is the other user of a private one, a
+#: :class:`Room` a group room.
+ConversationId = int | None | Room
 PUBLIC: ConversationId = None
 
 
 def conversation_of(message: ChatMessage, me_id: int) -> ConversationId:
     """Which conversation ``message`` belongs to, seen by user ``me_id``."""
+    if message.room_id is not None:
+        return Room(message.room_id)
     if message.recipient_id is None:
         return PUBLIC
     return message.recipient_id if message.sender.id == me_id else message.sender.id

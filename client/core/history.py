@@ -30,7 +30,7 @@ from collections.abc import Callable
 from chase.logging import get_logger
 from chase.schemas import ChatMessage, HistoryFrame, HistoryPageFrame, SyncFrame, SyncPageFrame
 from client.core.backoff import BackoffPolicy, Sleep
-from client.core.conversations import PUBLIC, ConversationId, ConversationStore
+from client.core.conversations import PUBLIC, ConversationId, ConversationStore, Room
 from client.core.errors import ClientError, NotConnected
 from client.core.events import EventHub, HistoryLoaded, Source
 from client.core.requests import PendingRequests, new_request_id
@@ -137,6 +137,10 @@ class History:
                 return
 
     async def _page(self, conversation: ConversationId, before_id: int | None) -> HistoryPageFrame:
-        frame = HistoryFrame(request_id=new_request_id(), with_user_id=conversation, before_id=before_id,
-                             limit=self._page_size)
+        if isinstance(conversation, Room):
+            frame = HistoryFrame(request_id=new_request_id(), room_id=conversation.id, before_id=before_id,
+                                 limit=self._page_size)
+        else:
+            frame = HistoryFrame(request_id=new_request_id(), with_user_id=conversation, before_id=before_id,
+                                 limit=self._page_size)
         return await self._requests.ask(self._link(), frame, HistoryPageFrame, self._timeout)

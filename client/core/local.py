@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chase.logging import get_logger
-from chase.schemas import MAX_ID, ClientMsgId, UserId
+from chase.schemas import MAX_ID, ClientMsgId, RoomId, UserId
 
 log = get_logger(__name__)
 
@@ -65,6 +65,8 @@ class SavedMessage(BaseModel):
     recipient_id: UserId | None
     body: str
     queued_at: datetime
+    #: A group room (then ``recipient_id`` is None).
+    room_id: RoomId | None = None
 
 
 class _Saved(BaseModel):

@@ -21,7 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from chase.schemas import AckFrame, SendFrame
-from client.core.conversations import ConversationId
+from client.core.conversations import ConversationId, Room
 
 Clock = Callable[[], datetime]
 
@@ -57,6 +57,8 @@ class PendingMessage:
 
     @property
     def frame(self) -> SendFrame:
+        if isinstance(self.conversation, Room):
+            return SendFrame(client_msg_id=self.client_msg_id, room_id=self.conversation.id, body=self.body)
         return SendFrame(client_msg_id=self.client_msg_id, recipient_id=self.conversation, body=self.body)
 
 
@@ -68,7 +70,7 @@ class Outbox:
         # dicts keep insertion order: resending and showing walk them in the order the user sent.
         self._entries: dict[str, PendingMessage] = {}
 
-    def add(self, body: str, recipient_id: int | None, client_msg_id: str | None = None, *,
+    def add(self, body: str, recipient_id: ConversationId, client_msg_id: str | None = None, *,
             state: PendingState = PendingState.WAITING, queued_at: datetime | None = None) -> PendingMessage:
         """Record a message to send; the caller must send ``.frame`` when connected."""
         entry = PendingMessage(client_msg_id=client_msg_id or new_client_msg_id(), conversation=recipient_id,

@@ -60,7 +60,8 @@ class PendingRequests:
         future = self.open(frame.request_id)
         try:
             await link.send(encode(frame))
-            reply = await asyncio.wait_for(future, timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel (3.11)
+                reply = await future
         except LinkClosed:
             raise NotConnected("the connection dropped") from None
         except TimeoutError:

@@ -8,7 +8,9 @@ follows the connection (SENDING while up, WAITING while down) and the server's r
 window of unacknowledged sends (:func:`~client.core.pacing.send_window`), never around it. A
 retryable refusal (``rate_limited``, ``unavailable``) of one message pauses the whole outbox
 (for the server's ``retry in N s``, or a backoff), and then everything from that message on is
-sent again in order, so a later message never overtakes an earlier one. A send that gets no
+sent again in order, so a later message never overtakes an earlier one; until one is
+acknowledged again they go one at a time (a store that came back between two pipelined sends
+would otherwise store the second one first). A send that gets no
 answer at all for ``ack_timeout`` seconds is treated the same way (without the pause).
 
 For each link the caller runs :meth:`Sender.pump` (after it set the link) and, when the link
@@ -32,6 +34,7 @@ from chase.logging import get_logger
 from chase.schemas import AckFrame, ChatMessage, ErrorFrame, Limits, UserRef, encode
 from chase.text import is_blank
 from client.core.backoff import BackoffPolicy, Sleep
+from client.core.conversations import ConversationId, Room
 from client.core.errors import MessageRejected
 from client.core.events import EventHub, MessageAcked, PendingAdded, PendingChanged, PendingStored, SendFailed, Source
 from client.core.outbox import Outbox, PendingMessage, PendingState
@@ -95,12 +98,16 @@ class Sender:
         self._lock = asyncio.Lock()
         #: Seconds the outbox must pause before sending again (set by a retryable refusal).
         self._pause = 0.0
-        self._paused = False
+        #: True while nothing may be sent: no link yet, its first catch-up not tried, or a pause.
+        self._paused = True
         self._refusals = 0  # retryable refusals in a row, for the backoff
+        #: After a retryable refusal, one message at a time until one is acknowledged again: a
+        #: store that comes back between two pipelined sends would store the later one first.
+        self._probing = False
 
     # --- the user's side ------------------------------------------------------------------
 
-    async def send(self, body: str, to: int | None, limits: Limits | None) -> Outgoing:
+    async def send(self, body: str, to: ConversationId, limits: Limits | None) -> Outgoing:
         """Queue a message and send it if connected; see :meth:`ChatClient.send`."""
         check_body(body, limits)
         state = PendingState.WAITING if self._link() is None else PendingState.SENDING
@@ -148,25 +155,30 @@ class Sender:
                     await self._sleep(delay)
                 finally:
                     self._paused = False
-            await self._flush()
+            # Cleared before flushing: an ack that comes while it sends must wake the next round.
             self._wake.clear()
+            await self._flush()
             if self._pause:
                 continue
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancel that
+            # comes with a wake-up, and the link's clean-up would then wait for ever.
             try:
-                await asyncio.wait_for(self._wake.wait(), self._until_overdue())
+                async with asyncio.timeout(self._until_overdue()):
+                    await self._wake.wait()
             except TimeoutError:
                 self._rewind_overdue()
 
     def link_lost(self) -> None:
         """The link is gone: every unacknowledged message waits for the next one."""
         self._in_flight.clear()
+        self._paused = True
         for entry in self._outbox.unacked():
             self._mark(entry.client_msg_id, PendingState.WAITING)
 
     async def _flush(self) -> None:
         """Send what the window allows now, oldest first; never past an earlier unsent one."""
         async with self._lock:
-            while not self._paused and not self._pause and len(self._in_flight) < self._window:
+            while not self._paused and not self._pause and len(self._in_flight) < self._current_window():
                 link = self._link()
                 if link is None:
                     return
@@ -180,6 +192,9 @@ class Sender:
                 except LinkClosed:
                     log.info("client.send_on_closed_link")
                     return  # link_lost() follows
+
+    def _current_window(self) -> int:
+        return 1 if self._probing else self._window
 
     def _until_overdue(self) -> float | None:
         if not self._in_flight:
@@ -230,12 +245,14 @@ class Sender:
 
     def on_ack(self, ack: AckFrame) -> None:
         pending = self._outbox.entry(ack.client_msg_id)
-        self._refusals = 0
+        self._refusals, self._probing = 0, False
         self._in_flight.pop(ack.client_msg_id, None)
         self._wake.set()
         if pending is not None:
-            self._add([ChatMessage(id=ack.message_id, sender=self._me, recipient_id=pending.conversation,
-                                   body=pending.body, created_at=ack.created_at,
+            room = pending.conversation if isinstance(pending.conversation, Room) else None
+            self._add([ChatMessage(id=ack.message_id, sender=self._me,
+                                   recipient_id=None if room else pending.conversation,
+                                   room_id=room.id if room else None, body=pending.body, created_at=ack.created_at,
                                    client_msg_id=ack.client_msg_id)], Source.OWN, ack)
         self._hub.emit(MessageAcked(ack.client_msg_id, ack.message_id, ack.duplicate))
         self._resolve(ack.client_msg_id, ack)
@@ -258,6 +275,7 @@ class Sender:
 
     def pause(self, error: ErrorFrame) -> None:
         """Hold the whole outbox after a retryable refusal (of a send or of any other frame)."""
+        self._probing = True
         if self._paused:
             return  # already waiting; the refusals of the frames sent behind it add nothing
         if error.code == RATE_LIMITED:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from client.core.conversations import PUBLIC, ConversationId
+from client.core.conversations import PUBLIC, ConversationId, Room
 from client.qt.qt import QSettings
 
 #: Longest draft kept (the server refuses longer messages anyway).
@@ -27,9 +27,11 @@ def account_group(server_url: str, user_id: int) -> str:
 
 def conversation_key(conversation: ConversationId) -> str:
     """A stable settings key for a conversation: ``all`` for the public room, ``user-<id>``,
-    or the conversation's own string form for any other kind (rooms)."""
+    ``room-<id>``, or the conversation's own string form for any other kind."""
     if conversation is PUBLIC:
         return "all"
+    if isinstance(conversation, Room):
+        return f"room-{conversation.id}"
     if isinstance(conversation, int):
         return f"user-{conversation}"
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(conversation))
@@ -77,6 +79,16 @@ class AccountPrefs:
         else:
             self._settings.remove(key)
 
+    def muted_rooms(self) -> set[int]:
+        """The ids of the rooms whose notifications are muted."""
+        self._settings.beginGroup(self._key("muted"))
+        try:
+            keys = self._settings.childKeys()
+        finally:
+            self._settings.endGroup()
+        return {int(key[5:]) for key in keys if key.startswith("room-") and key[5:].isdigit()
+                and self.muted(Room(int(key[5:])))}
+
     @property
     def do_not_disturb(self) -> bool:
         return as_bool(self._settings.value(self._key("do_not_disturb"), False))
@@ -94,3 +106,20 @@ class AccountPrefs:
 
     def sync(self) -> None:
         self._settings.sync()
+
+
+class KeptMutes(set):  # type: ignore[type-arg]
+    """The set of muted conversations the rooms panel edits, written through to the account's
+    settings, so a muted room stays muted after a restart."""
+
+    def __init__(self, prefs: AccountPrefs) -> None:
+        super().__init__(Room(room_id) for room_id in prefs.muted_rooms())
+        self._prefs = prefs
+
+    def add(self, conversation: ConversationId) -> None:
+        super().add(conversation)
+        self._prefs.set_muted(conversation, True)
+
+    def discard(self, conversation: ConversationId) -> None:
+        super().discard(conversation)
+        self._prefs.set_muted(conversation, False)

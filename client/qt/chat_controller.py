@@ -14,7 +14,7 @@ from chase.logging import get_logger
 from chase.schemas import UserRef
 from client.core.api import AuthApi, AuthSession
 from client.core.chat import ChatClient
-from client.core.conversations import PUBLIC, ConversationId
+from client.core.conversations import PUBLIC, ConversationId, Room
 from client.core.errors import ClientError
 from client.core.events import (
     ClientEvent,
@@ -31,11 +31,12 @@ from client.core.events import (
     StateChanged,
 )
 from client.core.notify import Attention, should_notify
-from client.qt.account_prefs import AccountPrefs
+from client.qt.account_prefs import AccountPrefs, KeptMutes
 from client.qt.main_window import MainWindow, UnsentChoice, ask_about_unsent
 from client.qt.models import ConversationListModel, MessageListModel
 from client.qt.notifier import Notifier
 from client.qt.qt import QObject, QSettings, QWidget, pyqtSignal
+from client.qt.rooms_controller import RoomsController
 from client.qt.theme import ThemeChoice, ThemeManager
 from client.qt.wording import plain_words
 
@@ -119,6 +120,11 @@ class ChatController(QObject):
         self.window.set_status("Connected" if client.state is ClientState.CONNECTED else "Connecting to the server…")
         self._unsubscribe = client.subscribe(self._on_event)
         self._wire()
+        #: Conversations whose messages make no sound (rooms muted from their panel); kept in
+        #: the account's settings like the others.
+        self.muted_conversations: set[ConversationId] = KeptMutes(prefs)
+        self.rooms = RoomsController(self)
+        self._unsubscribe_rooms = self.rooms.rooms.subscribe(self._count_unread)
         self._show_draft(PUBLIC)
 
     def _wire(self) -> None:
@@ -131,6 +137,7 @@ class ChatController(QObject):
         w.mute_toggled.connect(self.prefs.set_do_not_disturb)
         w.previews_toggled.connect(self.prefs.set_previews)
         w.conversation_muted.connect(self._mute_conversation)
+        w.mute_here_toggled.connect(lambda muted: self._mute_conversation(self._viewing, muted))
         if self.theme is not None:
             w.theme_chosen.connect(self.theme.apply)
         w.activated.connect(self._on_activated)
@@ -144,13 +151,17 @@ class ChatController(QObject):
         self.conversations.clear_unread(self._viewing)
 
     def _count_unread(self, *_: object) -> None:
-        total = self.conversations.total_unread()
+        rooms = getattr(self, "rooms", None)  # not there yet while the window is being built
+        total = self.conversations.total_unread() + (sum(rooms.rooms.unread.values()) if rooms else 0)
         self.window.set_unread_total(total)
         self.notifier.set_unread(total)
 
     def _mute_conversation(self, conversation: ConversationId, muted: bool) -> None:
-        self.prefs.set_muted(conversation, muted)
-        self.conversations.set_muted(conversation, muted)
+        if isinstance(conversation, Room):
+            self.rooms.set_muted(conversation.id, muted)  # kept through muted_conversations
+        else:
+            self.prefs.set_muted(conversation, muted)
+            self.conversations.set_muted(conversation, muted)
         if conversation == self._viewing:
             self.window.set_muted_here(muted)
 
@@ -214,7 +225,7 @@ class ChatController(QObject):
 
     def _on_messages(self, event: MessagesAdded) -> None:
         conversation, me = event.conversation, self.session.user.id
-        if conversation is not PUBLIC:
+        if conversation is not PUBLIC and not isinstance(conversation, Room):
             other = event.messages[0]
             peer = other.sender if other.sender.id != me else None
             if peer is not None:
@@ -238,8 +249,17 @@ class ChatController(QObject):
         told = [m for m in news if should_notify(m, me, attention)]
         if told:
             last = told[-1]
-            where = "All" if conversation is PUBLIC else self.conversations.title(conversation)
-            self.notifier.news(conversation, where, last.sender.username, last.body, previews=self.prefs.previews)
+            self.notifier.news(conversation, self._where(conversation), last.sender.username, last.body,
+                               previews=self.prefs.previews)
+
+    def _where(self, conversation: ConversationId) -> str:
+        """The conversation's name in a notification."""
+        if conversation is PUBLIC:
+            return "All"
+        if isinstance(conversation, Room):
+            room = self.rooms.rooms.rooms.get(conversation.id)
+            return f"#{room.name}" if room is not None else "a room"
+        return self.conversations.title(conversation)
 
     # --- from the window ----------------------------------------------------------------
 
@@ -255,6 +275,7 @@ class ChatController(QObject):
         self.prefs.set_draft(self._viewing, self.window.input.toPlainText())
         self._viewing = conversation
         self._show_draft(conversation)
+        self.window.set_muted_here(self.prefs.muted(conversation))
         unread = self.conversations.unread(conversation)
         self.messages.set_messages(self.client.store.messages(conversation), self.client.pending(conversation))
         # Open at the newest message, or at the first unread one under a "new messages" line.
@@ -308,9 +329,11 @@ class ChatController(QObject):
     async def close(self) -> None:
         """Disconnect, drop the window and release the HTTP client; the caller shows the login."""
         self.prefs.sync()
+        self._unsubscribe_rooms()
         self.window.save_geometry()
         self.notifier.set_unread(0)
         self._unsubscribe()
+        self.rooms.close()
         for task in list(self._tasks):
             task.cancel()
         await self.client.close()

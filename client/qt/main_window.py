@@ -215,6 +215,8 @@ class MainWindow(QMainWindow):
     previews_toggled = pyqtSignal(bool)
     #: (conversation, muted): notifications of one conversation switched off or on.
     conversation_muted = pyqtSignal(object, bool)
+    #: Notifications > Mute this conversation: the one open, whatever kind it is.
+    mute_here_toggled = pyqtSignal(bool)
     theme_chosen = pyqtSignal(object)  # ThemeChoice
     activated = pyqtSignal()
     closing = pyqtSignal()
@@ -277,8 +279,10 @@ class MainWindow(QMainWindow):
         side_layout.setContentsMargins(6, 6, 0, 6)
         side_layout.addWidget(self.me_label)
         side_layout.addWidget(self.sidebar, 1)
+        self._sections = side_layout.count()
         side_layout.addWidget(self.mute)
         side_layout.addWidget(self.logout_button)
+        self._side_layout = side_layout
         entry = QHBoxLayout()
         entry.addWidget(self.input, 1)
         entry.addWidget(self.send_button)
@@ -322,8 +326,7 @@ class MainWindow(QMainWindow):
         self.previews_action.toggled.connect(self.previews_toggled)
         self.mute_conversation_action = notifications.addAction("&Mute this conversation")
         self.mute_conversation_action.setCheckable(True)
-        self.mute_conversation_action.toggled.connect(
-            lambda on: self.conversation_muted.emit(self.current_conversation, on))
+        self.mute_conversation_action.toggled.connect(self.mute_here_toggled)
         view = bar.addMenu("&View")
         themes = view.addMenu("&Theme")
         group = QActionGroup(self)
@@ -392,6 +395,11 @@ class MainWindow(QMainWindow):
         row = self.conversations.row_of(conversation)
         if row is not None:
             self.sidebar.setCurrentIndex(self.conversations.index(row))
+
+    def add_sidebar_section(self, widget: QWidget) -> None:
+        """Add a section (e.g. the rooms) to the sidebar, below the people."""
+        self._side_layout.insertWidget(self._sections, widget)
+        self._sections += 1
 
     def set_status(self, text: str, *, offer_retry: bool = False, details: str = "") -> None:
         """The status line, in plain words; ``details`` (the technical reason) show on hover."""

@@ -149,7 +149,9 @@ class Notifier(QObject):
     def __init__(self, chime: Chime, *, clock: Callable[[], float] = time.monotonic,
                  quiet: float = BURST_QUIET, use_tray: bool = True) -> None:
         super().__init__()
-        self.chime, self._clock, self._quiet = chime, clock, quiet
+        self.chime, self._clock = chime, clock
+        #: Seconds of quiet that end a burst (0: every message is news on its own).
+        self.quiet = quiet
         self.shown: list[Shown] = []
         self._burst_until = float("-inf")
         self._last: ConversationId = None
@@ -175,7 +177,7 @@ class Notifier(QObject):
         was told now (False: folded into the burst already announced)."""
         now = self._clock()
         folded = now < self._burst_until
-        self._burst_until = now + self._quiet
+        self._burst_until = now + self.quiet
         if folded:
             return False
         title = f"{sender} in {where}" if where != sender else sender

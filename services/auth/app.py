@@ -10,7 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chase.bus import Bus
 from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
 from services.auth.api import handlers
-from services.auth.api.routes import api, health, operations
+from services.auth.api.probes import endpoints, probes
+from services.auth.api.request_id import RequestIdMiddleware
+from services.auth.api.rooms import rooms_api
+from services.auth.api.routes import api, health
+from services.auth.api.web import SecurityHeaders, install_docs
+from services.auth.rooms import RoomsApi
 from services.auth.security import PasswordHasher
 from services.auth.service import AuthService
 from services.auth.settings import AuthSettings
@@ -38,21 +43,31 @@ def create_app(
         tokens=tokens or SecureTokens(),
         throttle=LoginThrottle(engine, throttle_policy(settings)),
         session_ttl=timedelta(seconds=settings.session_ttl_seconds),
+        checks_per_address=settings.login_checks_per_address,
         bus=bus,
     )
     app = FastAPI(
         title="ChaSe auth",
         version="1",
+        # Swagger UI from our own files (web.install_docs); ReDoc only comes from a CDN.
+        docs_url=None,
+        redoc_url=None,
         description="Users and sessions for ChaSe. Errors are always "
         '`{"error": {"code", "message", "fields"?}}` with a stable `code`.',
     )
     app.state.settings = settings
     app.state.auth_service = service
+    app.state.bus = bus
     handlers.install(app)
+    app.state.rooms_api = RoomsApi(engine, bus, clock, tokens or SecureTokens())
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(api)
+    app.include_router(rooms_api)
+    app.include_router(endpoints)
     app.include_router(health)
-    if settings.metrics:
-        app.include_router(operations)
+    app.include_router(probes)
+    install_docs(app)
     return app
 
 

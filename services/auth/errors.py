@@ -9,7 +9,12 @@ Every error response has the body ``{"error": {"code", "message", "fields"?}}``;
     ├── MissingToken             401 missing_token
     ├── InvalidToken             401 invalid_token (forged, expired or revoked)
     ├── TooManyAttempts          429 too_many_attempts (with Retry-After)
-    └── UnsupportedMediaType     415 unsupported_media_type
+    ├── WrongPassword            403 invalid_credentials (changing the password: the old one)
+    ├── NotFound                 404 not_found (a session that is not among yours)
+    ├── WeakPassword             422 validation_failed (the new password breaks the rule)
+    ├── UnsupportedMediaType     415 unsupported_media_type
+    └── RoomRefused              404 room_not_found, 422 room_name_invalid / room_topic_too_long,
+                                 503 unavailable (services/auth/rooms.py)
 
 Validation, parsing, routing and internal failures are mapped to codes in ``api/handlers.py``.
 """
@@ -48,6 +53,12 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     #: A bug; the response says nothing more, the log does.
     INTERNAL = "internal"
+    #: No such group room, or the caller is not a member of it (one answer for both).
+    ROOM_NOT_FOUND = "room_not_found"
+    #: A room name that is empty, blank or over the limit.
+    ROOM_NAME_INVALID = "room_name_invalid"
+    #: A room topic over the limit.
+    ROOM_TOPIC_TOO_LONG = "room_topic_too_long"
 
 
 class FieldError(BaseModel):
@@ -139,7 +150,37 @@ class TooManyAttempts(AuthError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class WrongPassword(AuthError):
+    """The current password given to change it is wrong (403: the token itself is fine)."""
+
+    status = 403
+    code = ErrorCode.INVALID_CREDENTIALS
+    message = "The current password is wrong."
+
+
+class NotFound(AuthError):
+    status = 404
+    code = ErrorCode.NOT_FOUND
+    message = "No such session among yours."
+
+
+class WeakPassword(AuthError):
+    """The new password breaks the password rule (chase.passwords); 422 like any bad field."""
+
+    status = 422
+    code = ErrorCode.VALIDATION_FAILED
+
+
 class UnsupportedMediaType(AuthError):
     status = 415
     code = ErrorCode.UNSUPPORTED_MEDIA_TYPE
     message = "Send the body as JSON with 'Content-Type: application/json'."
+
+
+class RoomRefused(AuthError):
+    """A group room request refused by the store (``services.auth.rooms``)."""
+
+    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+        self.status = status
+        self.code = code
+        super().__init__(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 from collections.abc import Iterator
 
@@ -14,15 +15,20 @@ from chase.bus import Bus
 from chase.config import ConfigError
 from chase.logging import get_logger
 from chase.rlimit import ensure_open_file_limit
-from chase.tls import server_context
+from chase.tls import require_readable, server_context
 from services.auth.app import create_app
 from services.auth.limits import RequestLimits, guarded_protocol
+from services.auth.service import AuthService
 from services.auth.settings import AuthSettings
 
 log = get_logger("chase.auth")
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to its owner and says where it listens."""
+    """A uvicorn server that leaves signals to its owner, bounds TLS handshakes, and says where
+    it listens."""
+
+    #: Seconds a TLS handshake may take (asyncio's default is 60).
+    handshake_timeout: float = 10.0
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -31,7 +37,17 @@ class _Server(uvicorn.Server):
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
+        # uvicorn has no setting for the TLS handshake timeout, so its one create_server call
+        # gets it here: a socket that connects and never says hello is dropped after
+        # handshake_timeout instead of asyncio's 60 s.
+        loop = asyncio.get_running_loop()
+        loop.create_server = functools.partial(  # type: ignore[method-assign]
+            loop.create_server, ssl_handshake_timeout=self.handshake_timeout
+        )
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            del loop.create_server  # the instance attribute: the class's method is back
         if self.started:
             config = self.config
             log.info("auth service listening", url=f"https://{config.host}:{config.port}/api/v1",
@@ -45,11 +61,10 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
     missing and ``SystemExit`` from uvicorn when the port cannot be bound.
     """
     ensure_open_file_limit()
-    for path in (settings.server_cert_path, settings.server_key_path):
-        if not path.exists():
-            raise ConfigError(f"CHASE_TLS_CERT / CHASE_TLS_KEY: {path} is missing: run `chase certs` first")
+    require_readable(settings.server_cert_path, settings.server_key_path)
+    api = create_app(settings, engine=engine, bus=bus)
     app = RequestLimits(
-        create_app(settings, engine=engine, bus=bus),
+        api,
         max_body_bytes=settings.max_body_bytes,
         max_concurrent=settings.max_concurrent_requests,
         body_timeout=settings.body_timeout_seconds,
@@ -78,13 +93,31 @@ async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -
         timeout_graceful_shutdown=3,
     )
     server = _Server(config)
+    server.handshake_timeout = settings.header_timeout_seconds
     task = asyncio.create_task(_serve(server, settings))
+    purger = asyncio.create_task(_purge_forever(api.state.auth_service, settings.purge_interval_seconds))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:
         server.should_exit = True
         await task
         raise
+    finally:
+        purger.cancel()
+        await asyncio.gather(purger, return_exceptions=True)
+
+
+async def _purge_forever(service: AuthService, interval: float) -> None:
+    """Delete expired and revoked sessions and stale throttle rows, now and every ``interval``."""
+    while True:
+        try:
+            removed = await service.purge()
+        except Exception as exc:  # noqa: BLE001 - a database blip must not stop the server; next round
+            log.warning("purge failed", error=type(exc).__name__)
+        else:
+            if removed:
+                log.info("purged sessions and login counters", rows=removed)
+        await asyncio.sleep(interval)
 
 
 async def _serve(server: uvicorn.Server, settings: AuthSettings) -> None:

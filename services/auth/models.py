@@ -8,7 +8,6 @@ so a hash cannot leave the service by accident. This module imports only pydanti
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import datetime
 from typing import Annotated
 
@@ -28,8 +27,7 @@ USERNAME_MIN_CHARS = 3
 DEVICE_MAX_CHARS = 64
 USERNAME_MAX_CHARS = 32
 PASSWORD_MIN_CHARS = passwords.MIN_CHARS
-#: bcrypt only reads the first 72 bytes of a password; see :func:`check_password`.
-PASSWORD_MAX_BYTES = passwords.MAX_BYTES
+PASSWORD_MAX_CHARS = passwords.MAX_CHARS
 USERNAME_RULE = (
     "A username is 3 to 32 characters: ASCII letters and digits, joined by single '_', '.' or '-' "
     "(it starts and ends with a letter or digit)."
@@ -64,20 +62,12 @@ def check_password(value: str) -> str:
     return value
 
 
-def _check_password_bytes(value: str) -> str:
-    _text(value)
-    if len(value.encode("utf-8")) > PASSWORD_MAX_BYTES:
-        raise PydanticCustomError(
-            "password_too_long",
-            "A password can be at most {max} bytes in UTF-8 (bcrypt's limit); this one is longer.",
-            {"max": PASSWORD_MAX_BYTES},
-        )
-    return value
+def _check_login_password(value: str) -> str:
+    return _text(value)
 
 
-# The rules in the OpenAPI schema too (json_schema_extra documents them without replacing
-# the validators' own, clearer error messages). maxLength counts characters, so the byte
-# limit is only in the description; 18 is the most characters that always fit in 72 bytes.
+# The rules in the OpenAPI schema too, exactly (json_schema_extra documents them without
+# replacing the validators' own, clearer error messages).
 Username = Annotated[
     str,
     AfterValidator(check_username),
@@ -93,26 +83,38 @@ Username = Annotated[
 NewPassword = Annotated[
     str,
     AfterValidator(check_password),
-    Field(description=passwords.RULE, json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": 72}),
+    Field(description=passwords.RULE,
+          json_schema_extra={"minLength": PASSWORD_MIN_CHARS, "maxLength": PASSWORD_MAX_CHARS}),
 ]
 #: At login only the byte limit applies: the rules for new passwords may change over time.
 LoginName = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_text)]
 LoginPassword = Annotated[
     str,
-    Field(min_length=1, description="At most 72 bytes in UTF-8", json_schema_extra={"maxLength": 72}),
-    AfterValidator(_check_password_bytes),
+    Field(min_length=1, max_length=PASSWORD_MAX_CHARS),
+    AfterValidator(_check_login_password),
 ]
 
 
+#: A device label: printable text, with no control, format or direction character (the same
+#: pattern in the OpenAPI schema; checked again on output by whoever shows it).
+DEVICE_PATTERN = re.compile(
+    r"^[^\u0000-\u001f\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+    r"\ufeff\ufff9-\ufffb]+$"
+)
+
+
 def _device(value: str) -> str:
-    """Printable text only: a label shown to people must not carry control characters."""
     _text(value)
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+    if not DEVICE_PATTERN.fullmatch(value):
         raise PydanticCustomError("device_invalid", "A device label is printable text (no control characters).")
     return value
 
 
-DeviceLabel = Annotated[str, Field(min_length=1, max_length=DEVICE_MAX_CHARS), AfterValidator(_device)]
+DeviceLabel = Annotated[
+    str,
+    Field(min_length=1, max_length=DEVICE_MAX_CHARS, json_schema_extra={"pattern": DEVICE_PATTERN.pattern}),
+    AfterValidator(_device),
+]
 
 
 class _In(BaseModel):
@@ -175,3 +177,27 @@ class UserPage(_Out):
 
 class Health(_Out):
     status: str
+
+
+class SessionPublic(_Out):
+    """One of the user's live sessions, as listed to them (never the token or its hash)."""
+
+    session_id: str
+    #: The label given at login, or the client's User-Agent; None when neither was sent.
+    device: str | None
+    created_at: datetime
+    #: When the token was last used (to within a minute).
+    last_seen_at: datetime | None
+    expires_at: datetime
+    #: True for the session whose token made this request.
+    current: bool
+
+
+class SessionList(_Out):
+    sessions: list[SessionPublic]
+
+
+class PasswordChange(_In):
+    #: The password in force now: a stolen token alone cannot change it.
+    old_password: LoginPassword
+    new_password: NewPassword

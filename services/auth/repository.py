@@ -8,7 +8,7 @@ nothing half-written. Timestamps are stored as naive UTC and returned aware.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -34,6 +34,7 @@ class SessionRecord:
     username: str
     expires_at: datetime
     revoked_at: datetime | None
+    last_seen_at: datetime | None = None
 
 
 def to_db(moment: datetime) -> datetime:
@@ -116,6 +117,7 @@ async def find_session_by_token_hash_txn(conn: AsyncConnection, token_hash: str)
                 users.c.username,
                 sessions.c.expires_at,
                 sessions.c.revoked_at,
+                sessions.c.last_seen_at,
             )
             .join(users, users.c.id == sessions.c.user_id)
             .where(sessions.c.token_hash == token_hash)
@@ -124,7 +126,8 @@ async def find_session_by_token_hash_txn(conn: AsyncConnection, token_hash: str)
     if row is None:
         return None
     revoked = from_db(row.revoked_at) if row.revoked_at is not None else None
-    return SessionRecord(row.id, row.token_hash, row.user_id, row.username, from_db(row.expires_at), revoked)
+    seen = from_db(row.last_seen_at) if row.last_seen_at is not None else None
+    return SessionRecord(row.id, row.token_hash, row.user_id, row.username, from_db(row.expires_at), revoked, seen)
 
 
 async def revoke_session_txn(conn: AsyncConnection, session_id: str, now: datetime) -> bool:
@@ -135,3 +138,73 @@ async def revoke_session_txn(conn: AsyncConnection, session_id: str, now: dateti
         .values(revoked_at=to_db(now))
     )
     return result.rowcount == 1
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id: str
+    device: str | None
+    created_at: datetime
+    last_seen_at: datetime | None
+    expires_at: datetime
+
+
+def _live(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(sessions.c.revoked_at.is_(None), sessions.c.expires_at > to_db(now))
+
+
+async def list_sessions_txn(conn: AsyncConnection, user_id: int, now: datetime) -> list[SessionRow]:
+    """The user's live sessions, most recently created first."""
+    rows = await conn.execute(
+        sa.select(sessions.c.id, sessions.c.device, sessions.c.created_at, sessions.c.last_seen_at,
+                  sessions.c.expires_at)
+        .where(sessions.c.user_id == user_id, _live(now))
+        .order_by(sessions.c.created_at.desc(), sessions.c.id)
+    )
+    return [
+        SessionRow(row.id, row.device, from_db(row.created_at),
+                   from_db(row.last_seen_at) if row.last_seen_at is not None else None, from_db(row.expires_at))
+        for row in rows
+    ]
+
+
+async def revoke_sessions_txn(
+    conn: AsyncConnection, user_id: int, now: datetime, *, only: str | None = None, keep: str | None = None
+) -> list[str]:
+    """Revoke the user's live sessions (just ``only``, or all but ``keep``); the ids revoked."""
+    condition = sa.and_(sessions.c.user_id == user_id, _live(now))
+    if only is not None:
+        condition = sa.and_(condition, sessions.c.id == only)
+    if keep is not None:
+        condition = sa.and_(condition, sessions.c.id != keep)
+    ids = [row.id for row in await conn.execute(sa.select(sessions.c.id).where(condition))]
+    if ids:
+        await conn.execute(
+            sa.update(sessions)
+            .where(sessions.c.id.in_(ids), sessions.c.revoked_at.is_(None))
+            .values(revoked_at=to_db(now))
+        )
+    return ids
+
+
+async def touch_session_txn(conn: AsyncConnection, session_id: str, now: datetime, every: float) -> None:
+    """Record that the session was used, at most once every ``every`` seconds (one write)."""
+    stale = to_db(now) - timedelta(seconds=every)
+    await conn.execute(
+        sa.update(sessions)
+        .where(sessions.c.id == session_id,
+               sa.or_(sessions.c.last_seen_at.is_(None), sessions.c.last_seen_at < stale))
+        .values(last_seen_at=to_db(now))
+    )
+
+
+async def set_password_hash_txn(conn: AsyncConnection, user_id: int, password_hash: str) -> None:
+    await conn.execute(sa.update(users).where(users.c.id == user_id).values(password_hash=password_hash))
+
+
+async def purge_sessions_txn(conn: AsyncConnection, now: datetime) -> int:
+    """Delete sessions that expired or were revoked; their tokens are dead either way."""
+    result = await conn.execute(
+        sa.delete(sessions).where(sa.or_(sessions.c.expires_at <= to_db(now), sessions.c.revoked_at.is_not(None)))
+    )
+    return result.rowcount or 0

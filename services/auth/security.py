@@ -1,13 +1,18 @@
 """Password hashing and session tokens.
 
 bcrypt is deliberately slow (tens to hundreds of milliseconds), so it runs in a worker thread
-and never blocks the event loop. Tokens are 256 random bits from the injected token source;
+and never blocks the event loop. bcrypt reads only 72 bytes, so a password is first reduced to
+the base64 of its SHA-256 (44 ASCII bytes, no NUL) and that is what bcrypt hashes: any
+password up to :data:`chase.passwords.MAX_CHARS` characters counts in full, and the stored
+hash says so with its ``sha256$`` prefix. Hashes stored before (plain bcrypt of at most 72
+bytes) still verify. Tokens are 256 random bits from the injected token source;
 only their SHA-256 is stored, and stored hashes are compared in constant time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 
@@ -21,6 +26,14 @@ SESSION_ID_BYTES = 18  # 24 url-safe characters, fits sessions.id
 MAX_TOKEN_CHARS = 128
 
 
+#: The prefix of hashes of pre-hashed passwords (see the module docstring).
+PREHASHED = "sha256$"
+
+
+def _prehash(password: str) -> bytes:
+    return base64.b64encode(hashlib.sha256(password.encode("utf-8")).digest())
+
+
 class PasswordHasher:
     """bcrypt at a fixed cost, off the event loop."""
 
@@ -31,10 +44,9 @@ class PasswordHasher:
         self._dummy_hash = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds))
 
     async def hash(self, password: str) -> str:
-        """The bcrypt hash to store. The caller has checked the 72-byte limit (models.py)."""
-        secret = password.encode("utf-8")
-        hashed = await asyncio.to_thread(bcrypt.hashpw, secret, bcrypt.gensalt(self._rounds))
-        return hashed.decode("ascii")
+        """The hash to store: ``sha256$`` and bcrypt of the pre-hashed password."""
+        hashed = await asyncio.to_thread(bcrypt.hashpw, _prehash(password), bcrypt.gensalt(self._rounds))
+        return PREHASHED + hashed.decode("ascii")
 
     async def verify(self, password: str, stored_hash: str | None) -> bool:
         """True when ``password`` matches ``stored_hash``.
@@ -42,11 +54,16 @@ class PasswordHasher:
         With ``stored_hash=None`` (unknown user) it checks against a dummy hash, taking as
         long as a real check, and returns False.
         """
-        secret = password.encode("utf-8")
-        if len(secret) > 72:
-            # bcrypt refuses these; no stored password can be this long (models.py).
-            secret, stored_hash = secret[:72], None
-        target = stored_hash.encode("ascii") if stored_hash is not None else self._dummy_hash
+        if stored_hash is None:
+            secret, target = _prehash(password), self._dummy_hash
+        elif stored_hash.startswith(PREHASHED):
+            secret, target = _prehash(password), stored_hash[len(PREHASHED):].encode("ascii")
+        else:
+            # A hash from before pre-hashing: bcrypt of the password itself, never over 72 bytes.
+            secret = password.encode("utf-8")
+            if len(secret) > 72:
+                secret, stored_hash = secret[:72], None
+            target = stored_hash.encode("ascii") if stored_hash is not None else self._dummy_hash
         matched = await asyncio.to_thread(bcrypt.checkpw, secret, target)
         return matched and stored_hash is not None
 

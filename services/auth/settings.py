@@ -33,6 +33,9 @@ class AuthSettings(CommonSettings):
     login_address_delay_cap_seconds: float = Field(
         900.0, gt=0, description="Longest wait the per-address and per-address-and-name scopes impose"
     )
+    login_checks_per_address: int = Field(
+        2, ge=1, description="Password checks one client address may have in progress at once (more: 429 at once)"
+    )
     trusted_proxies: str = Field(
         "",
         description="Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed; "
@@ -41,7 +44,7 @@ class AuthSettings(CommonSettings):
     max_body_bytes: int = Field(16_384, ge=1024, description="Largest request body; larger ones get 413 unread")
     body_timeout_seconds: float = Field(10.0, gt=0, description="How long a request body may take to arrive (408)")
     header_timeout_seconds: float = Field(
-        10.0, gt=0, description="How long a connection may take to send a request's headers before it is dropped"
+        10.0, gt=0, description="How long a connection may take for its TLS handshake, and for each request's headers, before it is dropped"
     )
     idle_timeout_seconds: float = Field(
         10.0,
@@ -51,8 +54,14 @@ class AuthSettings(CommonSettings):
     )
     max_connections: int = Field(1000, ge=1, description="Open HTTPS connections; past it new ones are dropped")
     max_concurrent_requests: int = Field(100, ge=1, description="Requests in progress; past it 503 with Retry-After")
+    purge_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often expired and revoked sessions and stale login counters are deleted"
+    )
     directory_page_default: int = Field(50, ge=1, le=500, description="Users per directory page by default")
     directory_page_max: int = Field(200, ge=1, le=500, description="Largest directory page a client may ask for")
-    # On by default: the figures are counts by outcome, with no user, name or token in them.
-    # Turn it off (or block the path at the proxy) when the auth port faces the internet.
-    metrics: bool = Field(True, description="Serve GET /metrics (Prometheus text, every service in the process)")
+    gateway_url: str = Field(
+        "wss://127.0.0.1:8765",
+        pattern=r"^wss://",
+        description="The gateway address clients are told (GET /api/v1/endpoints): the load balancer "
+        "in front of the gateways, as clients reach it",
+    )

@@ -86,9 +86,14 @@ def scope_key(scope: str, *parts: str) -> str:
 class LoginThrottle:
     """Charge, refuse and forgive login attempts; the database holds the counters."""
 
-    def __init__(self, engine: AsyncEngine, policy: Policy | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, policy: Policy | None = None, *, remembered: int = 10_000) -> None:
         self._engine = engine
         self.policy = policy or default_policy()
+        # Blocks this process has seen, so a flood from a blocked client is refused without a
+        # database round trip. Never wrong: a block only ends with time (a success can only
+        # follow an attempt that was let through, and only the pair row is deleted then).
+        self._blocked: dict[str, datetime] = {}
+        self._remembered = remembered
 
     def _keys(self, username: str, address: str) -> list[tuple[Scope, str]]:
         name = username.lower()
@@ -132,7 +137,17 @@ class LoginThrottle:
             result = await conn.execute(sa.delete(login_throttle).where(login_throttle.c.updated_at < horizon))
         return result.rowcount or 0
 
+    def _remember(self, key: str, until: datetime, now: datetime) -> None:
+        if len(self._blocked) >= self._remembered:
+            self._blocked = {k: t for k, t in self._blocked.items() if t > now}
+            if len(self._blocked) >= self._remembered:
+                self._blocked.clear()
+        self._blocked[key] = until
+
     async def _charge_one(self, scope: Scope, key: str, now: datetime) -> float | None:
+        known = self._blocked.get(key)
+        if known is not None and known > now:
+            return (known - now).total_seconds()
         for _ in range(MAX_RACES):
             # Read, decide, then write only if nobody wrote in between (the UPDATE's WHERE):
             # no transaction is held open across the decision.
@@ -144,6 +159,7 @@ class LoginThrottle:
                 continue
             failures, blocked_until, updated_at = row
             if blocked_until > now:
+                self._remember(key, blocked_until, now)
                 return (blocked_until - now).total_seconds()
             quiet = (now - updated_at).total_seconds() > scope.forget_seconds
             charged = (0 if quiet else failures) + 1
@@ -159,6 +175,8 @@ class LoginThrottle:
                     .values(failures=charged, blocked_until=until, updated_at=now)
                 )
             if result.rowcount == 1:
+                if until > now:
+                    self._remember(key, until, now)
                 return None
         return 1.0
 

@@ -15,6 +15,16 @@ The whole tree at a glance::
         unavailable        broker or database down; retryable, nothing was acknowledged
         not_found          the thing asked for does not exist
         forbidden          not yours to see
+        room_not_found     no such group room, or not a member of it (one answer for both)
+        room_forbidden     a member whose role does not allow the change
+        room_name_invalid  an empty, blank or over-long room name
+        room_topic_too_long a topic over the limit
+        room_full          the room has as many members as a room may
+        user_unknown       the user to invite does not exist
+        already_member     inviting or joining someone who is already a member
+        already_invited    inviting someone who is already invited
+        not_member         removing or changing the role of someone who is not a member
+        room_owner         the owner cannot leave, be removed or be demoted: hand over first
         internal           a bug on our side; the details are in the server log
 
     CloseCode (int enum, the WebSocket close code; the connection ends)
@@ -46,6 +56,16 @@ class ErrorCode(StrEnum):
     UNAVAILABLE = "unavailable"
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
+    ROOM_NOT_FOUND = "room_not_found"
+    ROOM_FORBIDDEN = "room_forbidden"
+    ROOM_NAME_INVALID = "room_name_invalid"
+    ROOM_TOPIC_TOO_LONG = "room_topic_too_long"
+    ROOM_FULL = "room_full"
+    USER_UNKNOWN = "user_unknown"
+    ALREADY_MEMBER = "already_member"
+    ALREADY_INVITED = "already_invited"
+    NOT_MEMBER = "not_member"
+    ROOM_OWNER = "room_owner"
     INTERNAL = "internal"
 
 
@@ -83,6 +103,16 @@ UPSTREAM_CODES: dict[str, ErrorCode] = {
     "store_unavailable": ErrorCode.UNAVAILABLE,
     "not_found": ErrorCode.NOT_FOUND,
     "forbidden": ErrorCode.FORBIDDEN,
+    "room_not_found": ErrorCode.ROOM_NOT_FOUND,
+    "room_forbidden": ErrorCode.ROOM_FORBIDDEN,
+    "room_name_invalid": ErrorCode.ROOM_NAME_INVALID,
+    "room_topic_too_long": ErrorCode.ROOM_TOPIC_TOO_LONG,
+    "room_full": ErrorCode.ROOM_FULL,
+    "user_unknown": ErrorCode.USER_UNKNOWN,
+    "already_member": ErrorCode.ALREADY_MEMBER,
+    "already_invited": ErrorCode.ALREADY_INVITED,
+    "not_member": ErrorCode.NOT_MEMBER,
+    "room_owner": ErrorCode.ROOM_OWNER,
 }
 
 

@@ -1,20 +1,27 @@
-"""Fan-out: from this gateway's queue on the bus to the outbox of every local connection.
+"""Fan-out: from this gateway's queue on the bus to the socket of every local connection.
 
 Topology (see ``chase.routing``): one exclusive queue per gateway, bound to the public room and
 to presence, plus ``routing.user_bindings(u)`` for every user ``u`` with at least one connection
 here (bound on their first connection, unbound on their last). A public message therefore costs
 the broker one copy per gateway; a private one reaches only gateways holding either person.
 
-Each :class:`Connection` owns a bounded outbox and one writer task draining it to the socket.
-:meth:`Connection.deliver` never waits: when the outbox is full the client is not reading, so
-it is disconnected (4008 "too slow") and nobody else is held up.
+Writing costs what the socket costs (see ``docs/benchmarks.md``, "Where the time goes"):
+
+- a frame for many connections is serialised **once**, and the same bytes are written to each;
+- a frame goes **straight to the connection's transport**, with no task and no queue per
+  connection: :meth:`Connection.deliver` appends the bytes to a short pending list, and one
+  :class:`Flusher` callback per event-loop turn hands every connection's pending frames to its
+  sink in one write (several frames ready at once become one TLS write and one system call);
+- a connection's outbox is what it has pending plus what its transport has not sent yet. Past
+  ``outbox_bytes``, or past ``outbox_size`` frames written since its transport was last empty,
+  the client is not reading: it is closed with 4008 and nobody else waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
 from chase import metrics, routing
@@ -31,6 +38,8 @@ from chase.schemas import (
     PresenceChanged,
     PresenceFrame,
     ResyncFrame,
+    RoomCommandResult,
+    RoomList,
     ServerFrame,
     SessionRevoked,
     StoreStatus,
@@ -39,6 +48,7 @@ from chase.schemas import (
 from services.gateway.availability import StoreAvailability
 from services.gateway.errors import REASON_TOO_SLOW, CloseCode
 from services.gateway.presence import PresenceTracker, PresenceUpdate
+from services.gateway.rooms import RoomDirectory, concerned_user
 from services.gateway.session import Action, Close, ConnectionSession, Send
 
 log = get_logger("chase.gateway")
@@ -48,6 +58,10 @@ log = get_logger("chase.gateway")
 GATEWAY_QUEUE_MAX_LENGTH = 100_000
 #: What a connection is told when this gateway's queue was re-established.
 RESYNC_REASON = "live delivery was interrupted; sync from your cursor"
+#: What a user's connections are told when this gateway started routing a room they joined.
+ROOM_JOINED_REASON = "you joined a room; sync from your cursor"
+#: How often a user's rooms are asked for again after the history service did not answer.
+ROOM_LOAD_RETRY_SECONDS = 2.0
 
 
 class TooManyConnections(Exception):
@@ -57,29 +71,68 @@ class TooManyConnections(Exception):
 class FrameSink(Protocol):
     """Where a connection's frames go: a WebSocket, or a list in a unit test."""
 
-    async def send(self, text: str) -> None: ...
+    def write(self, frames: list[bytes]) -> None:
+        """Send these UTF-8 JSON text frames, in order, without waiting (buffer what the
+        socket does not take now)."""
+
+    def backlog(self) -> int:
+        """Bytes written and not yet taken by the socket."""
 
     async def close(self, code: int, reason: str) -> None: ...
 
 
-class Connection:
-    """One client: its session, its outbox and the task that writes the outbox out.
+class Flusher:
+    """Writes out every connection with pending frames once per event-loop turn.
 
-    Call :meth:`start` once, :meth:`apply` for actions that need no I/O of their own, and
-    :meth:`finish` when the connection is over.
+    One callback for the whole gateway, not a task per connection: delivering a public message
+    to N connections costs N list appends, then N sink writes in the next turn, each carrying
+    whatever else became ready for that connection meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._dirty: list[Connection] = []
+
+    def schedule(self, conn: Connection) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._dirty.append(conn)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush()
+
+
+class Connection:
+    """One client: its session, and its outbox (pending frames and the socket's backlog).
+
+    Call :meth:`start` once (frames delivered before it wait), :meth:`apply` for actions that
+    need no I/O of their own, and :meth:`finish` when the connection is over.
     """
 
     def __init__(
-        self, session: ConnectionSession, sink: FrameSink, outbox_size: int, outbox_bytes: int | None = None
+        self,
+        session: ConnectionSession,
+        sink: FrameSink,
+        outbox_size: int,
+        outbox_bytes: int | None = None,
+        *,
+        flusher: Flusher | None = None,
     ) -> None:
         self.session = session
         self._sink = sink
-        # Frames are encoded when queued, so the bound is on what they really cost: one
-        # history page can be ~850 KB, and 1000 of them would be most of a gigabyte.
-        self._outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=outbox_size)
+        self._outbox_size = outbox_size
+        # Frames are bounded by what they really cost: one history page can be ~850 KB, and
+        # 1000 of them would be most of a gigabyte.
         self._outbox_bytes = outbox_bytes
-        self.queued_bytes = 0
-        self._writer: asyncio.Task[None] | None = None
+        self._flusher = flusher or Flusher()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        #: Frames handed to the sink since its backlog was last seen empty.
+        self._unsent_frames = 0
+        self._scheduled = False
+        self._started = False
+        self._flushed: asyncio.Event | None = None
         self._closer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
 
@@ -91,30 +144,66 @@ class Connection:
     def closing(self) -> bool:
         return self.close_code is not None
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of this client's frames not yet taken by its socket."""
+        return self._pending_bytes + (self._sink.backlog() if self._started else 0)
+
     def start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        self._started = True
+        if self._pending and not self._scheduled:
+            self._scheduled = True
+            self._flusher.schedule(self)
 
     def deliver(self, frame: ServerFrame) -> None:
         """Queue ``frame`` for the client without waiting; a full outbox disconnects it."""
+        if self.write(encode(frame).encode()):
+            # Counted here for frames made for this client alone; the fan-out counts the
+            # frames it shares in bulk, off the per-connection path.
+            if isinstance(frame, MessageFrame):
+                metrics.GATEWAY_MESSAGES_FANNED_OUT.inc()
+            elif isinstance(frame, ErrorFrame):
+                metrics.GATEWAY_ERRORS_SENT.labels(frame.code).inc()
+
+    def write(self, data: bytes) -> bool:
+        """Queue one encoded frame (shared between connections: never modified); False when
+        it was not queued because the connection is closing or just overflowed."""
         if self.closing:
-            return
-        text = encode(frame)
-        size = len(text)  # characters: the UTF-8 size is at most 4x, and JSON is mostly ASCII
-        over_bytes = self._outbox_bytes is not None and self.queued_bytes + size > self._outbox_bytes
+            return False
+        size = len(data)
+        queued = self.queued_bytes
+        over_bytes = self._outbox_bytes is not None and queued + size > self._outbox_bytes
         # One frame larger than the whole budget still goes to a client that has read
         # everything else: an empty outbox is never "too slow".
-        if (over_bytes and self.queued_bytes > 0) or self._outbox.full():
+        over_frames = self._unsent_frames + len(self._pending) >= self._outbox_size
+        if (over_bytes and queued > 0) or over_frames:
             log.warning("client too slow, disconnecting", user_id=self.user_id, session_id=self.session.session_id)
             metrics.GATEWAY_SLOW_CLIENTS_DROPPED.inc()
             self.close_soon(CloseCode.TOO_SLOW, REASON_TOO_SLOW)
+            return False
+        self._pending.append(data)
+        self._pending_bytes += size
+        if self._started and not self._scheduled:
+            self._scheduled = True
+            self._flusher.schedule(self)
+        return True
+
+    def flush(self) -> None:
+        """Hand every pending frame to the sink in one write (the flusher calls it)."""
+        self._scheduled = False
+        if self.closing or not self._pending:
             return
-        self._outbox.put_nowait(text)
-        self.queued_bytes += size
-        # Counted here because every frame for this client passes through, whoever made it.
-        if isinstance(frame, MessageFrame):
-            metrics.GATEWAY_MESSAGES_FANNED_OUT.inc()
-        elif isinstance(frame, ErrorFrame):
-            metrics.GATEWAY_ERRORS_SENT.labels(frame.code).inc()
+        frames, self._pending, self._pending_bytes = self._pending, [], 0
+        if self._sink.backlog() == 0:
+            self._unsent_frames = 0
+        try:
+            self._sink.write(frames)
+        except Exception:  # noqa: BLE001 - the socket is gone; the reader loop sees it too
+            log.debug("write failed", user_id=self.user_id, exc_info=True)
+            return
+        self._unsent_frames += len(frames)
+        if self._flushed is not None:
+            self._flushed.set()
 
     def apply(self, actions: Iterable[Action]) -> None:
         """Carry out Send and Close actions (the only ones bus events produce)."""
@@ -127,36 +216,25 @@ class Connection:
                 raise TypeError(f"{type(action).__name__} needs the server to carry it out")
 
     def close_soon(self, code: int, reason: str) -> None:
-        """Close now, without waiting for the outbox: the reader loop then ends."""
+        """Close now, without writing what is still pending: the reader loop then ends."""
         if self.closing:
             return
         self.close_code = code
-        if self._writer is not None:
-            self._writer.cancel()
+        self._pending, self._pending_bytes = [], 0
+        if self._flushed is not None:
+            self._flushed.set()
         self._closer = asyncio.get_running_loop().create_task(self._sink.close(code, reason))
 
     async def finish(self) -> None:
-        """Stop the writer and wait for a close in progress."""
-        tasks = [t for t in (self._writer, self._closer) if t is not None]
-        if self._writer is not None and not self._writer.done() and self._closer is None:
-            self._writer.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Wait for a close in progress."""
+        if self._closer is not None:
+            await asyncio.gather(self._closer, return_exceptions=True)
 
     async def drained(self) -> None:
-        """Wait until every queued frame was handed to the socket (tests, graceful close)."""
-        await self._outbox.join()
-
-    async def _write_loop(self) -> None:
-        while True:
-            text = await self._outbox.get()
-            try:
-                await self._sink.send(text)
-            except Exception:  # noqa: BLE001 - the socket is gone; the reader loop sees it too
-                log.debug("write failed", user_id=self.user_id, exc_info=True)
-                return
-            finally:
-                self.queued_bytes -= len(text)
-                self._outbox.task_done()
+        """Wait until every pending frame was handed to the socket (tests, graceful close)."""
+        while self._pending:
+            self._flushed = asyncio.Event()
+            await self._flushed.wait()
 
 
 class FanOut:
@@ -173,8 +251,19 @@ class FanOut:
         store: StoreAvailability | None = None,
         prefetch: int = 200,
         max_connections_per_user: int | None = None,
+        room_loader: Callable[[int], Awaitable[RoomList]] | None = None,
     ) -> None:
+        """``room_loader(user_id)`` fetches a user's rooms (None: no group rooms here)."""
         self._bus = bus
+        #: Group room memberships of local users; give the same object to every session.
+        self.rooms = RoomDirectory()
+        self._room_loader = room_loader
+        self._bound_rooms: set[int] = set()
+        self._room_lock = asyncio.Lock()
+        #: Rooms whose local membership changed and whose binding is not settled yet, and the
+        #: users who joined them (told to sync once the room is newly bound).
+        self._unsettled: dict[int, set[int]] = {}
+        self._room_loads: set[asyncio.Task[None]] = set()
         self._max_per_user = max_connections_per_user
         self.presence = presence
         #: Fed by the worker's StoreStatus events; give the same object to every session.
@@ -188,6 +277,8 @@ class FanOut:
         # Weak values: a lock lives only while someone holds or waits for it.
         self._user_locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         self._subscription: Subscription | None = None
+        #: Give it to every Connection of this gateway: one write-out per event-loop turn.
+        self.flusher = Flusher()
 
     async def start(self) -> None:
         """Declare and consume the gateway queue; raises BusUnavailable if the broker is down."""
@@ -217,13 +308,22 @@ class FanOut:
                         # Lost again: the next reconnection calls this again.
                         log.warning("re-binding after reconnect failed", error=str(exc))
                         return
-        frame = ResyncFrame(reason=RESYNC_REASON)
+        async with self._room_lock:
+            for room_id in sorted(self.rooms.rooms()):
+                try:
+                    await self._bus.bind(self.queue_name, routing.room_binding(room_id))
+                except BusUnavailable as exc:
+                    log.warning("re-binding rooms after reconnect failed", error=str(exc))
+                    return
+                self._bound_rooms.add(room_id)
         connections = self.connections()
-        for conn in connections:
-            conn.deliver(frame)
+        self.broadcast([ResyncFrame(reason=RESYNC_REASON)])
         log.warning("fan-out queue re-established, clients told to sync", connections=len(connections))
 
     async def stop(self) -> None:
+        for task in list(self._room_loads):
+            task.cancel()
+        await asyncio.gather(*self._room_loads, return_exceptions=True)
         if self._subscription is not None:
             await self._subscription.cancel()
             self._subscription = None
@@ -245,12 +345,89 @@ class FanOut:
             if conns is None:
                 for binding in routing.user_bindings(conn.user_id):
                     await self._bus.bind(self.queue_name, binding)
+                # After the user's bindings: membership events from now on reach us.
+                await self._load_rooms(conn.user_id)
             update = self.presence.connected(conn.session.user)
             # No await from here on: the hello is the first frame, events follow it, and
             # whoever connects next already sees this user online.
             conn.apply(conn.session.start(self.presence.online_user_ids()))
             self._by_user.setdefault(conn.user_id, set()).add(conn)
         await self._announce(update)
+
+    # --- group rooms ---------------------------------------------------------------------------
+
+    async def _load_rooms(self, user_id: int) -> None:
+        """Learn the rooms of a user whose first connection arrives, and bind them. When the
+        history service does not answer, the user connects anyway and the rooms are asked for
+        again in the background (their connections are told to sync once they are known)."""
+        if self._room_loader is None:
+            return
+        self.rooms.begin_load(user_id)
+        if not await self._try_load_rooms(user_id):
+            task = asyncio.get_running_loop().create_task(self._load_rooms_later(user_id))
+            self._room_loads.add(task)
+            task.add_done_callback(self._room_loads.discard)
+
+    async def _try_load_rooms(self, user_id: int) -> bool:
+        assert self._room_loader is not None
+        try:
+            listed = await self._room_loader(user_id)
+        except Exception as exc:  # noqa: BLE001 - any failure: the user connects, rooms come later
+            log.warning("rooms of a connecting user unavailable", user_id=user_id, error=str(exc))
+            return False
+        joined = [room.id for room in listed.rooms if room.role not in (None, "invited")]
+        await self.settle_rooms(self.rooms.finish_load(user_id, joined, listed.as_of))
+        return True
+
+    async def _load_rooms_later(self, user_id: int) -> None:
+        while user_id in self._by_user or self.rooms.is_local(user_id):
+            await asyncio.sleep(ROOM_LOAD_RETRY_SECONDS)
+            if user_id not in self._by_user:
+                self.rooms.forget(user_id)
+                return
+            if await self._try_load_rooms(user_id):
+                for conn in self._by_user.get(user_id, ()):
+                    conn.deliver(ResyncFrame(reason=ROOM_JOINED_REASON))
+                return
+
+    async def settle_rooms(self, room_ids: Iterable[int] | None = None) -> None:
+        """Bind the rooms that have local members and unbind those that have none left
+        (``room_ids``, or every room changed by events since the last call). Users who joined
+        a room that was newly bound are told to sync: messages stored right after their join
+        may have been routed before the binding existed."""
+        if room_ids is None:
+            changed, self._unsettled = self._unsettled, {}
+        else:
+            changed = {room_id: self._unsettled.pop(room_id, set()) for room_id in room_ids}
+        if not changed:
+            return
+        newly: list[int] = []
+        async with self._room_lock:
+            for room_id in sorted(changed):
+                wanted = bool(self.rooms.local_members(room_id))
+                try:
+                    if wanted and room_id not in self._bound_rooms:
+                        await self._bus.bind(self.queue_name, routing.room_binding(room_id))
+                        self._bound_rooms.add(room_id)
+                        newly.append(room_id)
+                    elif not wanted and room_id in self._bound_rooms:
+                        self._bound_rooms.discard(room_id)
+                        await self._bus.unbind(self.queue_name, routing.room_binding(room_id))
+                except (BusUnavailable, KeyError) as exc:
+                    # The queue is gone with the broker connection: _queue_restored binds again.
+                    log.warning("room binding not changed", room_id=room_id, error=str(exc))
+        for room_id in newly:
+            for user_id in changed[room_id]:
+                for conn in self._by_user.get(user_id, ()):
+                    conn.deliver(ResyncFrame(reason=ROOM_JOINED_REASON))
+
+    def _room_event(self, event: MessageStored) -> None:
+        changed = self.rooms.on_event(event.message, self._by_user)
+        user_id = concerned_user(event.message)
+        for room_id in changed:
+            joiners = self._unsettled.setdefault(room_id, set())
+            if user_id is not None and self.rooms.is_member(user_id, room_id):
+                joiners.add(user_id)
 
     def _lock_for(self, user_id: int) -> asyncio.Lock:
         lock = self._user_locks.get(user_id)
@@ -273,6 +450,7 @@ class FanOut:
                     except (BusUnavailable, KeyError):
                         # The queue is gone with the broker connection; nothing left to unbind.
                         break
+                await self.settle_rooms(self.rooms.forget(conn.user_id))
             update = self.presence.disconnected(conn.session.user)
         await self._announce(update)
 
@@ -284,10 +462,15 @@ class FanOut:
         except BusUnavailable as exc:
             log.warning("presence heartbeat not published", error=str(exc))
 
-    def broadcast(self, frames: list[PresenceFrame]) -> None:
-        for conn in self.connections():
-            for frame in frames:
-                conn.deliver(frame)
+    def broadcast(self, frames: list[PresenceFrame] | list[ResyncFrame]) -> None:
+        """Send ``frames`` to every local connection, each serialised once for all of them."""
+        if not frames:
+            return
+        encoded = [encode(frame).encode() for frame in frames]
+        for conns in self._by_user.values():
+            for conn in conns:
+                for data in encoded:
+                    conn.write(data)
 
     def dispatch(self, event: Event) -> None:
         """Route one bus event to the connections that may see it."""
@@ -301,21 +484,52 @@ class FanOut:
                 else:
                     log.warning("store unavailable, refusing sends", reason=event.reason)
             return
-        for conn in self._targets(event):
+        if isinstance(event, MessageStored) and event.message.event is not None:
+            # Before routing: a removed user gets their removal and nothing after it.
+            self._room_event(event)
+        targets = self._targets(event)
+        if isinstance(event, MessageStored) and not event.resend:
+            self._fan_out_message(event, targets)
+            return
+        for conn in targets:
             conn.apply(conn.session.on_event(event))
 
-    def _targets(self, event: Event) -> list[Connection]:
+    def _fan_out_message(self, event: MessageStored, targets: Iterable[Connection]) -> None:
+        """One stored message to its connections: the ``message`` frame is built and
+        serialised once and its bytes written to each; the session still decides, per
+        connection, whether it may see it and whether it owes its sender an ack."""
+        frame = MessageFrame(message=event.message)
+        data = encode(frame).encode()
+        delivered = 0
+        for conn in targets:
+            for action in conn.session.on_event(event, frame):
+                if isinstance(action, Send) and action.frame is frame:
+                    delivered += conn.write(data)
+                else:
+                    conn.apply((action,))
+        metrics.GATEWAY_MESSAGES_FANNED_OUT.inc(delivered)
+
+    def _targets(self, event: Event) -> Iterable[Connection]:
         if isinstance(event, MessageStored):
             message = event.message
             if event.resend:
                 return list(self._by_user.get(message.sender.id, ()))
+            if message.room_id is not None:
+                # The sender too: their ack, even if removed since (nothing else reaches them).
+                users = (*self.rooms.local_members(message.room_id), message.sender.id)
+                concerned = concerned_user(message)
+                if concerned is not None:
+                    users += (concerned,)
+                return [c for uid in set(users) for c in self._by_user.get(uid, ())]
             if message.recipient_id is None:
-                return self.connections()
+                return [c for conns in self._by_user.values() for c in conns]
             users: tuple[int, ...] = (message.sender.id, message.recipient_id)
         elif isinstance(event, MessageRejected):
             users = (event.sender_id,)
         elif isinstance(event, SessionRevoked):
             users = (event.user_id,)
+        elif isinstance(event, RoomCommandResult):
+            users = (event.actor_id,)
         else:
             return []
         return [c for uid in set(users) for c in self._by_user.get(uid, ())]
@@ -323,6 +537,8 @@ class FanOut:
     async def _on_delivery(self, delivery: Delivery) -> None:
         try:
             self.dispatch(delivery.event)
+            if self._unsettled:
+                await self.settle_rooms()
         except Exception:  # noqa: BLE001 - one bad event must not stop the fan-out
             log.exception("fan-out failed", routing_key=delivery.routing_key)
         # Acked either way: redelivering to the same local connections would not go better.

@@ -17,12 +17,14 @@ async def run(
     bus: Bus,
     auth: TokenChecker | None = None,
     started: asyncio.Event | None = None,
+    draining: asyncio.Event | None = None,
 ) -> None:
     """Serve WebSocket clients over TLS until cancelled, then close them with 1001.
 
     The caller owns (starts, closes) ``bus``. Without ``auth`` the gateway asks the auth
     service at ``settings.auth_url``, trusting ``settings.ca_path``. ``started`` is set once
-    the port listens.
+    the port listens; ``draining`` is set the moment the shutdown begins (readiness turns
+    503 then, so a balancer sends no new connections while the clients are closed with 1001).
     """
     ensure_open_file_limit()
     own_auth = None
@@ -35,6 +37,8 @@ async def run(
             started.set()
         await asyncio.Event().wait()
     finally:
+        if draining is not None:
+            draining.set()
         # Shielded so that a cancelled run() still closes its clients and leaves the bus tidy.
         await asyncio.shield(_shutdown(server, own_auth))
 

@@ -37,38 +37,41 @@ class _Remote:
 
 
 class PresenceTracker:
+    """Every change costs O(1) (a heartbeat: O(users it lists)): a user is online while at
+    least one *source* (this gateway, or another gateway) holds them; the tracker counts
+    sources per user and reports only the transitions between none and some."""
+
     def __init__(self, gateway_id: str, clock: Clock, ttl_seconds: float) -> None:
         self.gateway_id = gateway_id
         self._clock = clock
         self._ttl = ttl_seconds
         self._local: dict[int, tuple[UserRef, int]] = {}
         self._remote: dict[str, _Remote] = {}
+        #: user id -> (ref, number of sources holding them); present means online.
+        self._online: dict[int, tuple[UserRef, int]] = {}
 
     # --- this gateway's connections -----------------------------------------------------------
 
     def connected(self, user: UserRef) -> PresenceUpdate:
         """Count one more local connection of ``user``."""
-        before = self._online()
         _, count = self._local.get(user.id, (user, 0))
         self._local[user.id] = (user, count + 1)
-        publish = None
-        if count == 0:
-            publish = PresenceChanged(gateway_id=self.gateway_id, user=user, online=True)
-        return PresenceUpdate(publish, self._diff(before))
+        if count:
+            return PresenceUpdate(None, [])
+        frames = self._gain([], user)
+        return PresenceUpdate(PresenceChanged(gateway_id=self.gateway_id, user=user, online=True), frames)
 
     def disconnected(self, user: UserRef) -> PresenceUpdate:
         """Count one local connection of ``user`` fewer."""
         if user.id not in self._local:
             return PresenceUpdate(None, [])
-        before = self._online()
         ref, count = self._local[user.id]
-        publish = None
-        if count <= 1:
-            del self._local[user.id]
-            publish = PresenceChanged(gateway_id=self.gateway_id, user=ref, online=False)
-        else:
+        if count > 1:
             self._local[user.id] = (ref, count - 1)
-        return PresenceUpdate(publish, self._diff(before))
+            return PresenceUpdate(None, [])
+        del self._local[user.id]
+        frames = self._lose([], user.id)
+        return PresenceUpdate(PresenceChanged(gateway_id=self.gateway_id, user=ref, online=False), frames)
 
     def local_users(self) -> list[UserRef]:
         return [ref for ref, _ in self._local.values()]
@@ -88,43 +91,57 @@ class PresenceTracker:
         """Another gateway's presence event (our own come back too and are ignored)."""
         if not isinstance(event, PresenceChanged | GatewayHeartbeat) or event.gateway_id == self.gateway_id:
             return []
-        before = self._online()
+        frames: list[PresenceFrame] = []
         remote = self._remote.setdefault(event.gateway_id, _Remote(ttl=self._ttl))
         remote.last_seen = self._clock.monotonic()
         if isinstance(event, GatewayHeartbeat):
-            remote.users = {u.id: u for u in event.users}
+            listed = {u.id: u for u in event.users}
+            for uid, ref in listed.items():
+                if uid not in remote.users:
+                    self._gain(frames, ref)
+            for uid in [uid for uid in remote.users if uid not in listed]:
+                self._lose(frames, uid)
+            remote.users = listed
             remote.ttl = event.ttl_seconds
         elif event.online:
-            remote.users[event.user.id] = event.user
-        else:
-            remote.users.pop(event.user.id, None)
+            if event.user.id not in remote.users:
+                remote.users[event.user.id] = event.user
+                self._gain(frames, event.user)
+        elif remote.users.pop(event.user.id, None) is not None:
+            self._lose(frames, event.user.id)
         if not remote.users:
             # Nothing to expire later; it comes back with its next event.
             del self._remote[event.gateway_id]
-        return self._diff(before)
+        return frames
 
     def expire(self) -> list[PresenceFrame]:
         """Forget gateways silent for longer than their ttl; call it every heartbeat."""
         now = self._clock.monotonic()
-        before = self._online()
+        frames: list[PresenceFrame] = []
         for gateway_id in [g for g, r in self._remote.items() if now - r.last_seen > r.ttl]:
-            del self._remote[gateway_id]
-        return self._diff(before)
+            for uid in self._remote.pop(gateway_id).users:
+                self._lose(frames, uid)
+        return frames
 
     # --- the global view ----------------------------------------------------------------------
 
     def online_user_ids(self) -> set[int]:
-        return set(self._online())
+        return set(self._online)
 
-    def _online(self) -> dict[int, UserRef]:
-        online = {uid: ref for uid, (ref, _) in self._local.items()}
-        for remote in self._remote.values():
-            for uid, ref in remote.users.items():
-                online.setdefault(uid, ref)
-        return online
+    def _gain(self, frames: list[PresenceFrame], ref: UserRef) -> list[PresenceFrame]:
+        """One more source holds ``ref``; a frame when that makes them online."""
+        known, sources = self._online.get(ref.id, (ref, 0))
+        self._online[ref.id] = (known, sources + 1)
+        if not sources:
+            frames.append(PresenceFrame(user=ref, online=True))
+        return frames
 
-    def _diff(self, before: dict[int, UserRef]) -> list[PresenceFrame]:
-        after = self._online()
-        frames = [PresenceFrame(user=ref, online=True) for uid, ref in after.items() if uid not in before]
-        frames += [PresenceFrame(user=ref, online=False) for uid, ref in before.items() if uid not in after]
+    def _lose(self, frames: list[PresenceFrame], user_id: int) -> list[PresenceFrame]:
+        """One source fewer holds ``user_id``; a frame when none is left."""
+        ref, sources = self._online[user_id]
+        if sources > 1:
+            self._online[user_id] = (ref, sources - 1)
+        else:
+            del self._online[user_id]
+            frames.append(PresenceFrame(user=ref, online=False))
         return frames

@@ -26,12 +26,13 @@ from typing import Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from chase import metrics, routing
 from chase.bus.port import Bus, BusUnavailable, RequestTimeout
 from chase.clock import Clock, SystemClock
-from chase.logging import get_logger
-from chase.schemas import HistoryQuery, PongFrame
+from chase.logging import bind, get_logger
+from chase.schemas import HistoryQuery, PongFrame, RoomCommand, RoomList, RoomMembersQuery, RoomsQuery
 from chase.tls import server_context
 from services.auth.client import AuthClientError, AuthRejected, SessionInfo
 from services.gateway.availability import StoreAvailability
@@ -54,6 +55,11 @@ log = get_logger("chase.gateway")
 CLOSE_TIMEOUT = 5.0
 #: How often unanswered sends are checked against CHASE_GATEWAY_SEND_TIMEOUT_SECONDS.
 SEND_SWEEP_SECONDS = 0.5
+#: Token checks in flight to the auth service at once. In a reconnect storm every client
+#: arrives together; asking all at once would run into the auth service's own bound on requests
+#: in progress (503) and the client's connection pool, and refuse clients (1013) that a short
+#: wait in line would have let in. Well below both.
+AUTH_CHECKS_IN_FLIGHT = 32
 
 
 class TokenChecker(Protocol):
@@ -63,13 +69,29 @@ class TokenChecker(Protocol):
 
 
 class _WebSocketSink:
-    """A connection's frame sink; a close that cannot complete (client not reading) aborts."""
+    """A connection's frame sink, written synchronously as ``websockets.broadcast`` does: the
+    frames go through the connection's sans-I/O protocol (framing, compression if negotiated)
+    and out in **one** transport write. A close that cannot complete (client not reading)
+    aborts."""
 
     def __init__(self, ws: ServerConnection) -> None:
         self._ws = ws
 
-    async def send(self, text: str) -> None:
-        await self._ws.send(text)
+    def write(self, frames: list[bytes]) -> None:
+        ws = self._ws
+        protocol = ws.protocol
+        if protocol.state is not State.OPEN:
+            return  # closing: websockets finishes the close handshake by itself
+        for data in frames:
+            protocol.send_text(data)
+        chunks = protocol.data_to_send()
+        if b"" in chunks:  # pragma: no cover - an end-of-stream marker: let websockets handle it
+            ws.send_data()
+        else:
+            ws.transport.write(b"".join(chunks))
+
+    def backlog(self) -> int:
+        return self._ws.transport.get_write_buffer_size()
 
     async def close(self, code: int, reason: str) -> None:
         try:
@@ -92,8 +114,10 @@ def frame_kind(actions: list[Action]) -> str:
     ``type`` label of ``chase_gateway_frames_received``)."""
     for action in actions:
         if isinstance(action, Publish):
-            return "send"
+            return "room" if isinstance(action.event, RoomCommand) else "send"
         if isinstance(action, Query):
+            if isinstance(action.request, RoomsQuery | RoomMembersQuery):
+                return "rooms"
             return "history" if isinstance(action.request, HistoryQuery) else "sync"
         if isinstance(action, Send) and isinstance(action.frame, PongFrame):
             return "ping"
@@ -113,13 +137,18 @@ class GatewayServer:
         presence = PresenceTracker(settings.gateway_id, self._clock, settings.presence_ttl_seconds)
         self.store = StoreAvailability(self._clock)
         self.fanout = FanOut(
-            bus, presence, store=self.store, max_connections_per_user=settings.max_connections_per_user
+            bus,
+            presence,
+            store=self.store,
+            max_connections_per_user=settings.max_connections_per_user,
+            room_loader=self._rooms_of,
         )
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         # Queries run beside the read loop, so a slow history page never holds up sends.
         self._queries: set[asyncio.Task[None]] = set()
+        self._auth_slots = asyncio.Semaphore(AUTH_CHECKS_IN_FLIGHT)
 
     @property
     def port(self) -> int:
@@ -165,6 +194,15 @@ class GatewayServer:
         await self.fanout.stop()
         log.info("gateway stopped", gateway_id=self.settings.gateway_id)
 
+    async def _rooms_of(self, user_id: int) -> RoomList:
+        """The rooms of a connecting user, from the history service (raises when unanswered)."""
+        reply = await self._bus.request(
+            routing.HISTORY_RPC, RoomsQuery(viewer_id=user_id), timeout=self.settings.query_timeout_seconds
+        )
+        if not isinstance(reply, RoomList):
+            raise BusUnavailable(f"no room list: {reply.type}")
+        return reply
+
     async def _expire_sends_forever(self) -> None:
         # Bounds every send's wait for an answer (see ConnectionSession.expire_pending).
         while True:
@@ -180,6 +218,8 @@ class GatewayServer:
     # --- one connection -----------------------------------------------------------------------
 
     async def _handle(self, ws: ServerConnection) -> None:
+        # Every log line of this connection's task (and its children) names it.
+        bind(connection_id=ws.id.hex)
         info = await self._authenticate(ws)
         if info is None:
             return
@@ -190,8 +230,10 @@ class GatewayServer:
             self._clock,
             store=self.store,
             send_timeout=self.settings.send_timeout_seconds,
+            rooms=self.fanout.rooms,
         )
-        conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size, self.settings.outbox_max_bytes)
+        conn = Connection(session, _WebSocketSink(ws), self.settings.outbox_size, self.settings.outbox_max_bytes,
+                          flusher=self.fanout.flusher)
         conn.start()
         try:
             await self.fanout.add(conn)
@@ -228,7 +270,17 @@ class GatewayServer:
             await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
             return None
         try:
-            return await self._auth.check_token(token)
+            # The wait in line is bounded like the handshake; the check itself by the client.
+            async with asyncio.timeout(self.settings.handshake_timeout_seconds):
+                await self._auth_slots.acquire()
+            try:
+                return await self._auth.check_token(token)
+            finally:
+                self._auth_slots.release()
+        except TimeoutError:
+            log.warning("token check not started in time: too many connections arriving at once")
+            metrics.GATEWAY_CONNECTIONS.labels("auth_unavailable").inc()
+            await ws.close(CloseCode.TRY_AGAIN_LATER, REASON_AUTH_UNAVAILABLE)
         except AuthRejected:
             metrics.GATEWAY_CONNECTIONS.labels("refused_token").inc()
             await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter, ValidationError
 
 from chase import routing
-from chase.clock import Clock
+from chase.clock import Clock, SecureTokens, TokenSource
 from chase.schemas import (
     AckFrame,
     ChatMessage,
@@ -44,6 +44,18 @@ from chase.schemas import (
     PongFrame,
     QueryFailed,
     RequestId,
+    RoomCommandResult,
+    RoomFrame,
+    RoomList,
+    RoomListFrame,
+    RoomMemberList,
+    RoomMemberListFrame,
+    RoomMembersFrame,
+    RoomMembersQuery,
+    RoomRequestFrame,
+    RoomsFrame,
+    RoomsQuery,
+    RoomUpdateFrame,
     SendFrame,
     ServerFrame,
     SessionRevoked,
@@ -64,6 +76,7 @@ from services.gateway.errors import (
     from_upstream,
 )
 from services.gateway.ratelimit import TokenBucket
+from services.gateway.rooms import RoomDirectory, room_command
 
 #: Sends waiting for their ack; past this the oldest is forgotten (the client resends it).
 MAX_PENDING = 1000
@@ -72,6 +85,8 @@ _MAX_DETAIL = 200
 STORE_UNAVAILABLE_MESSAGE = "messages cannot be stored right now; try again shortly"
 #: What a send is told while an earlier refused send of the connection was not sent again.
 OUT_OF_ORDER_MESSAGE = "an earlier message was refused: send it again first, then this one"
+#: One answer for "no such room" and "not a member": nobody learns which rooms exist.
+ROOM_NOT_FOUND_MESSAGE = "no such room, or you are not a member of it"
 
 
 @dataclass(frozen=True)
@@ -88,7 +103,7 @@ class Publish:
 
 @dataclass(frozen=True)
 class Query:
-    request: HistoryQuery | SyncQuery
+    request: HistoryQuery | SyncQuery | RoomsQuery | RoomMembersQuery
     request_id: str | None
 
 
@@ -101,8 +116,11 @@ class Close:
 Action = Send | Publish | Query | Close
 
 
-def may_see(user_id: int, message: ChatMessage) -> bool:
-    """The one visibility rule: the public room is everyone's, a private message its two people's."""
+def may_see(user_id: int, message: ChatMessage, rooms: RoomDirectory | None = None) -> bool:
+    """The one visibility rule: the public room is everyone's, a private message its two
+    people's, a group room's message its members' (as this gateway knows them: ``rooms``)."""
+    if message.room_id is not None:
+        return rooms is not None and rooms.may_see(user_id, message)
     return message.recipient_id is None or user_id in (message.sender.id, message.recipient_id)
 
 
@@ -120,11 +138,15 @@ class ConnectionSession:
         max_pending: int = MAX_PENDING,
         store: StoreAvailability | None = None,
         send_timeout: float | None = None,
+        rooms: RoomDirectory | None = None,
+        tokens: TokenSource | None = None,
     ) -> None:
         """``store`` is the gateway-wide view of the store's availability (None: always
         available); while it says unavailable, sends are refused with ``unavailable``.
         ``send_timeout``: a send neither acked nor refused that long after it was published is
-        answered ``unavailable`` by :meth:`expire_pending` (None: never)."""
+        answered ``unavailable`` by :meth:`expire_pending` (None: never). ``rooms`` is the
+        gateway-wide room membership table (None: no group rooms reach this connection);
+        ``tokens`` names membership commands (default: random)."""
         self.user = user
         self.session_id = session_id
         self.limits = limits
@@ -142,6 +164,10 @@ class ConnectionSession:
         #: The first send refused with a retryable error and not sent again since: until it
         #: is, later sends are refused too, so none of them can be stored before it.
         self._resend_first: str | None = None
+        self._rooms = rooms
+        self._tokens = tokens or SecureTokens()
+        #: Membership commands published and not answered yet: command_id -> (request_id, when).
+        self._room_pending: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
 
     # --- connection life cycle ----------------------------------------------------------------
 
@@ -207,6 +233,7 @@ class ConnectionSession:
                 with_user_id=frame.with_user_id,
                 before_id=frame.before_id,
                 limit=frame.limit,
+                room_id=frame.room_id,
             )
             return [Query(query, frame.request_id)]
         if isinstance(frame, SyncFrame):
@@ -214,6 +241,12 @@ class ConnectionSession:
             return [Query(query, frame.request_id)]
         if isinstance(frame, PingFrame):
             return [Send(PongFrame(request_id=frame.request_id))]
+        if isinstance(frame, RoomsFrame):
+            return [Query(RoomsQuery(viewer_id=self.user.id), frame.request_id)]
+        if isinstance(frame, RoomMembersFrame):
+            return [Query(RoomMembersQuery(viewer_id=self.user.id, room_id=frame.room_id), frame.request_id)]
+        if isinstance(frame, RoomRequestFrame):
+            return self._on_room_request(frame)
         return [self._error(ErrorCode.UNKNOWN_TYPE, "unknown frame type")]  # pragma: no cover
 
     def _oversize(self, data: str | bytes) -> bool:
@@ -250,10 +283,15 @@ class ConnectionSession:
             if cid not in self._pending:
                 self._refused(cid)
             return [self._error(ErrorCode.UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE, client_msg_id=cid)]
+        if frame.room_id is not None and (self._rooms is None or not self._rooms.is_member(self.user.id, frame.room_id)):
+            # Refused here at once when this gateway knows the sender is not in the room; the
+            # worker checks again when it stores the message (this view may be a moment old).
+            return [self._error(ErrorCode.ROOM_NOT_FOUND, ROOM_NOT_FOUND_MESSAGE, client_msg_id=cid)]
         event = MessageSubmitted(
             # The sender is who logged in, whatever the frame says (and it cannot say: extra
             # fields are refused by the schema).
             sender=self.user,
+            room_id=frame.room_id,
             recipient_id=frame.recipient_id,
             body=frame.body,
             client_msg_id=cid,
@@ -265,10 +303,37 @@ class ConnectionSession:
             self._pending.popitem(last=False)
         return [Publish(routing.MESSAGE_SUBMITTED, event, cid)]
 
+    def _on_room_request(self, frame: RoomRequestFrame) -> list[Action]:
+        """A membership change: published to the persistence worker, which stores it in order
+        with messages and answers on this user's key (:meth:`on_event`)."""
+        if isinstance(frame, RoomUpdateFrame) and frame.name is None and frame.topic is None:
+            return [self._error(ErrorCode.INVALID_FRAME, "room_update needs a name or a topic",
+                                request_id=frame.request_id)]
+        if self._store is not None and not self._store.available:
+            return [self._error(ErrorCode.UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE, request_id=frame.request_id)]
+        command_id = f"room.{self._tokens.token(12)}"
+        command = room_command(frame, self.user, command_id, self._clock.now())
+        self._room_pending[command_id] = (frame.request_id, self._clock.monotonic())
+        while len(self._room_pending) > self._max_pending:
+            self._room_pending.popitem(last=False)
+        return [Publish(routing.ROOM_COMMAND, command, command_id)]
+
+    def _on_room_result(self, result: RoomCommandResult) -> list[Action]:
+        if result.actor_id != self.user.id or result.command_id not in self._room_pending:
+            return []
+        request_id, _ = self._room_pending.pop(result.command_id)
+        if result.room is None or result.message_id is None:
+            return [self._error(from_upstream(result.code or ""), result.reason or "refused", request_id=request_id)]
+        return [Send(RoomFrame(request_id=request_id, room=result.room, message_id=result.message_id))]
+
     # --- outcomes of the actions --------------------------------------------------------------
 
     def publish_failed(self, client_msg_id: str) -> list[Action]:
         """The broker did not take the submitted message: tell the client, never ack it."""
+        if client_msg_id in self._room_pending:
+            request_id, _ = self._room_pending.pop(client_msg_id)
+            return [self._error(ErrorCode.UNAVAILABLE, "messaging is unavailable; nothing was changed, try again",
+                                request_id=request_id)]
         self._pending.pop(client_msg_id, None)
         self._refused(client_msg_id)
         return [
@@ -292,6 +357,11 @@ class ConnectionSession:
         cutoff = self._clock.monotonic() - self._send_timeout
         expired = [cid for cid, published in self._pending.items() if published <= cutoff]
         actions: list[Action] = []
+        for command_id in [c for c, (_, when) in self._room_pending.items() if when <= cutoff]:
+            # It may still be applied later: the client asks for its rooms to find out.
+            request_id, _ = self._room_pending.pop(command_id)
+            actions.append(self._error(ErrorCode.UNAVAILABLE, "no answer from the store in time; check, then "
+                                       "try again", request_id=request_id))
         for cid in expired:
             del self._pending[cid]
             actions.append(
@@ -305,15 +375,29 @@ class ConnectionSession:
         if isinstance(reply, QueryFailed):
             code = from_upstream(reply.code)
             return [self._error(code, reply.reason, request_id=query.request_id)]
+        if isinstance(query.request, RoomsQuery) and isinstance(reply, RoomList):
+            return [Send(RoomListFrame(request_id=query.request_id, rooms=reply.rooms))]
+        if isinstance(query.request, RoomMembersQuery) and isinstance(reply, RoomMemberList):
+            return [Send(RoomMemberListFrame(request_id=query.request_id, room_id=reply.room_id,
+                                             members=reply.members))]
         if not isinstance(reply, MessagePage):
             return self.query_failed(query, ErrorCode.INTERNAL, "unexpected reply from the history service")
         # The history service already filters by viewer; checking again costs nothing and means
         # a bug there can never show someone a conversation that is not theirs.
-        messages = [m for m in reply.messages if may_see(self.user.id, m)]
+        # Room messages in a page were read within the viewer's membership window by the
+        # history service (a former member's included); a history page holds only its room's.
+        request = query.request
+        messages = [
+            m for m in reply.messages
+            if (m.room_id is not None and (not isinstance(request, HistoryQuery) or m.room_id == request.room_id))
+            or (m.room_id is None and may_see(self.user.id, m)
+                and not (isinstance(request, HistoryQuery) and request.room_id is not None))
+        ]
         if isinstance(query.request, HistoryQuery):
             page: ServerFrame = HistoryPageFrame(
                 request_id=query.request_id,
                 with_user_id=query.request.with_user_id,
+                room_id=query.request.room_id,
                 messages=messages,
                 has_more=reply.has_more,
             )
@@ -327,10 +411,14 @@ class ConnectionSession:
 
     # --- bus events ---------------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> list[Action]:
-        """An event the fan-out routed to this connection; only Send and Close come back."""
+    def on_event(self, event: Event, message_frame: MessageFrame | None = None) -> list[Action]:
+        """An event the fan-out routed to this connection; only Send and Close come back.
+
+        ``message_frame``: for a MessageStored, the ``message`` frame the fan-out built once
+        for every recipient; the Send for it carries that very object, so the caller can write
+        bytes it serialised once."""
         if isinstance(event, MessageStored):
-            return self._on_stored(event)
+            return self._on_stored(event, message_frame)
         if isinstance(event, MessageRejected):
             if event.sender_id != self.user.id or event.client_msg_id not in self._pending:
                 return []
@@ -340,22 +428,28 @@ class ConnectionSession:
         if isinstance(event, SessionRevoked):
             if event.session_id == self.session_id and event.user_id == self.user.id:
                 return [Close(CloseCode.UNAUTHORIZED, REASON_SESSION_REVOKED)]
+        if isinstance(event, RoomCommandResult):
+            return self._on_room_result(event)
         return []
 
-    def _on_stored(self, event: MessageStored) -> list[Action]:
+    def _on_stored(self, event: MessageStored, message_frame: MessageFrame | None) -> list[Action]:
         message = event.message
-        if not may_see(self.user.id, message):
+        # One's own pending message is acknowledged even when one may no longer see where it
+        # went (removed from the room after sending it): it is stored, and must not be resent.
+        own = message.sender.id == self.user.id and message.client_msg_id in self._pending
+        visible = may_see(self.user.id, message, self._rooms)
+        if not visible and not own:
             return []
         if event.resend:
             # The answer to a resend: the sending connection's ack, and nothing for anyone
             # else (the message itself went out when it was first stored).
-            if message.sender.id != self.user.id or message.client_msg_id not in self._pending:
+            if not own:
                 return []
             del self._pending[message.client_msg_id]
             return [Send(AckFrame(client_msg_id=message.client_msg_id, message_id=message.id,
                                   created_at=message.created_at, duplicate=True))]
         actions: list[Action] = []
-        if message.sender.id == self.user.id and message.client_msg_id in self._pending:
+        if own:
             del self._pending[message.client_msg_id]
             ack = AckFrame(
                 client_msg_id=message.client_msg_id,
@@ -367,7 +461,10 @@ class ConnectionSession:
         # Redelivered duplicates are fanned out too: a worker that died between its COMMIT and
         # its publish leaves the redelivered copy as the only one anyone will get live. Clients
         # dedupe by id.
-        actions.append(Send(MessageFrame(message=message)))
+        if visible:
+            if message_frame is None or message_frame.message is not message:
+                message_frame = MessageFrame(message=message)
+            actions.append(Send(message_frame))
         return actions
 
     # --- errors -------------------------------------------------------------------------------
@@ -400,7 +497,9 @@ class ConnectionSession:
             reason = first.get("ctx", {}).get("error")
             code, text = ErrorCode.INVALID_FRAME, f"malformed JSON: {reason}" if reason else "malformed JSON"
         elif first["type"] == "union_tag_invalid":
-            code, text = ErrorCode.UNKNOWN_TYPE, "unknown frame type; expected send, history, sync or ping"
+            code, text = ErrorCode.UNKNOWN_TYPE, (
+                "unknown frame type; expected send, history, sync, ping, rooms, room_members or a room_* request"
+            )
         elif first["type"] == "union_tag_not_found":
             code, text = ErrorCode.INVALID_FRAME, "frame has no type field"
         elif first["type"] == "dict_type":

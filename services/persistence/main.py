@@ -15,6 +15,8 @@ from chase.bus.port import Bus, Subscription
 from chase.clock import Clock, SystemClock
 from chase.logging import get_logger
 from services.persistence.queries import HISTORY_QUEUE_SPEC, HistoryResponder
+from services.persistence.room_commands import RoomCommands
+from services.persistence.rooms import RoomLimits, RoomReader
 from services.persistence.settings import PersistenceSettings
 from services.persistence.store import MessageStore
 from services.persistence.worker import PersistenceWorker
@@ -35,6 +37,15 @@ class PersistenceService:
             lease_seconds=settings.lease_seconds,
         )
         self._bus = bus
+        self.rooms = RoomCommands(
+            self.store,
+            RoomLimits(
+                name_max=settings.room_name_max_chars,
+                topic_max=settings.room_topic_max_chars,
+                max_members=settings.room_max_members,
+            ),
+        )
+        self._room_reader = RoomReader(engine)
         self._worker = PersistenceWorker(
             bus,
             self.store,
@@ -44,13 +55,14 @@ class PersistenceService:
             clock=clock,
             store_timeout=settings.store_timeout_seconds,
             kill_after_commits=settings.fault_kill_after_commits,
+            rooms=self.rooms,
         )
         self._responder: Subscription | None = None
 
     async def start(self) -> None:
         """Start consuming; the bus must be started and the schema migrated."""
         await self._worker.start()
-        self._responder = await self._bus.serve(HISTORY_QUEUE_SPEC, HistoryResponder(self.store))
+        self._responder = await self._bus.serve(HISTORY_QUEUE_SPEC, HistoryResponder(self.store, self._room_reader))
         log.info("persistence_started")
 
     async def stop(self) -> None:

@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from chase.config import CommonSettings
 from chase.schemas import MAX_PAGE
+from chase.store.tables import ROOM_NAME_MAX, ROOM_TOPIC_MAX
 
 
 class PersistenceSettings(CommonSettings):
@@ -37,3 +38,12 @@ class PersistenceSettings(CommonSettings):
         "publishes or acks; 0: off",
     )
     history_page_max: int = Field(MAX_PAGE, ge=1, le=MAX_PAGE, description="Largest history or sync page")
+    room_name_max_chars: int = Field(
+        64, ge=1, le=ROOM_NAME_MAX, description="Longest group room name, in characters"
+    )
+    room_topic_max_chars: int = Field(
+        300, ge=0, le=ROOM_TOPIC_MAX, description="Longest group room topic, in characters"
+    )
+    room_max_members: int = Field(
+        1000, ge=2, le=1_000_000, description="Most members one group room may have"
+    )

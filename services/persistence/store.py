@@ -14,9 +14,10 @@ Functions ending in ``_txn`` run inside a transaction the caller owns and take i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -24,13 +25,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chase.clock import Clock
 from chase.logging import get_logger
-from chase.schemas import MAX_PAGE, ChatMessage, MessagePage, MessageSubmitted, UserRef
-from chase.store.tables import PUBLIC_CONVERSATION, WRITER_LEASE, conversation_key, messages, users
+from chase.schemas import MAX_PAGE, ChatMessage, MessagePage, MessageSubmitted, RoomEvent, UserRef
+from chase.store.tables import (
+    PUBLIC_CONVERSATION,
+    WRITER_LEASE,
+    conversation_key,
+    messages,
+    room_conversation,
+    room_of_conversation,
+    users,
+)
 from chase.text import is_blank
 from services.persistence.errors import RejectCode
 from services.persistence.lease import FencedOut, hold_lease_txn
+from services.persistence.rooms import Window, joined_pairs_txn, sync_windows_txn, window_txn
 
 log = get_logger(__name__)
+
+T = TypeVar("T")
 
 #: (sender_id, client_msg_id): what makes a submit idempotent.
 MessageKey = tuple[int, str]
@@ -65,6 +77,8 @@ _MESSAGE_COLUMNS = (
     messages.c.created_at,
     messages.c.client_msg_id,
     messages.c.prev_id,
+    messages.c.conversation,
+    messages.c.event,
 )
 _WITH_SENDER = messages.join(users, users.c.id == messages.c.sender_id)
 
@@ -168,6 +182,22 @@ class MessageStore:
                 log.warning("store_batch_conflict_retrying", attempt=attempt, size=len(candidates))
         raise AssertionError("unreachable")
 
+    async def write(self, work: Callable[[AsyncConnection, datetime], Awaitable[T]]) -> T:
+        """Run ``work(conn, now)`` in one transaction that holds the writer lease, like a
+        batch: whatever it stores is ordered with every message (ids follow commit order).
+        Raises what ``work`` raises (nothing is committed then), and :class:`FencedOut` /
+        :class:`LeaseHeld` as :meth:`store_batch` does."""
+        now = _naive_utc(self._clock.now())
+        try:
+            async with self._engine.begin() as conn:
+                epoch = await hold_lease_txn(conn, WRITER_LEASE, self.writer_id, self.epoch, now, self._lease_seconds)
+                result = await work(conn, now)
+        except FencedOut:
+            self.epoch = None
+            raise
+        self.epoch = epoch
+        return result
+
     async def probe(self) -> None:
         """Return when the database answers a trivial query; raise its error when it does not."""
         async with self._engine.connect() as conn:
@@ -176,50 +206,51 @@ class MessageStore:
     # --- reading ----------------------------------------------------------------------------
 
     async def history(
-        self, viewer_id: int, with_user_id: int | None, before_id: int | None, limit: int
+        self,
+        viewer_id: int,
+        with_user_id: int | None,
+        before_id: int | None,
+        limit: int,
+        room_id: int | None = None,
     ) -> MessagePage:
         """One page of a conversation the viewer is in, newest first.
 
         ``with_user_id`` None is the public room; otherwise the viewer's own private
-        conversation with that user, so no argument can reach someone else's. For the next
-        (older) page, ask again with ``before_id`` = the last message's id while ``has_more``.
+        conversation with that user, so no argument can reach someone else's. ``room_id``: a
+        group room, within the viewer's window of it (raises ``RoomError`` room_not_found
+        when they have none). For the next (older) page, ask again with ``before_id`` = the
+        last message's id while ``has_more``.
         """
         size = self._page_size(limit)
-        query = (
-            sa.select(*_MESSAGE_COLUMNS)
-            .select_from(_WITH_SENDER)
-            .where(messages.c.conversation == conversation_key(viewer_id, with_user_id))
-            .order_by(messages.c.id.desc())
-            .limit(size + 1)
-        )
-        if before_id is not None:
-            query = query.where(messages.c.id < before_id)
-        return await self._page(query, size)
+        if room_id is not None:
+            async with self._engine.connect() as conn:
+                window = await window_txn(conn, viewer_id, room_id)
+                upper = before_id if window.high is None else min(before_id or window.high + 1, window.high + 1)
+                query = room_range(window).order_by(messages.c.id.desc()).limit(size + 1)
+                if upper is not None:
+                    query = query.where(messages.c.id < upper)
+                rows = (await conn.execute(query)).all()
+            return _to_page(rows, size)
+        return await self._page(history_query(viewer_id, with_user_id, before_id, size + 1), size)
 
     async def sync(self, viewer_id: int, after_id: int, limit: int) -> MessagePage:
         """Everything the viewer may see with an id above ``after_id``, oldest first.
 
-        That is the public room and the private messages the viewer sent or received. While
-        ``has_more``, ask again with ``after_id`` = the last message's id.
+        That is the public room, the private messages the viewer sent or received, and each
+        group room within the viewer's window of it. While ``has_more``, ask again with
+        ``after_id`` = the last message's id.
         """
         size = self._page_size(limit)
-        # A primary-key range scan from after_id: a reconnecting client is usually close to the
-        # end, so this reads little; the OR keeps one statement that both databases plan well.
-        query = (
-            sa.select(*_MESSAGE_COLUMNS)
-            .select_from(_WITH_SENDER)
-            .where(messages.c.id > after_id)
-            .where(
-                sa.or_(
-                    messages.c.conversation == PUBLIC_CONVERSATION,
-                    messages.c.sender_id == viewer_id,
-                    messages.c.recipient_id == viewer_id,
-                )
-            )
-            .order_by(messages.c.id.asc())
-            .limit(size + 1)
-        )
-        return await self._page(query, size)
+        async with self._engine.connect() as conn:
+            windows = await sync_windows_txn(conn, viewer_id, after_id)
+            # Public, sent and received (one's own room messages among the sent: always within
+            # one's window), then one range of the (conversation, id) index per room, each cut
+            # at the page size: the page's first rows are among the union of all of them.
+            found = {row.id: row for row in (await conn.execute(sync_query(viewer_id, after_id, size + 1))).all()}
+            for window in windows:
+                query = room_range(window).where(messages.c.id > after_id).order_by(messages.c.id.asc()).limit(size + 1)
+                found.update((row.id, row) for row in (await conn.execute(query)).all())
+        return _to_page(sorted(found.values(), key=lambda row: row.id), size)
 
     def _page_size(self, limit: int) -> int:
         return max(1, min(limit, self._page_max))
@@ -227,7 +258,81 @@ class MessageStore:
     async def _page(self, query: sa.Select, size: int) -> MessagePage:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        return MessagePage(messages=[_row_to_message(row) for row in rows[:size]], has_more=len(rows) > size)
+        return _to_page(rows, size)
+
+
+def _to_page(rows: Sequence[sa.Row], size: int) -> MessagePage:
+    return MessagePage(messages=[_row_to_message(row) for row in rows[:size]], has_more=len(rows) > size)
+
+
+def room_range(window: Window) -> sa.Select:
+    """A room's messages within one reader's window: one range of the (conversation, id) index."""
+    query = _by_index(
+        sa.select(*_MESSAGE_COLUMNS)
+        .select_from(_WITH_SENDER)
+        .where(messages.c.conversation == room_conversation(window.room_id), messages.c.id >= window.low),
+        "ix_messages_conversation_id",
+    )
+    return query if window.high is None else query.where(messages.c.id <= window.high)
+
+
+# --- the read queries --------------------------------------------------------------------------
+#
+# Each page reads only the rows it returns: one index range scan per page, in id order, that
+# stops after ``limit`` rows. The planners need help to see it. MariaDB, asked for
+# ``conversation = ? AND id < ? ORDER BY id DESC``, may look the conversation up alone and walk
+# it back from its newest row (700 ms deep in a room of a million); the index hint makes it
+# range-scan both columns. A sync's three kinds of visible message (public, sent, received)
+# sit in three indexes; one OR over them makes both databases gather every match after the
+# cursor and sort, so each kind is its own bounded range scan, and only their few ids are
+# merged. ``tests/integration/test_persistence_plans.py`` checks the plans with EXPLAIN.
+
+
+def _by_index(query: sa.Select, index: str) -> sa.Select:
+    return query.with_hint(messages, f"FORCE INDEX ({index})", "mysql")
+
+
+def history_query(viewer_id: int, with_user_id: int | None, before_id: int | None, limit: int) -> sa.Select:
+    """The newest ``limit`` messages of the viewer's conversation with ``with_user_id`` (None:
+    the public room) below ``before_id``, newest first: a range scan of (conversation, id)."""
+    query = (
+        sa.select(*_MESSAGE_COLUMNS)
+        .select_from(_WITH_SENDER)
+        .where(messages.c.conversation == conversation_key(viewer_id, with_user_id))
+        .order_by(messages.c.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(messages.c.id < before_id)
+    return _by_index(query, "ix_messages_conversation_id")
+
+
+def sync_query(viewer_id: int, after_id: int, limit: int) -> sa.Select:
+    """The first ``limit`` messages the viewer may see above ``after_id``, oldest first.
+
+    The first ``limit`` of each kind (public, sent, received), by its own index; their union
+    (a message to oneself is both sent and received) holds the first ``limit`` of all, since
+    each of those is among the first ``limit`` of its own kind.
+    """
+    kinds = [
+        (messages.c.conversation == PUBLIC_CONVERSATION, "ix_messages_conversation_id"),
+        (messages.c.sender_id == viewer_id, "ix_messages_sender_id_id"),
+        (messages.c.recipient_id == viewer_id, "ix_messages_recipient_id_id"),
+    ]
+    branches = []
+    for condition, index in kinds:
+        branch = _by_index(
+            sa.select(messages.c.id).where(condition, messages.c.id > after_id).order_by(messages.c.id).limit(limit),
+            index,
+        ).subquery()
+        # Wrapped: SQLite allows ORDER BY / LIMIT only on a whole compound, not on its parts.
+        branches.append(sa.select(branch.c.id))
+    visible = sa.union(*branches).order_by("id").limit(limit).subquery("visible")
+    return (
+        sa.select(*_MESSAGE_COLUMNS)
+        .select_from(visible.join(messages, messages.c.id == visible.c.id).join(users, users.c.id == messages.c.sender_id))
+        .order_by(messages.c.id)
+    )
 
 
 async def store_unique_txn(
@@ -245,11 +350,16 @@ async def store_unique_txn(
     user_ids = {item.sender.id for item in candidates}
     user_ids.update(item.recipient_id for item in candidates if item.recipient_id is not None)
     names = await usernames_txn(conn, user_ids)
+    # Membership is checked in the transaction that stores the message, by the one writer
+    # that also applies membership changes: a message is stored only while its sender is in.
+    members = await joined_pairs_txn(
+        conn, {(item.room_id, item.sender.id) for item in candidates if item.room_id is not None}
+    )
 
     outcomes: list[StoreResult | None] = []
     new_rows: list[dict[str, object]] = []
     for item, key in zip(candidates, keys, strict=True):
-        outcome = _classify(item, existing.get(key), names)
+        outcome = _classify(item, existing.get(key), names, members)
         outcomes.append(outcome)
         if outcome is None:
             new_rows.append(_new_row(item, created_at))
@@ -298,15 +408,25 @@ def _inserted_message(row: dict[str, object], item: MessageSubmitted, names: dic
         created_at=_aware_utc(row["created_at"]),  # type: ignore[arg-type]
         client_msg_id=item.client_msg_id,
         prev_id=row["prev_id"],
+        room_id=item.room_id,
     )
 
 
-def _classify(item: MessageSubmitted, original: ChatMessage | None, names: dict[int, str]) -> StoreResult | None:
+def _classify(
+    item: MessageSubmitted, original: ChatMessage | None, names: dict[int, str], members: set[tuple[int, int]]
+) -> StoreResult | None:
     """What to answer without inserting, or None when the message is to be inserted."""
     if original is not None:
         return Stored(original, duplicate=True)
     if item.sender.id not in names:
         return Rejected(item.sender.id, item.client_msg_id, RejectCode.SENDER_UNKNOWN, "the sender no longer exists")
+    if item.room_id is not None and (item.room_id, item.sender.id) not in members:
+        return Rejected(
+            item.sender.id,
+            item.client_msg_id,
+            RejectCode.ROOM_NOT_FOUND,
+            "no such room, or you are not a member of it",
+        )
     if item.recipient_id is not None and item.recipient_id not in names:
         return Rejected(
             item.sender.id, item.client_msg_id, RejectCode.RECIPIENT_UNKNOWN, "the recipient does not exist"
@@ -318,7 +438,7 @@ def _new_row(item: MessageSubmitted, created_at: datetime) -> dict[str, object]:
     return {
         "sender_id": item.sender.id,
         "recipient_id": item.recipient_id,
-        "conversation": conversation_key(item.sender.id, item.recipient_id),
+        "conversation": conversation_key(item.sender.id, item.recipient_id, item.room_id),
         "body": item.body,
         "client_msg_id": item.client_msg_id,
         "created_at": created_at,
@@ -364,6 +484,8 @@ def _row_to_message(row: sa.Row) -> ChatMessage:
         created_at=_aware_utc(row.created_at),
         client_msg_id=row.client_msg_id,
         prev_id=row.prev_id,
+        room_id=room_of_conversation(row.conversation),
+        event=RoomEvent.model_validate_json(row.event) if row.event is not None else None,
     )
 
 

@@ -34,6 +34,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC
 from typing import Protocol
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -49,6 +50,7 @@ from chase.schemas import (
     MessageRejected,
     MessageStored,
     MessageSubmitted,
+    RoomCommand,
     StoreStatus,
 )
 from services.persistence.errors import RejectCode
@@ -65,7 +67,7 @@ DELIVERY_LIMIT = 5
 
 PERSISTENCE_QUEUE_SPEC = QueueSpec(
     routing.PERSISTENCE_QUEUE,
-    bindings=(routing.MESSAGE_SUBMITTED,),
+    bindings=(routing.MESSAGE_SUBMITTED, routing.ROOM_COMMAND),
     durable=True,
     single_active_consumer=True,
     delivery_limit=DELIVERY_LIMIT,
@@ -74,6 +76,13 @@ PERSISTENCE_QUEUE_SPEC = QueueSpec(
 
 class BatchStore(Protocol):
     async def store_batch(self, submitted: Sequence[MessageSubmitted]) -> list[StoreResult]: ...
+
+
+class RoomApplier(Protocol):
+    """``services.persistence.room_commands.RoomCommands``: applies one membership change and
+    returns the events to publish (raises only for failures worth retrying)."""
+
+    async def outcome(self, command: RoomCommand) -> list[tuple[str, Event]]: ...
 
 
 def outgoing(result: StoreResult, *, redelivered: bool = False) -> tuple[str, Event]:
@@ -85,7 +94,7 @@ def outgoing(result: StoreResult, *, redelivered: bool = False) -> tuple[str, Ev
             return routing.message_resent(message.sender.id), MessageStored(
                 message=message, duplicate=True, resend=True
             )
-        key = routing.message_stored(message.sender.id, message.recipient_id)
+        key = routing.message_stored(message.sender.id, message.recipient_id, message.room_id)
         return key, MessageStored(message=message, duplicate=result.duplicate)
     assert isinstance(result, Rejected)
     return routing.message_rejected(result.sender_id), MessageRejected(
@@ -162,6 +171,7 @@ class PersistenceWorker(BatchConsumer):
         status_interval: float = STORE_STATUS_INTERVAL_SECONDS,
         store_timeout: float = 5.0,
         kill_after_commits: int = 0,
+        rooms: RoomApplier | None = None,
     ) -> None:
         """``probe`` (e.g. ``MessageStore.probe``) is awaited once in :meth:`start`: when it
         returns, the gateways are told the store is available. A batch not stored within
@@ -179,6 +189,7 @@ class PersistenceWorker(BatchConsumer):
         self._kill_after_commits = kill_after_commits
         self._commits = 0
         self._store = store
+        self._rooms = rooms
         self._probe = probe
         self._clock = clock or SystemClock()
         self._status_interval = status_interval
@@ -204,6 +215,13 @@ class PersistenceWorker(BatchConsumer):
         still running: retry until it passes, never dead-letter for it."""
         return isinstance(exc, BusUnavailable | ConnectionError | TimeoutError | LeaseHeld) or _database_down(exc)
 
+    def transient_pause(self, exc: Exception, attempt: int) -> float | None:
+        """While another worker's lease runs, try again right when it runs out."""
+        if isinstance(exc, LeaseHeld):
+            expires = exc.expires_at.replace(tzinfo=UTC) if exc.expires_at.tzinfo is None else exc.expires_at
+            return max(0.05, (expires - self._clock.now()).total_seconds() + 0.01)
+        return None
+
     def steps_down(self, exc: Exception) -> bool:
         """Another worker holds the lease now: give everything back and wait as a standby."""
         return isinstance(exc, FencedOut)
@@ -219,7 +237,38 @@ class PersistenceWorker(BatchConsumer):
         await self.bus.publish(*outgoing(rejected))
 
     async def handle_batch(self, deliveries: list[Delivery]) -> None:
-        """Store the batch, then publish every result; raising sends the whole batch back."""
+        """Store the batch, then publish every result; raising sends the whole batch back.
+
+        Room membership commands share the queue, so they are applied in order with the
+        messages around them: the messages before a command are stored and published first,
+        then the command, then the rest. A batch retried after a part of it was committed
+        stores nothing twice (messages and commands are both idempotent by their ids).
+        """
+        run: list[Delivery] = []
+        for delivery in deliveries:
+            if isinstance(delivery.event, RoomCommand):
+                await self._store_messages(run)
+                run = []
+                await self._apply_room_command(delivery.event)
+            else:
+                run.append(delivery)
+        await self._store_messages(run)
+
+    async def _apply_room_command(self, command: RoomCommand) -> None:
+        if self._rooms is None:
+            log.warning("persistence_skipped_event", event_type=command.type)
+            return
+        try:
+            events = await asyncio.wait_for(self._rooms.outcome(command), self._store_timeout)
+        except Exception as exc:
+            reason = outage_reason(exc)
+            if reason is not None:
+                await self._store_unreachable(reason)
+            raise
+        self._down_told_at = None
+        await self.bus.publish_many(events)
+
+    async def _store_messages(self, deliveries: list[Delivery]) -> None:
         submitted: list[MessageSubmitted] = []
         redelivered: list[bool] = []
         for delivery in deliveries:
@@ -236,7 +285,9 @@ class PersistenceWorker(BatchConsumer):
             results = await asyncio.wait_for(self._store.store_batch(submitted), self._store_timeout)
         except Exception as exc:
             reason = outage_reason(exc)
-            if reason is not None:
+            # A worker whose deliveries' channel is gone (it was paused, say, and the queue
+            # went to the standby) says nothing: its news would be stale, and wrong.
+            if reason is not None and not any(d.stale for d in deliveries):
                 await self._store_unreachable(reason)
             raise  # the base class retries the batch (or steps down)
         self._commits += 1

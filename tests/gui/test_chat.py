@@ -46,7 +46,7 @@ def test_receive_in_the_open_chat_and_unread_plus_notification_elsewhere(
     async def scenario() -> None:
         bob = await other_user(system, "bob")
         app = make_app(system, settings)
-        app.notifier._quiet = 0.0  # every message its own burst here (bursts: test_notifications.py)
+        app.notifier.quiet = 0.0  # every message its own burst here (bursts: test_notifications.py)
         await log_in(app, qtbot, "alice", register=True)
         chat, chime, shown = app.chat, app.chime, app.notifier.shown
         alice_id = chat.session.user.id

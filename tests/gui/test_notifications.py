@@ -57,7 +57,7 @@ def test_muting_a_conversation_is_kept_for_the_account_only(
         bob = await other_user(system, "bob")
         carol = await other_user(system, "carol")
         app = make_app(system, settings)
-        app.notifier._quiet = 0.0
+        app.notifier.quiet = 0.0
         await log_in(app, qtbot, "alice", register=True)
         chat = app.chat
         alice_id = chat.session.user.id
@@ -84,3 +84,18 @@ def test_muting_a_conversation_is_kept_for_the_account_only(
     assert alice.muted(bob_id) and not alice.previews
     other_account = AccountPrefs(settings, system.auth_url, alice_id + 1)
     assert not other_account.muted(bob_id) and other_account.previews and not other_account.do_not_disturb
+
+
+def test_a_muted_room_is_kept_for_the_account(qapp: Any, tmp_path: Path) -> None:
+    from client.core.conversations import Room
+    from client.qt.account_prefs import KeptMutes
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    mutes = KeptMutes(AccountPrefs(settings, "https://chat.example.org", 7))
+    mutes.add(Room(5))
+    mutes.add(Room(9))
+    mutes.discard(Room(9))
+    settings.sync()
+    again = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    assert KeptMutes(AccountPrefs(again, "https://chat.example.org", 7)) == {Room(5)}
+    assert KeptMutes(AccountPrefs(again, "https://chat.example.org", 8)) == set()

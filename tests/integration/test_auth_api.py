@@ -96,7 +96,7 @@ async def test_register_returns_the_public_user_only(api, migrated_engine) -> No
     async with migrated_engine.connect() as conn:
         row = (await conn.execute(sa.select(users))).one()
     assert row.username_lower == "alice"
-    assert row.password_hash.startswith("$2") and PASSWORD not in row.password_hash
+    assert row.password_hash.startswith("sha256$$2") and PASSWORD not in row.password_hash
 
 
 async def test_name_taken_in_another_letter_case(api, migrated_engine) -> None:  # noqa: ANN001
@@ -266,10 +266,10 @@ BAD_BODIES = [
                  "validation_failed", id="non-ascii-name"),
     pytest.param(json.dumps({"username": "alice", "password": "short"}).encode(), JSON, 422,
                  "validation_failed", id="short-password"),
-    pytest.param(json.dumps({"username": "alice", "password": "x" * 73}).encode(), JSON, 422,
-                 "validation_failed", id="password-73-bytes"),
-    pytest.param(json.dumps({"username": "alice", "password": "🔐" * 19}).encode(), JSON, 422,
-                 "validation_failed", id="password-76-bytes-19-chars"),
+    pytest.param(json.dumps({"username": "alice", "password": "x" * 129}).encode(), JSON, 422,
+                 "validation_failed", id="password-129-chars"),
+    pytest.param(json.dumps({"username": "alice", "password": "🔐" * 129}).encode(), JSON, 422,
+                 "validation_failed", id="password-129-emoji"),
     pytest.param(json.dumps({"username": 5, "password": PASSWORD}).encode(), JSON, 422,
                  "validation_failed", id="number-as-name"),
     pytest.param(b"[]", JSON, 422, "validation_failed", id="array-body"),
@@ -296,10 +296,10 @@ async def test_bad_registration_is_refused_and_writes_nothing(  # noqa: PLR0913
 
 
 async def test_validation_messages_are_readable(api) -> None:  # noqa: ANN001
-    long_password = await api.post(USERS, json={"username": "alice", "password": "é" * 40})
+    long_password = await api.post(USERS, json={"username": "alice", "password": "é" * 129})
     error = assert_error(long_password, 422, "validation_failed")
     assert error["fields"] == [{"field": "body.password", "message": error["fields"][0]["message"]}]
-    assert "72 bytes" in error["fields"][0]["message"]
+    assert "128 characters" in error["fields"][0]["message"]
     bad_name = assert_error(await api.post(USERS, json={"username": "x", "password": PASSWORD}), 422,
                             "validation_failed")
     assert "3 to 32 characters" in bad_name["message"]
@@ -317,8 +317,17 @@ async def test_bad_login_is_refused_and_writes_nothing(  # noqa: PLR0913
 
 async def test_login_with_an_over_long_password_is_a_clear_422(api) -> None:  # noqa: ANN001
     await register(api, "alice")
-    response = await api.post(SESSIONS, json={"username": "alice", "password": PASSWORD + "x" * 72})
-    assert "72 bytes" in assert_error(response, 422, "validation_failed")["message"]
+    response = await api.post(SESSIONS, json={"username": "alice", "password": PASSWORD + "x" * 128})
+    assert "128 characters" in assert_error(response, 422, "validation_failed")["message"]
+
+
+async def test_every_character_of_a_long_password_counts(api) -> None:  # noqa: ANN001
+    # 100 two-byte characters: 200 bytes, far past bcrypt's 72; the pre-hash keeps them all.
+    long = "é" * 99 + "a"
+    await register(api, "alice", long)
+    await login(api, "alice", long)
+    wrong = await api.post(SESSIONS, json={"username": "alice", "password": "é" * 99 + "b"})
+    assert_error(wrong, 401, "invalid_credentials")
 
 
 @pytest.mark.parametrize(

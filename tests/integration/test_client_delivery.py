@@ -1,7 +1,7 @@
 """Delivery as a user lives it, the client core against the real system over TLS.
 
 Messages queued offline go out in the order written; a burst bigger than the gateway's rate
-limit is stored in order; private messages missed while logged out are loaded at login; unsent
+limit is stored in order, and so are sends refused while the database is down; private messages missed while logged out are loaded at login; unsent
 messages outlive the client and are sent by the next one under the same ids.
 """
 
@@ -12,14 +12,16 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
 from chase.store.tables import messages
 from client.core.conversations import PUBLIC
-from client.core.events import ClientState
+from client.core.events import ClientState, SendFailed
 from client.core.local import LocalState, account_file
 from client.core.session import chat_client
+from tests.faults import TcpForwarder
 from tests.helpers import wait_until
-from tests.integration.system import System
+from tests.integration.system import System, running_system
 from tests.integration.test_client_core import bodies, connected, endpoints, login
 
 pytestmark = pytest.mark.timeout(120)
@@ -97,3 +99,27 @@ async def test_unsent_messages_outlive_the_client_and_the_next_one_sends_them(sy
         assert LocalState(path, session.user.id).load().outbox == []
     finally:
         await again.close()
+
+
+async def test_sends_refused_while_the_database_is_down_are_stored_in_order_after_it(
+    dev_certs: Path, mariadb_url: str, amqp_url: str, bus_namespace: str
+) -> None:
+    target = make_url(mariadb_url)
+    async with TcpForwarder(target.host or "127.0.0.1", target.port or 3306) as database:
+        worker_url = target.set(port=database.port).render_as_string(hide_password=False)
+        async with running_system(mariadb_url, certs_dir=dev_certs, amqp_url=amqp_url, namespace=bus_namespace,
+                                  persistence_database_url=worker_url) as system:
+            alice, events = await connected(system, await login(system, "alice"))
+            try:
+                await asyncio.wait_for((await alice.send("before")).acked, 10)
+                await database.cut()
+                # Refused with `unavailable` once the gateway hears of the outage: the whole
+                # outbox pauses and goes again, in order, until the store is back.
+                outgoing = [await alice.send(f"during {n}") for n in range(20)]
+                await wait_until(lambda: any(isinstance(e, SendFailed) and e.code == "unavailable"
+                                             for e in events), timeout=30)
+                await database.restore()
+                await asyncio.wait_for(asyncio.gather(*(o.acked for o in outgoing)), 60)
+                assert [body for body, _ in await stored(system)] == ["before"] + [f"during {n}" for n in range(20)]
+            finally:
+                await alice.close()

@@ -1,8 +1,7 @@
 """Metrics of the running system, scraped the way Prometheus does: over verified TLS.
 
 The services count real events (a registration, logins, a WebSocket client's frames, a stored
-message) and the auth service's ``GET /metrics`` shows them; a process started with
-``CHASE_METRICS_PORT`` serves its registry on that port. The registry is process-global, so
+message) and ``CHASE_METRICS_PORT`` serves the process's registry (never the public auth port). The registry is process-global, so
 each test compares values read before and after.
 
 The counting itself does not depend on the bus or database adapter, so the system runs on
@@ -56,8 +55,19 @@ async def system(sqlite_url: str, dev_certs: Path) -> AsyncIterator[System]:
         yield running
 
 
-async def test_the_services_count_what_they_do_and_auth_serves_it(system: System) -> None:
-    metrics_url = f"{system.auth_url}/metrics"
+@pytest.fixture
+async def metrics_url(dev_certs: Path) -> AsyncIterator[str]:
+    from chase.config import CommonSettings
+    from chase.serve import open_metrics
+
+    async with open_metrics(CommonSettings(certs_dir=dev_certs, metrics_port=unused_port())) as port:
+        yield f"https://127.0.0.1:{port}/metrics"
+
+
+async def test_the_services_count_what_they_do_and_the_metrics_port_serves_it(system: System, metrics_url: str
+                                                                            ) -> None:
+    async with httpx.AsyncClient(verify=client_context(system.ca_path)) as http:
+        assert (await http.get(f"{system.auth_url}/metrics")).status_code == 404  # not on the public port
     before = await scrape(metrics_url, system.ca_path)
 
     alice = await system.login("alice")

@@ -145,3 +145,18 @@ async def test_quiet_counters_are_forgotten_and_purged(migrated_engine, clock) -
     assert stored and all("alice" not in row.scope_key and "198.51" not in row.scope_key for row in stored)
     clock.advance(3 * 3600)
     assert await LoginThrottle(migrated_engine).purge(clock.now()) == len(stored)
+
+
+async def test_a_flood_from_one_client_gets_few_password_checks_and_the_owner_gets_in(migrated_engine, clock  # noqa: ANN001
+                                                                                     ) -> None:
+    await register(migrated_engine, clock, "alice")
+    app = create_app(AuthSettings(bcrypt_rounds=4), engine=migrated_engine, clock=clock)
+    attacker = httpx.AsyncClient(transport=httpx.ASGITransport(app, client=("203.0.113.9", 1)), base_url="https://a")
+    owner = httpx.AsyncClient(transport=httpx.ASGITransport(app, client=("192.0.2.1", 1)), base_url="https://a")
+    async with attacker, owner:
+        flood = asyncio.gather(*(attempt(attacker, f"user{i}") for i in range(100)))
+        mine = await owner.post(SESSIONS, json={"username": "alice", "password": PASSWORD})
+        statuses = Counter(await flood)
+    assert mine.status_code == 201
+    # At most two checks at once per address, and at most 20 failures before the delay.
+    assert statuses[401] <= 20 and statuses[429] >= 80, statuses

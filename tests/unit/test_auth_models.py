@@ -19,18 +19,18 @@ def test_bad_usernames(name: str) -> None:
         UserCreate(username=name, password="a fine passphrase")
 
 
-def test_password_limits_are_characters_below_and_bytes_above() -> None:
-    UserCreate(username="alice", password="é" * 36)  # 72 bytes: the most bcrypt reads
+def test_password_limits_are_characters() -> None:
+    UserCreate(username="alice", password="é" * 128)  # 256 bytes: pre-hashed, every one counts
     UserCreate(username="alice", password="🔐" * 8)  # 8 characters, 32 bytes
-    with pytest.raises(ValidationError, match="72 bytes"):
-        UserCreate(username="alice", password="é" * 36 + "x")
+    with pytest.raises(ValidationError, match="128 characters"):
+        UserCreate(username="alice", password="é" * 129)
     with pytest.raises(ValidationError, match="at least 8"):
         UserCreate(username="alice", password="1234567")
 
 
 def test_login_applies_only_the_byte_limit() -> None:
     assert LoginRequest(username="whatever name", password="short").password == "short"
-    with pytest.raises(ValidationError, match="72 bytes"):
-        LoginRequest(username="alice", password="x" * 73)
+    with pytest.raises(ValidationError, match="128 characters"):
+        LoginRequest(username="alice", password="x" * 129)
     with pytest.raises(ValidationError):
         LoginRequest(username="alice", password="12345679", remember=True)

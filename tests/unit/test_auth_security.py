@@ -11,7 +11,7 @@ from services.auth.security import PasswordHasher, hash_token, new_token, same_h
 async def test_hash_and_verify() -> None:
     hasher = PasswordHasher(rounds=4)
     stored = await hasher.hash("pässwörd 🔐")
-    assert stored.startswith("$2b$04$")
+    assert stored.startswith("sha256$$2b$04$")
     assert await hasher.verify("pässwörd 🔐", stored)
     assert not await hasher.verify("pässwörd 🔑", stored)
 
@@ -20,6 +20,16 @@ async def test_unknown_user_check_is_a_real_bcrypt_check_that_fails() -> None:
     hasher = PasswordHasher(rounds=4)
     assert not await hasher.verify("no such user", None)  # the dummy hash's own password
     assert not await hasher.verify("x" * 100, await hasher.hash("x" * 72))  # never silently truncated
+    assert not await hasher.verify("x" * 73, await hasher.hash("x" * 72 + "y"))
+
+
+async def test_hashes_from_before_pre_hashing_still_verify() -> None:
+    import bcrypt
+
+    old = bcrypt.hashpw("pässwörd 🔐".encode(), bcrypt.gensalt(4)).decode()
+    hasher = PasswordHasher(rounds=4)
+    assert await hasher.verify("pässwörd 🔐", old)
+    assert not await hasher.verify("pässwörd 🔑", old)
 
 
 def test_tokens_have_256_bits_and_are_stored_as_sha256() -> None:

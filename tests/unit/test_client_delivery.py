@@ -8,16 +8,19 @@ login, and the outbox kept on disk across sessions.
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
-from chase.schemas import ChatMessage, ErrorFrame, ResyncFrame, encode
+import pytest
+
+from chase.schemas import ChatMessage, ErrorFrame, ResyncFrame, SendFrame, decode_client_frame, encode
 from client.core.conversations import PUBLIC
 from client.core.events import ClientState, MessagesAdded, Source
 from client.core.local import LocalState, account_file
 from client.core.outbox import PendingState
 from client.core.sending import retry_after
 from tests.helpers import wait_until
-from tests.unit.test_client_chat import ALICE, BOB, T0, FakeGateway, Sleeps, ids, make_client
+from tests.unit.test_client_chat import ALICE, BOB, T0, FakeGateway, FakeLink, Sleeps, ids, make_client
 
 RATE_LIMITED = ErrorFrame(code="rate_limited", message="too many frames; retry in 0.25s", retryable=True)
 UNAVAILABLE = ErrorFrame(code="unavailable", message="messages cannot be stored right now", retryable=True)
@@ -305,3 +308,56 @@ def test_one_client_at_a_time_keeps_an_accounts_file(tmp_path: Path) -> None:
     first.release()
     assert second.acquire()
     second.release()
+
+
+class ChaoticGateway(FakeGateway):
+    """Refuses runs of frames and drops the link after storing a send but before its ack, at
+    random. A run of refusals (an empty rate bucket, a store outage) refuses every frame until
+    the client sends again the first frame it refused: whatever the client does meanwhile, a
+    later message must not be stored first."""
+
+    def __init__(self, rng: random.Random) -> None:
+        super().__init__()
+        self.rng = rng
+        self.refusals_left, self.drops_left = 8, 3
+        self.refusing: tuple[str, str | None] | None = None  # (frame type, client_msg_id) of the first refused
+
+    def handle(self, link: FakeLink, text: str) -> None:
+        if link not in self.links:
+            return  # written to a connection the gateway has already dropped: lost
+        frame = decode_client_frame(text)
+        key = (frame.type, frame.client_msg_id if isinstance(frame, SendFrame) else None)
+        if self.refusing == key:
+            self.refusing = None  # sent again: the run is over
+        elif self.refusing is None and self.refusals_left and self.rng.random() < 0.1:
+            self.refusals_left -= 1
+            self.refusing, self.frame_refusal = key, self.rng.choice([RATE_LIMITED, UNAVAILABLE])
+        if self.refusing is not None:
+            self.refuse_frames = 1
+        elif isinstance(frame, SendFrame) and self.drops_left and self.rng.random() < 0.05:
+            self.drops_left -= 1
+            self.received.append(frame)
+            self.post(link.user, frame.body, frame.recipient_id, frame.client_msg_id)  # stored, ack lost
+            self.drop()
+            return
+        super().handle(link, text)
+
+    def drop(self, code: int = 1006) -> None:
+        self.refusing = None  # a new connection has a new bucket
+        super().drop(code)
+
+
+@pytest.mark.parametrize("seed", range(20))
+async def test_whatever_is_refused_or_dropped_the_stored_order_is_the_written_order(seed: int) -> None:
+    gateway = ChaoticGateway(random.Random(seed))
+    client, _ = make_client(gateway)
+    await client.start()
+    outgoing = []
+    for n in range(30):
+        outgoing.append(await client.send(f"m{n:02d}", to=BOB.id if n % 3 == 0 else None))
+        if n % 7 == 0:
+            await asyncio.sleep(0)  # let answers in between some sends
+    await asyncio.wait_for(asyncio.gather(*(o.acked for o in outgoing)), 10)
+    assert stored_bodies(gateway) == [f"m{n:02d}" for n in range(30)]  # each once, in order
+    assert client.unsent == 0
+    await client.close()

@@ -35,18 +35,23 @@ LIMITS = Limits(max_body_chars=100, max_frame_bytes=1000, rate_per_second=10, ra
 
 
 class ListSink:
-    """Frames written to a list; ``stuck`` makes every send hang like a client that stopped reading."""
+    """Frames written to a list; ``stuck`` keeps them unsent, like a client that stopped reading
+    (its socket's buffer only grows)."""
 
     def __init__(self, *, stuck: bool = False) -> None:
         self.frames: list = []
         self.closed: tuple[int, str] | None = None
-        self._release = asyncio.Event()
-        if not stuck:
-            self._release.set()
+        self.stuck = stuck
+        self.unsent: list[bytes] = []
 
-    async def send(self, text: str) -> None:
-        await self._release.wait()
-        self.frames.append(decode_server_frame(text))
+    def write(self, frames: list[bytes]) -> None:
+        if self.stuck:
+            self.unsent += frames
+        else:
+            self.frames += [decode_server_frame(data) for data in frames]
+
+    def backlog(self) -> int:
+        return sum(len(data) for data in self.unsent)
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)

@@ -72,3 +72,50 @@ def test_remote_disconnect_and_heartbeat_lists() -> None:
     t.connected(BOB)
     beat = t.heartbeat()
     assert beat.gateway_id == "gw-a" and beat.users == [BOB] and beat.ttl_seconds == 15
+
+
+def test_counted_presence_agrees_with_recomputing_it_after_every_change() -> None:
+    """The tracker counts sources per user instead of recomputing everyone on each change:
+    after a long random mix of local connects, remote events, heartbeats and expiry, its view
+    and the frames it reported are exactly what recomputing from scratch gives."""
+    import random
+
+    rng = random.Random(8)
+    clock = FakeClock()
+    t = tracker(clock)
+    users = [UserRef(id=i, username=f"u{i}") for i in range(1, 9)]
+    local: dict[int, int] = {}
+    remote: dict[str, set[int]] = {}
+    touched: dict[str, float] = {}
+    shown: set[int] = set()
+    for _ in range(2000):
+        op = rng.randrange(6)
+        user = rng.choice(users)
+        gw = rng.choice(["gw-b", "gw-c"])
+        if op == 0:
+            frames = t.connected(user).frames
+            local[user.id] = local.get(user.id, 0) + 1
+        elif op == 1:
+            frames = t.disconnected(user).frames
+            if local.get(user.id):
+                local[user.id] -= 1
+        elif op in (2, 3):
+            online = op == 2
+            frames = t.on_event(PresenceChanged(gateway_id=gw, user=user, online=online))
+            held = remote.setdefault(gw, set())
+            (held.add if online else held.discard)(user.id)
+            touched[gw] = clock.monotonic()
+        elif op == 4:
+            listed = rng.sample(users, rng.randrange(len(users)))
+            frames = t.on_event(GatewayHeartbeat(gateway_id=gw, users=listed, sent_at=clock.now(), ttl_seconds=15))
+            remote[gw] = {u.id for u in listed}
+            touched[gw] = clock.monotonic()
+        else:
+            clock.advance(10)
+            frames = t.expire()
+            remote = {g: held for g, held in remote.items() if clock.monotonic() - touched[g] <= 15}
+        expected = {uid for uid, n in local.items() if n} | {uid for held in remote.values() for uid in held}
+        assert t.online_user_ids() == expected
+        for frame in frames:
+            (shown.add if frame.online else shown.discard)(frame.user.id)
+        assert shown == expected

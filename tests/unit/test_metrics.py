@@ -1,5 +1,5 @@
 """The metrics move for real events: gateway connections, the persistence worker, the consumer
-base class, and the auth app's /metrics endpoint (no network: in-process bus, ASGI transport).
+base class; the auth app serves none of it (no network: in-process bus, ASGI transport).
 
 The registry is process-global, so every test reads a value before and after.
 """
@@ -89,8 +89,11 @@ class StuckSink:
     def __init__(self) -> None:
         self.closed: tuple[int, str] | None = None
 
-    async def send(self, text: str) -> None:  # pragma: no cover - the writer is never started
+    def write(self, frames: list[bytes]) -> None:  # pragma: no cover - the writer is never started
         raise AssertionError("not started")
+
+    def backlog(self) -> int:
+        return 0
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -198,11 +201,10 @@ async def test_a_dead_lettered_event_is_counted_by_queue(bus: MemoryBus) -> None
         await consumer.stop()
 
 
-@pytest.mark.parametrize("enabled", [True, False])
-async def test_the_auth_app_serves_metrics_unless_turned_off(tmp_path: Path, enabled: bool) -> None:
+async def test_the_auth_app_never_serves_metrics_on_its_public_port(tmp_path: Path) -> None:
     # Neither /metrics nor /openapi.json touch the database: the engine never connects.
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'unused.db'}")
-    app = create_app(AuthSettings(bcrypt_rounds=4, metrics=enabled), engine=engine)
+    app = create_app(AuthSettings(bcrypt_rounds=4), engine=engine)
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="https://auth.test") as http:
             response = await http.get("/metrics")
@@ -210,9 +212,4 @@ async def test_the_auth_app_serves_metrics_unless_turned_off(tmp_path: Path, ena
     finally:
         await engine.dispose()
     assert "/metrics" not in schema["paths"]
-    if not enabled:
-        assert response.status_code == 404
-        return
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/plain")
-    assert "# HELP chase_gateway_connections_open " in response.text
+    assert response.status_code == 404

@@ -24,7 +24,7 @@ from chase.schemas import (
 )
 from services.persistence.errors import RejectCode
 from services.persistence.store import Rejected, Stored, StoreResult
-from services.persistence.worker import PersistenceWorker, outage_reason, outgoing
+from services.persistence.worker import PERSISTENCE_QUEUE_SPEC, PersistenceWorker, outage_reason, outgoing
 from tests.helpers import wait_until
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -318,3 +318,67 @@ async def test_announcements_are_best_effort_when_the_broker_fails_them():
 )
 def test_outage_reasons_are_fixed_texts(exc, reason):
     assert outage_reason(exc) == reason
+
+
+class PoisonStore(FakeStore):
+    """Fails, not as an outage, on any batch holding the client_msg_id "poison"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.poison_attempts = 0
+
+    async def store_batch(self, batch: Sequence[MessageSubmitted]) -> list[StoreResult]:
+        if any(item.client_msg_id == "poison" for item in batch):
+            if len(batch) == 1:
+                self.poison_attempts += 1
+            raise ValueError("a value the database refuses")
+        return await super().store_batch(batch)
+
+
+async def test_a_message_that_cannot_be_stored_is_rejected_to_its_sender_and_holds_up_nobody(bus):
+    seen: list[Delivery] = []
+
+    async def observe(delivery: Delivery) -> None:
+        seen.append(delivery)
+        await delivery.ack()
+
+    await bus.consume(QueueSpec("obs", bindings=("message.stored.#", "message.rejected.#"), durable=False), observe)
+    dead: list[str] = []
+
+    async def dead_letters(delivery: Delivery) -> None:
+        dead.append(delivery.event.client_msg_id)  # type: ignore[union-attr]
+        await delivery.ack()
+
+    await bus.consume(QueueSpec("dead-letter"), dead_letters)
+    store = PoisonStore()
+    worker = PersistenceWorker(bus, store, max_batch=10, max_wait=0.05, retry_delay=0.0)
+    await worker.start()
+    try:
+        for cmid in ("a", "poison", "b"):
+            await bus.publish(routing.MESSAGE_SUBMITTED, submitted(cmid))
+        await wait_until(lambda: dead == ["poison"] and len(seen) == 3)
+    finally:
+        await worker.stop()
+    events = {
+        d.event.message.client_msg_id if isinstance(d.event, MessageStored) else d.event.client_msg_id: d.event
+        for d in seen
+    }
+    assert isinstance(events["a"], MessageStored) and isinstance(events["b"], MessageStored)
+    rejected = events["poison"]
+    assert isinstance(rejected, MessageRejected) and rejected.code == RejectCode.REJECTED
+    # Every attempt the queue's delivery limit allows, counted by the bus, then no more.
+    assert store.poison_attempts == PERSISTENCE_QUEUE_SPEC.delivery_limit + 1
+
+
+def test_while_another_lease_runs_the_worker_retries_when_it_runs_out():
+    from datetime import timedelta
+
+    from services.persistence.lease import LeaseHeld
+
+    clock = FakeClock(NOW)
+    worker = PersistenceWorker(MemoryBus("unit"), FakeStore(), clock=clock)
+    held = LeaseHeld("other", (NOW + timedelta(seconds=2.5)).replace(tzinfo=None))
+    assert worker.is_transient(held)
+    assert worker.transient_pause(held, 1) == pytest.approx(2.51)
+    assert worker.transient_pause(LeaseHeld("other", NOW.replace(tzinfo=None)), 1) == 0.05
+    assert worker.transient_pause(ConnectionError(), 1) is None

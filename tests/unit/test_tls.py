@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 import stat
 from pathlib import Path
@@ -46,3 +47,26 @@ def test_missing_files_name_the_fix(tmp_path: Path) -> None:
         server_context(tmp_path / "server.pem", tmp_path / "server-key.pem")
     with pytest.raises(FileNotFoundError, match="chase certs"):
         client_context(tmp_path / "ca.pem")
+
+
+def test_service_certificates_hold_no_ca_key_and_nobody_elses(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from chase.tls import issue_service_certs
+
+    ca, out = tmp_path / "ca", tmp_path / "out"
+    owner = (os.getuid(), os.getgid())
+    assert issue_service_certs(ca, out, ("auth", "gateway-1"), ("chat.example",), owner=owner) == ["auth", "gateway-1"]
+    for service in ("auth", "gateway-1"):
+        folder = out / service
+        assert sorted(p.name for p in folder.iterdir()) == ["ca.pem", "server-key.pem", "server.pem"]
+        assert stat.S_IMODE((folder / "server-key.pem").stat().st_mode) == 0o600
+        assert (folder / "ca.pem").read_bytes() == (ca / "ca.pem").read_bytes()
+        names = x509.load_pem_x509_certificate((folder / "server.pem").read_bytes()).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+        assert names == [service, "chat.example"]
+    server_context(out / "auth" / "server.pem", out / "auth" / "server-key.pem")  # key matches certificate
+    # A second run keeps what this CA signed and issues only what is new.
+    before = (out / "auth" / "server.pem").read_bytes()
+    assert issue_service_certs(ca, out, ("auth", "persistence-1"), owner=owner) == ["persistence-1"]
+    assert (out / "auth" / "server.pem").read_bytes() == before

@@ -25,7 +25,8 @@ def _migrate(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
-    engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+    # No statement time limit: altering a large table may take a while, and that is fine here.
+    engine = create_engine(context.config.get_main_option("sqlalchemy.url"), statement_timeout=None)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_migrate)

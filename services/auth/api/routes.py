@@ -1,14 +1,15 @@
-"""The endpoints under ``/api/v1``, ``/healthz`` and ``/metrics``. Each only translates HTTP to
-a use case."""
+"""The endpoints under ``/api/v1`` and ``/healthz``. Each only translates HTTP to a use case.
+
+Metrics are not served here: the public port is no place for them. ``CHASE_METRICS_PORT``
+serves them (``chase.serve.open_metrics``) on an internal address."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chase.schemas import MAX_ID
 from services.auth.api.deps import (
@@ -20,12 +21,14 @@ from services.auth.api.deps import (
     UserAgentDevice,
     require_json,
 )
-from services.auth.errors import ErrorResponse
+from services.auth.errors import ErrorResponse, NotFound
 from services.auth.models import (
     Health,
     LoginRequest,
+    PasswordChange,
     SessionCreated,
     SessionInfo,
+    SessionList,
     UserCreate,
     UserPage,
     UserPublic,
@@ -37,8 +40,6 @@ _NEEDS_TOKEN = {401: _ERR}
 
 api = APIRouter(prefix="/api/v1")
 health = APIRouter()
-#: Included only with CHASE_AUTH_METRICS (the default).
-operations = APIRouter()
 
 
 @api.post(
@@ -107,6 +108,53 @@ async def logout(session: CurrentSession, service: Service) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@api.get("/sessions", response_model=SessionList, responses=_NEEDS_TOKEN, tags=["sessions"])
+async def list_sessions(session: CurrentSession, service: Service) -> SessionList:
+    """Your live sessions: device, created, last seen (to the minute); ``current`` is this one."""
+    return await service.sessions(session)
+
+
+@api.delete("/sessions", status_code=status.HTTP_204_NO_CONTENT, responses=_NEEDS_TOKEN, tags=["sessions"])
+async def logout_everywhere(session: CurrentSession, service: Service) -> Response:
+    """Log out everywhere: every session of yours ends, this one included, and every gateway
+    closes their connections (4401 ``session revoked``)."""
+    await service.revoke(session.user.id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@api.delete(
+    "/sessions/{session_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_NEEDS_TOKEN, 404: _ERR, 422: _ERR},
+    tags=["sessions"],
+)
+async def revoke_session(
+    session: CurrentSession,
+    service: Service,
+    session_id: Annotated[str, Path(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$")],
+) -> Response:
+    """End one of your sessions (a lost phone); 404 ``not_found`` if it is not a live one of yours."""
+    if not await service.revoke(session.user.id, only=session_id):
+        raise NotFound()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@api.put(
+    "/users/me/password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[Depends(require_json)],
+    responses={**_BAD_INPUT, **_NEEDS_TOKEN, 403: _ERR, 429: _ERR},
+    tags=["users"],
+)
+async def change_password(
+    body: PasswordChange, session: CurrentSession, service: Service, address: ClientAddress
+) -> Response:
+    """Change your password: the current one is required (403 ``invalid_credentials`` if
+    wrong, throttled like a login); every other session of yours ends, this one stays."""
+    await service.change_password(session, body, address=address)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @health.get("/healthz", response_model=Health, responses={503: {"model": Health}}, tags=["health"])
 async def healthz(engine: Engine) -> Health | JSONResponse:
     """200 when the database answers, 503 otherwise (for load balancers and compose)."""
@@ -116,10 +164,3 @@ async def healthz(engine: Engine) -> Health | JSONResponse:
     except Exception:  # noqa: BLE001 - whatever the driver raises, the answer is "not healthy"
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return Health(status="ok")
-
-
-# Left out of the OpenAPI schema: it is for the operator's scraper, not for clients.
-@operations.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
-    """The process's metrics in Prometheus text format; in ``chase serve`` every service's."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

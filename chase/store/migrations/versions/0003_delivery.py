@@ -13,7 +13,7 @@ from alembic import op
 from chase.store.tables import MYSQL_TABLE_ARGS, WRITER_LEASE, BigId, Timestamp
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
