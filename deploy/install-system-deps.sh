@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 fontconfig fonts-dejavu-core
-  fonts-noto-color-emoji libglib2.0-0 libdbus-1-3 libpulse0 libasound2 xvfb
+  fonts-noto-color-emoji libglib2.0-0 libdbus-1-3 libpulse0 libasound2 xvfb xdotool
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0
   libxcb-render-util0 libxcb-image0
 )

@@ -56,6 +56,10 @@ class _UsersReply(_Reply):
     next_after_id: int | None = None
 
 
+class _EndpointsReply(_Reply):
+    gateway_url: str
+
+
 class _ErrorDetail(_Reply):
     code: str = "error"
     message: str = ""
@@ -130,6 +134,15 @@ class AuthApi:
             raise UsernameTaken(_error(response).message or f"the name {username!r} is taken")
         _raise_for(response)
         return _parse(_UserReply, response).user()
+
+    async def gateway_url(self) -> str | None:
+        """The gateway address the server tells its clients (``GET /endpoints``); None when the
+        server does not say (an older server: 404), so the caller falls back to its default."""
+        response = await self._call("GET", "/endpoints")
+        if response.status_code == 404:
+            return None
+        _raise_for(response)
+        return _parse(_EndpointsReply, response).gateway_url
 
     async def login(self, username: str, password: str) -> AuthSession:
         """Log in; the caller keeps the session and passes it to the chat client."""

@@ -7,11 +7,14 @@ scroll position) instead of resetting; only switching to another conversation re
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 
 from chase.schemas import ChatMessage, UserRef
 from client.core.conversations import PUBLIC, ConversationId
 from client.core.outbox import PendingMessage, PendingState
+from client.qt.linkify import find_links
 from client.qt.qt import QAbstractListModel, QColor, QFont, QIcon, QModelIndex, QPainter, QPixmap, Qt
 
 ROOM_TITLE = "All"
@@ -24,6 +27,7 @@ class ConversationRoles:
     ONLINE = UserRole + 2
     UNREAD = UserRole + 3
     TITLE = UserRole + 4
+    MUTED = UserRole + 5
 
 
 class MessageRoles:
@@ -36,6 +40,31 @@ class MessageRoles:
     #: The PendingState of a message not stored yet; None for a stored message.
     PENDING = UserRole + 16
     CLIENT_MSG_ID = UserRole + 17
+    #: A date separator to draw above this row ("Today", "Monday 30 November"), or "".
+    DAY_BREAK = UserRole + 18
+    #: True on the first unread row: the "new messages" line is drawn above it.
+    UNREAD_BREAK = UserRole + 19
+    #: The http(s) links in the body: a list of client.qt.linkify.Link.
+    LINKS = UserRole + 20
+    #: The full local date and time (stored messages) or when it was written (pending ones).
+    FULL_TIME = UserRole + 21
+
+
+def day_label(day: date, today: date) -> str:
+    """A date separator's text: Today, Yesterday, a weekday within a week, else the date."""
+    if day == today:
+        return "Today"
+    if day == today - timedelta(days=1):
+        return "Yesterday"
+    if today - timedelta(days=6) <= day < today:
+        return day.strftime("%A")
+    if day.year == today.year:
+        return day.strftime("%A %d %B").replace(" 0", " ")
+    return day.strftime("%A %d %B %Y").replace(" 0", " ")
+
+
+def full_time(moment: datetime) -> str:
+    return moment.astimezone().strftime("%A %d %B %Y, %H:%M:%S")
 
 
 @dataclass
@@ -44,6 +73,7 @@ class _Row:
     title: str
     online: bool = False
     unread: int = 0
+    muted: bool = False
 
 
 def _dot(colour: str) -> QIcon:
@@ -66,6 +96,8 @@ class ConversationListModel(QAbstractListModel):
         self._me_id = me_id
         self._rows = [_Row(PUBLIC, ROOM_TITLE, online=True)]
         self._icons: dict[bool, QIcon] = {}
+        #: While disconnected nobody's presence is known: every dot is grey.
+        self._connected = True
 
     def rowCount(self, parent: QModelIndex = _ROOT) -> int:  # noqa: N802 - Qt's name
         return 0 if parent.isValid() else len(self._rows)
@@ -76,17 +108,25 @@ class ConversationListModel(QAbstractListModel):
         row = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             return f"{row.title}  ({row.unread})" if row.unread else row.title
+        online = row.online and self._connected
         if role == Qt.ItemDataRole.DecorationRole and row.conversation is not PUBLIC:
-            return self._icon(row.online)
-        if role == Qt.ItemDataRole.FontRole and row.unread:
+            return self._icon(online)
+        if role == Qt.ItemDataRole.FontRole and (row.unread or row.muted):
             font = QFont()
-            font.setBold(True)
+            font.setBold(bool(row.unread))
+            font.setItalic(row.muted)
             return font
-        if role == Qt.ItemDataRole.ToolTipRole and row.conversation is not PUBLIC:
-            return f"{row.title} is {'online' if row.online else 'offline'}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            muted = " Notifications are muted." if row.muted else ""
+            if row.conversation is PUBLIC:
+                return f"The public room.{muted}"
+            if not self._connected:
+                return f"{row.title}: not known while you are offline.{muted}"
+            return f"{row.title} is {'online' if row.online else 'offline'}.{muted}"
         return {
             ConversationRoles.CONVERSATION: row.conversation,
-            ConversationRoles.ONLINE: row.online,
+            ConversationRoles.ONLINE: online,
+            ConversationRoles.MUTED: row.muted,
             ConversationRoles.UNREAD: row.unread,
             ConversationRoles.TITLE: row.title,
         }.get(role)
@@ -99,9 +139,10 @@ class ConversationListModel(QAbstractListModel):
     def set_users(self, users: list[UserRef], online: set[int]) -> None:
         """Show these users (oneself excluded), replacing the list; unread counts are kept."""
         unread = {r.conversation: r.unread for r in self._rows}
+        muted = {r.conversation: r.muted for r in self._rows}
         self.beginResetModel()
         self._rows = [self._rows[0]] + [
-            _Row(u.id, u.username, u.id in online, unread.get(u.id, 0))
+            _Row(u.id, u.username, u.id in online, unread.get(u.id, 0), muted.get(u.id, False))
             for u in sorted(users, key=lambda u: u.id) if u.id != self._me_id
         ]
         self.endResetModel()
@@ -121,6 +162,19 @@ class ConversationListModel(QAbstractListModel):
     def set_online_ids(self, online: set[int]) -> None:
         for row in self._rows[1:]:
             self._update(row.conversation, online=row.conversation in online)
+
+    def set_connected(self, connected: bool) -> None:
+        """Connected or not: while not, presence is unknown and shown grey for everyone."""
+        if connected != self._connected:
+            self._connected = connected
+            if self._rows:
+                self.dataChanged.emit(self.index(0), self.index(len(self._rows) - 1))
+
+    def set_muted(self, conversation: ConversationId, muted: bool) -> None:
+        self._update(conversation, muted=muted)
+
+    def total_unread(self) -> int:
+        return sum(r.unread for r in self._rows)
 
     def add_unread(self, conversation: ConversationId, count: int = 1) -> None:
         row = self.row_of(conversation)
@@ -173,27 +227,45 @@ class MessageListModel(QAbstractListModel):
     user typed is ever interpreted as HTML.
     """
 
-    def __init__(self, me_id: int) -> None:
+    def __init__(self, me_id: int, *, today: Callable[[], date] = date.today) -> None:
         super().__init__()
         self._me_id = me_id
+        self._today = today
         self._messages: list[ChatMessage] = []
         self._ids: set[int] = set()
         self._pending: list[PendingMessage] = []  # rows after the stored ones
+        #: The first unread message's id: the "new messages" line goes above it.
+        self._unread_from: int | None = None
 
     def rowCount(self, parent: QModelIndex = _ROOT) -> int:  # noqa: N802 - Qt's name
         return 0 if parent.isValid() else len(self._messages) + len(self._pending)
 
+    def flags(self, index: QModelIndex) -> Qt.ItemFlag:
+        # "Editable" only so that a view can open a read-only text box to select part of a
+        # message; setData does not exist here, nothing is ever written back.
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEditable
+
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
-        if index.row() >= len(self._messages):
-            return self._pending_data(self._pending[index.row() - len(self._messages)], role)
-        message = self._messages[index.row()]
+        row = index.row()
+        if role == MessageRoles.DAY_BREAK:
+            day, before = self._day(row), self._day(row - 1) if row else None
+            return day_label(day, self._today()) if day != before else ""
+        if role == MessageRoles.UNREAD_BREAK:
+            return row < len(self._messages) and self._messages[row].id == self._unread_from
+        if role == MessageRoles.LINKS:
+            return find_links(self._body(row))
+        if row >= len(self._messages):
+            return self._pending_data(self._pending[row - len(self._messages)], role)
+        message = self._messages[row]
         own = message.sender.id == self._me_id
         if role == Qt.ItemDataRole.DisplayRole:
             return f"{self.sender_label(message)}  {self.time_label(message)}\n{message.body}"
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return message.created_at.astimezone().strftime("%A %d %B %Y, %H:%M:%S")
+        if role in (Qt.ItemDataRole.ToolTipRole, MessageRoles.FULL_TIME):
+            return full_time(message.created_at)
         return {
             MessageRoles.MESSAGE_ID: message.id,
             MessageRoles.SENDER: self.sender_label(message),
@@ -203,10 +275,22 @@ class MessageListModel(QAbstractListModel):
             MessageRoles.CLIENT_MSG_ID: message.client_msg_id,
         }.get(role)
 
+    def _day(self, row: int) -> date:
+        if row < len(self._messages):
+            return self._messages[row].created_at.astimezone().date()
+        return self._pending[row - len(self._messages)].queued_at.astimezone().date()
+
+    def _body(self, row: int) -> str:
+        if row < len(self._messages):
+            return self._messages[row].body
+        return self._pending[row - len(self._messages)].body
+
     @staticmethod
     def _pending_data(pending: PendingMessage, role: int) -> object:
         if role == Qt.ItemDataRole.DisplayRole:
             return f"You  {pending_label(pending)}\n{pending.body}"
+        if role == MessageRoles.FULL_TIME:
+            return full_time(pending.queued_at)
         if role == Qt.ItemDataRole.ToolTipRole:
             written = pending.queued_at.astimezone().strftime("%H:%M:%S")
             if pending.state is PendingState.FAILED:
@@ -235,7 +319,33 @@ class MessageListModel(QAbstractListModel):
         self._messages = list(messages)
         self._ids = {m.id for m in messages}
         self._pending = list(pending or [])
+        self._unread_from = None
         self.endResetModel()
+
+    def mark_unread_from(self, message_id: int | None) -> int | None:
+        """Draw the "new messages" line above ``message_id`` (None: no line); returns its row."""
+        old = self.row_of(self._unread_from) if self._unread_from is not None else None
+        self._unread_from = message_id
+        new = self.row_of(message_id) if message_id is not None else None
+        for row in {old, new} - {None}:
+            index = self.index(row)  # type: ignore[arg-type]
+            self.dataChanged.emit(index, index)
+        return new
+
+    @property
+    def unread_from(self) -> int | None:
+        return self._unread_from
+
+    def first_unread(self, count: int) -> int | None:
+        """The id of the first of the last ``count`` messages from others (None if there are none)."""
+        if count <= 0:
+            return None
+        others = [m.id for m in self._messages if m.sender.id != self._me_id]
+        return others[-count] if len(others) >= count else (others[0] if others else None)
+
+    def row_of(self, message_id: int) -> int | None:
+        row = bisect.bisect_left(self._messages, message_id, key=lambda m: m.id)
+        return row if row < len(self._messages) and self._messages[row].id == message_id else None
 
     def add(self, messages: list[ChatMessage]) -> int:
         """Insert messages at their id position, skipping known ones; returns how many were new."""
@@ -248,6 +358,10 @@ class MessageListModel(QAbstractListModel):
             self._messages.insert(row, message)
             self._ids.add(message.id)
             self.endInsertRows()
+            if row + 1 < self.rowCount():
+                # The row below may lose its date separator now that this one comes first.
+                below = self.index(row + 1)
+                self.dataChanged.emit(below, below)
             added += 1
         return added
 

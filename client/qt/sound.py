@@ -1,9 +1,10 @@
 """The notification sound: a short chime generated with the standard library, played by Qt.
 
-Whether to chime is decided elsewhere (:func:`client.core.notify.should_notify`); this module
-only plays, counts requests (tests read :attr:`Chime.requests`), and remembers the mute
-switch. With no audio device, or no QtMultimedia, :meth:`Chime.request` still counts and
-plays nothing: the app never fails for lack of sound.
+Whether to chime is decided elsewhere (:func:`client.core.notify.should_notify`, the account's
+mute and do-not-disturb choices, one chime per burst in :mod:`client.qt.notifier`); this
+module only plays and counts requests (tests read :attr:`Chime.requests`). With no audio
+device, or no QtMultimedia, :meth:`Chime.request` still counts and plays nothing: the app
+never fails for lack of sound.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ import wave
 from pathlib import Path
 
 from chase.logging import get_logger
-from client.qt.qt import QObject, QSettings, QUrl, load_multimedia, pyqtSignal
+from client.qt.qt import QObject, QSettings, QUrl, load_multimedia
 
 log = get_logger(__name__)
 
 ASSETS = Path(__file__).with_name("assets")
 CHIME_FILE = "chime.wav"
-MUTED_KEY = "sound/muted"
 RATE = 44_100
 
 
@@ -56,8 +56,6 @@ def chime_path() -> Path:
 
 
 class Chime(QObject):
-    muted_changed = pyqtSignal(bool)
-
     def __init__(self, settings: QSettings, *, enable_audio: bool = True) -> None:
         super().__init__()
         self._settings = settings
@@ -80,16 +78,6 @@ class Chime(QObject):
             return None
 
     @property
-    def muted(self) -> bool:
-        return _as_bool(self._settings.value(MUTED_KEY, False))
-
-    def set_muted(self, muted: bool) -> None:
-        """Remember the mute switch (it survives restarts)."""
-        if muted != self.muted:
-            self._settings.setValue(MUTED_KEY, muted)
-            self.muted_changed.emit(muted)
-
-    @property
     def audible(self) -> bool:
         """Whether a sound can actually be heard on this machine."""
         return self._effect is not None
@@ -103,9 +91,3 @@ class Chime(QObject):
             except Exception:
                 log.warning("sound.play_failed", exc_info=True)
 
-
-def _as_bool(value: object) -> bool:
-    # QSettings hands back strings from INI files on some platforms.
-    if isinstance(value, str):
-        return value.lower() in ("true", "1", "yes")
-    return bool(value)

@@ -41,41 +41,46 @@ def test_enter_sends_and_shift_enter_adds_a_line(qloop: asyncio.AbstractEventLoo
     run(qloop, scenario())
 
 
-def test_receive_in_the_open_chat_and_unread_plus_sound_elsewhere(qloop: asyncio.AbstractEventLoop, qtbot: Any,
-                                                                  system: System, settings: Any) -> None:
+def test_receive_in_the_open_chat_and_unread_plus_notification_elsewhere(
+        qloop: asyncio.AbstractEventLoop, qtbot: Any, system: System, settings: Any) -> None:
     async def scenario() -> None:
         bob = await other_user(system, "bob")
         app = make_app(system, settings)
+        app.notifier.quiet = 0.0  # every message its own burst here (bursts: test_notifications.py)
         await log_in(app, qtbot, "alice", register=True)
-        chat, chime = app.chat, app.chime
+        chat, chime, shown = app.chat, app.chime, app.notifier.shown
         alice_id = chat.session.user.id
         # In plain sight (room open, window active): shown, no unread, no sound.
         await (await bob.send("hello room")).acked
         await wait_until(lambda: chat.messages.bodies() == ["hello room"])
-        assert chat.conversations.unread(PUBLIC) == 0 and chime.requests == 0
-        # A private message while the room is open: unread count on bob, and one chime.
+        assert chat.conversations.unread(PUBLIC) == 0 and chime.requests == 0 and shown == []
+        # A private message while the room is open: unread count on bob, a notification, a chime.
         await (await bob.send("psst", to=alice_id)).acked
         await wait_until(lambda: chat.conversations.unread(bob.me.id) == 1)
         assert chime.requests == 1 and chat.messages.bodies() == ["hello room"]
+        assert [(n.title, n.text, n.conversation) for n in shown] == [("bob", "psst", bob.me.id)]
         assert "bob  (1)" in sidebar_titles(app)
-        # Muted (remembered in the settings): counted as unread, but no chime.
+        assert chat.window.windowTitle() == "(1) ChaSe — alice" and app.notifier.unread == 1
+        # Do not disturb (kept for this account): counted as unread, no notification, no chime.
         chat.window.mute.click()
-        assert chime.muted and settings.value("sound/muted") in (True, "true")
+        assert chat.prefs.do_not_disturb and chat.window.dnd_action.isChecked()
         await (await bob.send("psst again", to=alice_id)).acked
         await wait_until(lambda: chat.conversations.unread(bob.me.id) == 2)
-        assert chime.requests == 1
+        assert chime.requests == 1 and len(shown) == 1
+        assert chat.window.windowTitle() == "(2) ChaSe — alice"
         chat.window.mute.click()
         # Opening bob's chat shows both messages and clears the count.
         chat.window.select_conversation(bob.me.id)
         await wait_until(lambda: chat.messages.bodies() == ["psst", "psst again"])
-        assert chat.conversations.unread(bob.me.id) == 0
-        # Window not active: even the open conversation chimes.
+        assert chat.conversations.unread(bob.me.id) == 0 and chat.window.windowTitle() == "ChaSe — alice"
+        # Window not active: even the open conversation notifies.
         other = type(chat.window)(chat.session.user, chat.conversations, chat.messages, muted=False)
         other.show()
         other.activateWindow()
         await wait_until(lambda: not chat.window.isActiveWindow())
         await (await bob.send("are you there?", to=alice_id)).acked
         await wait_until(lambda: chime.requests == 2)
+        assert shown[-1].text == "are you there?"
         other.close()
         await close_all(app, bob)
 

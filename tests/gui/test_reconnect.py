@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from client.core.events import ClientState
+from client.qt.models import ConversationRoles
 from client.qt.qt import Qt
 from tests.gui.conftest import run
 from tests.gui.helpers import close_all, log_in, make_app, other_user
@@ -24,8 +25,13 @@ def test_after_a_server_restart_nothing_is_lost_or_doubled(qloop: asyncio.Abstra
         chat, window = app.chat, app.chat.window
         await (await bob.send("before")).acked
         await wait_until(lambda: chat.messages.bodies() == ["before"])
+        row = chat.conversations.index(chat.conversations.row_of(bob.me.id))
+        assert row.data(ConversationRoles.ONLINE) is True
         await server.run(System.stop_gateway)
         await wait_until(lambda: window.status.text().startswith("Reconnecting"))
+        # Who is online is not known while disconnected: bob is not shown green.
+        assert row.data(ConversationRoles.ONLINE) is False
+        assert "not known while you are offline" in row.data(Qt.ItemDataRole.ToolTipRole)
         # Typed while the server is down: kept, sent after the reconnect, shown once.
         qtbot.keyClicks(window.input, "typed while down")
         qtbot.keyClick(window.input, Qt.Key.Key_Return)
@@ -36,6 +42,7 @@ def test_after_a_server_restart_nothing_is_lost_or_doubled(qloop: asyncio.Abstra
         expected = {"before", "typed while down", "bob while down", "after"}
         await wait_until(lambda: set(chat.messages.bodies()) == expected, timeout=30)
         await wait_until(lambda: window.status.text() == "Connected")
+        await wait_until(lambda: row.data(ConversationRoles.ONLINE) is True)
         ids = chat.messages.message_ids()
         # Each once, in id (commit) order; the two resends may commit in either order.
         assert len(ids) == 4 and ids == sorted(ids) and chat.messages.bodies()[0] == "before"
@@ -54,7 +61,8 @@ def test_retry_button_once_the_fast_attempts_are_over(qloop: asyncio.AbstractEve
         assert not window.retry_button.isVisible()
         await server.run(System.stop_gateway)
         await wait_until(lambda: window.retry_button.isVisible(), timeout=30)
-        assert window.status.text().startswith("Offline") and "trying again at" in window.status.text()
+        assert window.status.text().startswith("Offline") and "Trying again at" in window.status.text()
+        assert "press Retry" in window.status.text() and window.status.toolTip()  # the technical reason
         assert app.chat.client.state is ClientState.OFFLINE
         await server.run(System.start_gateway)
         qtbot.mouseClick(window.retry_button, Qt.MouseButton.LeftButton)

@@ -91,6 +91,7 @@ def test_per_room_mute_and_an_invitation_to_join(qloop: asyncio.AbstractEventLoo
         bob_rooms = Rooms(bob)
         await bob_rooms.refresh()
         app = make_app(system, settings)
+        app.notifier.quiet = 0.0  # every message its own burst here (bursts: test_notifications.py)
         await log_in(app, qtbot, "alice", register=True)
         chat, rooms, panel = app.chat, app.chat.rooms, app.chat.rooms.panel
         room = await bob_rooms.create("Quiet")

@@ -75,7 +75,7 @@ def test_pending_messages_show_after_the_stored_ones_and_turn_into_them_in_place
     model.add([msg(9, ME, "second")])
     assert model.message_ids() == [2, 5, 7, 9, 10] and model.pending() == []
     assert model.bodies()[-2:] == ["second", "hi"] and model.rowCount() == 5
-    assert changes == [("removed", 4), ("inserted", 3)]
+    assert changes == [("removed", 4), ("inserted", 3), ("changed", 4)]  # the row below: its date line may go
 
 
 def test_a_failed_message_says_why_and_a_stored_one_arriving_early_is_shown_once(qapp: Any) -> None:
@@ -135,17 +135,13 @@ def test_enter_submits_shift_enter_adds_a_line_and_the_limit_holds(qapp: Any, qt
     assert sent == ["one\ntwo"] and "at most 10 characters" in refused[-1]
 
 
-def test_chime_counts_requests_and_remembers_mute(qapp: Any, tmp_path: Path) -> None:
+def test_chime_counts_requests(qapp: Any, tmp_path: Path) -> None:
     settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
     # With audio enabled on a machine that may have no device: never an error, just silence.
     chime = Chime(settings, enable_audio=True)
     chime.request()
     chime.request()
     assert chime.requests == 2
-    chime.set_muted(True)
-    settings.sync()
-    again = Chime(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), enable_audio=False)
-    assert again.muted
 
 
 def test_the_chime_is_a_short_valid_wav(tmp_path: Path) -> None:
@@ -179,3 +175,17 @@ def test_main_opens_the_login_window_and_closing_it_quits(qapp: Any, tmp_path: P
     finally:
         asyncio.set_event_loop(None)
     assert seen == ["https://chat.example.org:8443"]
+
+
+def test_the_status_line_speaks_plain_words() -> None:
+    from client.core.events import ClientState, StateChanged
+    from client.qt.chat_controller import status_text
+
+    down = "cannot reach the gateway at wss://127.0.0.1:8765: ConnectionRefusedError"
+    assert status_text(StateChanged(ClientState.CONNECTING)) == "Connecting to the server…"
+    assert status_text(StateChanged(ClientState.RECONNECTING, attempt=2, max_attempts=8, reason=down)) == \
+        "Reconnecting (attempt 2 of 8): the server cannot be reached."
+    offline = status_text(StateChanged(ClientState.OFFLINE, reason=down,
+                                       next_attempt_at=datetime(2026, 1, 1, 16, 40, 2)))
+    assert offline == "Offline: the server cannot be reached. Trying again at 16:40:02, or press Retry."
+    assert "Error" not in offline and "wss://" not in offline
