@@ -55,7 +55,7 @@ from client.core.errors import (
 from client.core.events import ClientEvent, ClientState, MessagesAdded, SendFailed, SessionEnded, Source, StateChanged
 from client.core.local import DATA_DIR_ENV
 from client.core.rooms import Room, RoomRefused, Rooms
-from client.core.session import Directory, chat_client, local_state, open_api
+from client.core.session import Directory, chat_client, local_state, open_api, with_told_gateway
 from client.terminal import visible
 
 #: How long ``say`` (and ``chat`` at end of input) waits for an acknowledgement, reconnects included.
@@ -166,6 +166,8 @@ async def _run(args: argparse.Namespace, endpoints: Endpoints, username: str, pa
         try:
             if args.command == "sessions":
                 return await cli_sessions.run(args, api, session, sys.stdout)
+            if args.gateway is None:
+                endpoints = await with_told_gateway(api, endpoints)
             return await _logged_in(args, endpoints, api, session)
         finally:
             await api.logout(session)

@@ -15,6 +15,7 @@ from client.core.api import AuthApi, AuthSession
 from client.core.backoff import BackoffPolicy, Sleep
 from client.core.chat import ChatClient
 from client.core.endpoints import Endpoints
+from client.core.errors import ProtocolFailure
 from client.core.local import LocalState, account_file, default_data_dir
 from client.core.transport import WebSocketConnector
 
@@ -27,6 +28,20 @@ def open_api(endpoints: Endpoints, *, timeout: float = 10.0) -> AuthApi:
     Raises CertificateNotTrusted when the CA file is missing or unreadable.
     """
     return AuthApi(endpoints.auth_url, endpoints.ssl_context(), timeout=timeout)
+
+
+async def with_told_gateway(api: AuthApi, endpoints: Endpoints) -> Endpoints:
+    """``endpoints`` with the gateway the server tells its clients (``GET /endpoints``): the
+    one address a user gives is the auth API's. An older server that does not say (404)
+    keeps the default, the same host at the usual port. Call it unless the user named a
+    gateway themselves; raises ProtocolFailure for a gateway that is not ``wss://``."""
+    told = await api.gateway_url()
+    if told is None:
+        return endpoints
+    try:
+        return Endpoints.resolve(endpoints.auth_url, told, endpoints.ca_path)
+    except ValueError:
+        raise ProtocolFailure(f"the server named a gateway that is not wss://: {told!r}") from None
 
 
 def local_state(endpoints: Endpoints, session: AuthSession, data_dir: Path | None = None) -> LocalState | None:

@@ -21,8 +21,8 @@ from client.core.api import AuthApi, AuthSession
 from client.core.backoff import BackoffPolicy
 from client.core.chat import ChatClient
 from client.core.endpoints import DEFAULT_SERVER, LOCAL_HOSTS, Endpoints
-from client.core.errors import ClientError, ProtocolFailure
-from client.core.session import chat_client, local_state, open_api
+from client.core.errors import ClientError
+from client.core.session import chat_client, local_state, open_api, with_told_gateway
 from client.qt.account_prefs import AccountPrefs
 from client.qt.chat_controller import AskUnsent, ChatController
 from client.qt.login_window import LoginForm, LoginWindow, Mode
@@ -110,13 +110,7 @@ class App(QObject):
         does not say (404) has it on the same host, at the usual port."""
         if self._gateway is not None:
             return endpoints
-        told = await api.gateway_url()
-        if told is None:
-            return endpoints
-        try:
-            return Endpoints.resolve(form.server, told, endpoints.ca_path)
-        except ValueError:
-            raise ProtocolFailure(f"the server named a gateway that is not wss://: {told!r}") from None
+        return await with_told_gateway(api, endpoints)
 
     async def _log_in(self, form: LoginForm) -> None:
         try:

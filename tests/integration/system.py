@@ -190,11 +190,14 @@ async def running_system(
 
     namespace = namespace or f"test-{uuid.uuid4().hex[:10]}"
     common = {"database_url": database_url, "amqp_url": amqp_url, "certs_dir": certs_dir}
-    auth_settings = AuthSettings(**common, port=unused_port(), bcrypt_rounds=4)
+    gateway_port = unused_port()
+    # The auth API tells clients this system's gateway, as a deployment's does.
+    auth_settings = AuthSettings(**common, port=unused_port(), bcrypt_rounds=4,
+                                 gateway_url=f"wss://127.0.0.1:{gateway_port}")
     auth_url = f"https://127.0.0.1:{auth_settings.port}"
     gateway_settings = GatewaySettings(
         **common,
-        port=unused_port(),
+        port=gateway_port,
         auth_url=auth_url,
         gateway_id=f"gw-{uuid.uuid4().hex[:8]}",
         heartbeat_seconds=0.5,

@@ -99,6 +99,18 @@ async def test_register_say_and_tail(system: System) -> None:
     assert bob.lines[0][2] == ":" and bob.lines[0][5] == ":"  # HH:MM:SS first
 
 
+async def test_the_server_address_alone_is_enough(system: System) -> None:
+    """Without --gateway, the CLI asks the auth API where the gateway is (not the usual port)."""
+    assert (await cli(system, "register", "alice"))[0] == Exit.OK
+    args = [a for a in cli_args(system, "say", "alice", "found", "it") if a not in ("--gateway", system.gateway_url)]
+    process = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, env={**os.environ, "CHASE_PASSWORD": PASSWORD},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode == Exit.OK, err.decode()
+    assert out.decode().startswith("sent (message ")
+
+
 async def test_chat_sends_lines_and_switches_conversation(system: System) -> None:
     for name in ("alice", "bob"):
         assert (await cli(system, "register", name))[0] == Exit.OK
