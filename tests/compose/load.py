@@ -71,7 +71,17 @@ class ChatLoad:
         """Stop sending; then every message is acked, stored exactly once, and in the
         transcript of both clients."""
         await self.stop()
-        acks = await asyncio.wait_for(asyncio.gather(*(o.acked for _, o in self.sent)), ack_timeout)
+        _, waiting = await asyncio.wait([o.acked for _, o in self.sent], timeout=ack_timeout)
+        if waiting:
+            unacked = [o.client_msg_id for _, o in self.sent if o.acked in waiting]
+            listed = ", ".join(f"'{i}'" for i in unacked)
+            rows = await asyncio.to_thread(self.stack.sql, f"SELECT client_msg_id FROM messages WHERE client_msg_id IN ({listed})")
+            states = {c.me.username: sorted({str(p.state) for p in c.outbox.messages(None)} |
+                                            {str(p.state) for p in c.outbox.messages(self.bob.me.id)})
+                      for c in (self.alice, self.bob)}
+            raise AssertionError(f"{len(unacked)} of {len(self.sent)} sends unacknowledged after {ack_timeout} s "
+                                 f"({len(rows)} of them stored); outbox states {states}; first {unacked[:5]}")
+        acks = [o.acked.result() for _, o in self.sent]
         assert len({ack.message_id for ack in acks}) == len(self.sent)  # one message per send
         rows = await asyncio.to_thread(
             self.stack.sql,
