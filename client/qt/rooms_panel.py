@@ -24,6 +24,7 @@ from client.qt.qt import (
     pyqtSignal,
 )
 from client.qt.rooms_model import RoomListModel, RoomRoles
+from client.qt.theme import emphasised
 
 
 class RoomsPanel(QWidget):
@@ -42,7 +43,7 @@ class RoomsPanel(QWidget):
         self.setObjectName("rooms")
         self.model = model
         self.header = QLabel("Rooms")
-        self.header.setStyleSheet("font-weight: bold;")
+        emphasised(self.header, 1.0)  # a font, not a style sheet: the colour follows the theme
         self.create_button = QPushButton("New…")
         self.list = QListView()
         self.list.setModel(model)
