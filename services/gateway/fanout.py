@@ -108,7 +108,10 @@ class Flusher:
     def flush(self) -> None:
         dirty, self._dirty = self._dirty, []
         for conn in dirty:
-            conn.flush()
+            try:
+                conn.flush()
+            except Exception:  # noqa: BLE001 - one broken connection must not stall the others
+                log.exception("flush failed", user_id=conn.user_id)
 
 
 class Connection:
