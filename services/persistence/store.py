@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chase.clock import Clock
 from chase.logging import get_logger
-from chase.schemas import MAX_PAGE, ChatMessage, MessagePage, MessageSubmitted, UserRef
+from chase.schemas import MAX_PAGE, ChatMessage, Encrypted, MessagePage, MessageSubmitted, UserRef, encrypted_problem
 from chase.store.tables import PUBLIC_CONVERSATION, WRITER_LEASE, conversation_key, messages, users
 from chase.text import is_blank
 from services.persistence.errors import RejectCode
@@ -65,6 +65,7 @@ _MESSAGE_COLUMNS = (
     messages.c.created_at,
     messages.c.client_msg_id,
     messages.c.prev_id,
+    messages.c.ciphertext,
 )
 _WITH_SENDER = messages.join(users, users.c.id == messages.c.sender_id)
 
@@ -130,6 +131,12 @@ class MessageStore:
         return results  # type: ignore[return-value]
 
     def _body_problem(self, item: MessageSubmitted) -> Rejected | None:
+        if item.ciphertext is not None:
+            # End-to-end encrypted: no plaintext, only a bounded ciphertext (the gateway's rule).
+            problem = encrypted_problem(item.body, item.ciphertext, item.recipient_id)
+            if problem is None:
+                return None
+            return Rejected(item.sender.id, item.client_msg_id, RejectCode.ENCRYPTED_INVALID, problem)
         if is_blank(item.body):
             return Rejected(item.sender.id, item.client_msg_id, RejectCode.BODY_EMPTY, "the message is empty")
         if len(item.body) > self._max_body_chars:
@@ -332,6 +339,7 @@ def _inserted_message(row: dict[str, object], item: MessageSubmitted, names: dic
         created_at=_aware_utc(row["created_at"]),  # type: ignore[arg-type]
         client_msg_id=item.client_msg_id,
         prev_id=row["prev_id"],
+        ciphertext=item.ciphertext,
     )
 
 
@@ -356,6 +364,7 @@ def _new_row(item: MessageSubmitted, created_at: datetime) -> dict[str, object]:
         "body": item.body,
         "client_msg_id": item.client_msg_id,
         "created_at": created_at,
+        "ciphertext": item.ciphertext.model_dump_json() if item.ciphertext is not None else None,
     }
 
 
@@ -398,6 +407,7 @@ def _row_to_message(row: sa.Row) -> ChatMessage:
         created_at=_aware_utc(row.created_at),
         client_msg_id=row.client_msg_id,
         prev_id=row.prev_id,
+        ciphertext=Encrypted.model_validate_json(row.ciphertext) if row.ciphertext is not None else None,
     )
 
 
