@@ -82,7 +82,7 @@ class Encrypted(Model):
     sender_device: DeviceId
     #: The sending device's Curve25519 identity key (receivers check it is the listed one).
     sender_key: PublicKey
-    recipients: list[OlmCiphertext] = Field(min_length=1, max_length=MAX_DEVICES_PER_MESSAGE)
+    recipients: list[OlmCiphertext] = Field(max_length=MAX_DEVICES_PER_MESSAGE)
     backups: list[BackupCiphertext] = Field(default_factory=list, max_length=2)
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chase.logging import get_logger
-from chase.schemas import AckFrame, ChatMessage, ErrorFrame, Limits, UserRef, encode
+from chase.schemas import AckFrame, ChatMessage, Encrypted, ErrorFrame, Limits, UserRef, encode
 from chase.text import is_blank
 from client.core.backoff import BackoffPolicy, Sleep
 from client.core.errors import MessageRejected
@@ -100,11 +100,12 @@ class Sender:
 
     # --- the user's side ------------------------------------------------------------------
 
-    async def send(self, body: str, to: int | None, limits: Limits | None) -> Outgoing:
+    async def send(self, body: str, to: int | None, limits: Limits | None, *, client_msg_id: str | None = None,
+                   ciphertext: Encrypted | None = None) -> Outgoing:
         """Queue a message and send it if connected; see :meth:`ChatClient.send`."""
         check_body(body, limits)
         state = PendingState.WAITING if self._link() is None else PendingState.SENDING
-        pending = self._outbox.add(body, to, state=state)
+        pending = self._outbox.add(body, to, client_msg_id, state=state, ciphertext=ciphertext)
         self._hub.emit(PendingAdded(pending))
         waiter = self._waiter(pending.client_msg_id)
         await self._flush()
@@ -235,8 +236,9 @@ class Sender:
         self._wake.set()
         if pending is not None:
             self._add([ChatMessage(id=ack.message_id, sender=self._me, recipient_id=pending.conversation,
-                                   body=pending.body, created_at=ack.created_at,
-                                   client_msg_id=ack.client_msg_id)], Source.OWN, ack)
+                                   body="" if pending.ciphertext is not None else pending.body,
+                                   created_at=ack.created_at, client_msg_id=ack.client_msg_id,
+                                   ciphertext=pending.ciphertext)], Source.OWN, ack)
         self._hub.emit(MessageAcked(ack.client_msg_id, ack.message_id, ack.duplicate))
         self._resolve(ack.client_msg_id, ack)
 
