@@ -127,3 +127,18 @@ class Vault:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+class EphemeralVault(Vault):
+    """Keys that live only in memory: for a device that ends with the program (``chase cli``
+    logs in and out for every command, so its device is gone when it exits anyway)."""
+
+    def __init__(self) -> None:
+        super().__init__(Path(os.devnull), PassphraseKey(""))
+
+    def load(self) -> dict | None:
+        self._salt, self._key = b"", os.urandom(32)
+        return None
+
+    def save(self, document: dict) -> None:
+        return None
