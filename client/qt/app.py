@@ -16,10 +16,13 @@ from typing import Any
 
 from chase.logging import configure, get_logger
 from client.core.backoff import BackoffPolicy
+from client.core.e2ee.setup import open_e2ee
+from client.core.e2ee.vault import keyring_available
 from client.core.endpoints import DEFAULT_SERVER, Endpoints
 from client.core.errors import ClientError
 from client.core.session import chat_client, local_state, open_api
 from client.qt.chat_controller import AskUnsent, ChatController
+from client.qt.e2ee_controller import E2EEController
 from client.qt.login_window import LoginForm, LoginWindow, Mode
 from client.qt.main_window import ask_about_unsent
 from client.qt.qt import QApplication, QObject, QSettings
@@ -45,6 +48,7 @@ class App(QObject):
             self.login.server.setText(server)
         self.chime = Chime(settings, enable_audio=enable_audio)
         self.chat: ChatController | None = None
+        self.e2ee_ui: E2EEController | None = None
         self.finished = asyncio.Event()
         self._gateway, self._ca, self._policy = gateway, ca, policy
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -76,8 +80,12 @@ class App(QObject):
                 await api.register(form.username, form.password)
             session = await api.login(form.username, form.password)
             users = await api.all_users(session)
+            # Private conversations are end-to-end encrypted (docs/e2ee.md); the device's keys
+            # are kept under the OS keyring, else under the account password.
+            e2ee = await open_e2ee(api, session, endpoints.auth_url, data_dir=self._data_dir,
+                                   passphrase=None if keyring_available() else form.password)
             client = chat_client(endpoints, session, policy=self._policy,
-                                 local=local_state(endpoints, session, self._data_dir))
+                                 local=local_state(endpoints, session, self._data_dir), e2ee=e2ee)
             await client.start()
         except ClientError as exc:
             await api.aclose()
@@ -85,6 +93,8 @@ class App(QObject):
             return
         self.login.remember(form)
         self.chat = ChatController(client, api, session, users, self.chime, ask_unsent=self._ask_unsent)
+        names = {user.id: user.username for user in users}
+        self.e2ee_ui = E2EEController(e2ee, self.chat.window, lambda user_id: names.get(user_id, f"user {user_id}"))
         self.chat.session_ended.connect(self._on_session_ended)
         self.chat.logged_out.connect(lambda: self._spawn(self._back_to_login("")))
         self.chat.window.show()

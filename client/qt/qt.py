@@ -39,6 +39,8 @@ from PyQt6.QtWidgets import (
     QAbstractItemView,
     QApplication,
     QCheckBox,
+    QDialog,
+    QDialogButtonBox,
     QFormLayout,
     QFrame,
     QHBoxLayout,
@@ -73,7 +75,7 @@ def load_multimedia() -> tuple[type, type] | None:
 
 __all__ = [
     "QAbstractItemView", "QAbstractListModel", "QApplication", "QBrush", "QCheckBox", "QCloseEvent",
-    "QColor", "QEvent", "QFont", "QFontMetrics", "QFormLayout", "QFrame", "QHBoxLayout", "QIcon",
+    "QColor", "QDialog", "QDialogButtonBox", "QEvent", "QFont", "QFontMetrics", "QFormLayout", "QFrame", "QHBoxLayout", "QIcon",
     "QKeyEvent", "QLabel", "QLineEdit", "QListView", "QMainWindow", "QMessageBox", "QModelIndex",
     "QObject", "QPainter", "QPalette", "QPersistentModelIndex", "QPixmap", "QPlainTextEdit",
     "QPushButton", "QRect", "QSettings", "QSize", "QSplitter", "QStandardPaths",
