@@ -265,7 +265,7 @@ class ChatClient:
     def _add(self, messages: list[ChatMessage], source: Source, ack: AckFrame | None = None) -> list[ChatMessage]:
         """Store ``messages``, settle one's own pending ones, and emit the new ones per conversation."""
         if self.e2ee is not None:
-            messages = [self.e2ee.open(message) for message in messages]
+            messages = self.e2ee.open_all(messages)
         added = self.store.add(messages)
         self._sender.settle(messages, ack)
         by_conversation: dict[ConversationId, list[ChatMessage]] = {}

@@ -132,6 +132,9 @@ class E2EE:
         #: (sender id, client_msg_id) -> message id: one plaintext per message, never two
         self._seen: dict[str, int] = {}
         self._backup_secret: bytes | None = None
+        self._batch = self._dirty = False
+        #: One-time keys used by incoming sessions since the last top-up.
+        self._keys_used = 0
 
     def __repr__(self) -> str:
         return f"E2EE(user={self.me.id}, device={self.device_id})"
@@ -169,6 +172,7 @@ class E2EE:
 
     def _save(self) -> None:
         assert self._account is not None
+        self._dirty = False
         key = self._vault.pickle_key
         while len(self._read) > MAX_READ:
             self._read.pop(next(iter(self._read)))
@@ -255,9 +259,21 @@ class E2EE:
 
     # --- sending ----------------------------------------------------------------------------
 
+    async def replenish(self) -> None:
+        """Top the device's one-time keys on the server up to :data:`ONE_TIME_KEYS`."""
+        stored = await self._keys.one_time_key_count()
+        if stored < ONE_TIME_KEYS // 2:
+            await self._keys.add_one_time_keys(self._fresh_keys(ONE_TIME_KEYS - stored))
+            assert self._account is not None
+            self._account.mark_keys_as_published()
+        self._keys_used = 0
+        self._save()
+
     async def seal(self, body: str, to: int, client_msg_id: str) -> Encrypted:
         """Encrypt ``body`` for every device of ``to`` and of oneself (this one excepted)."""
         assert self._account is not None
+        if self._keys_used >= ONE_TIME_KEYS // 4:
+            await self.replenish()
         await self.check_verified(to)
         theirs = await self.devices(to)
         mine = [d for d in (await self.devices(self.me.id) if to != self.me.id else theirs)
@@ -333,6 +349,17 @@ class E2EE:
             return Status(Security.PLAIN)
         return Status(Security(found[1]), found[2])
 
+    def open_all(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        """:meth:`open` for a page of messages, writing the vault once."""
+        self._batch = True
+        try:
+            opened = [self.open(message) for message in messages]
+        finally:
+            self._batch = False
+        if self._dirty:
+            self._save()
+        return opened
+
     def open(self, message: ChatMessage) -> ChatMessage:
         """The message with its text, or with a sentence saying why it cannot be read here."""
         envelope = message.ciphertext
@@ -344,7 +371,10 @@ class E2EE:
             # Kept, the unreadable too: a message key is used once, so a second decryption
             # would fail. restore_backup() forgets the unreadable ones.
             self._read[str(message.id)] = [text, security.value, reason]
-            self._save()
+            if self._batch:
+                self._dirty = True
+            else:
+                self._save()
         else:
             text, security, reason = known[0], Security(known[1]), known[2]
         if security is not Security.UNREADABLE:
@@ -389,6 +419,7 @@ class E2EE:
             session, plaintext = self._account.create_inbound_session(
                 vodozemac.Curve25519PublicKey.from_base64(sender_key), pre)
             sessions.append(session)
+            self._keys_used += 1
             return plaintext
         failure: Exception = vodozemac.OlmDecryptionException("no session with that device")
         for session in reversed(sessions):
