@@ -147,7 +147,9 @@ async def test_substituted_keys_and_changed_devices_are_caught(system: System, t
         assert await alice.e2ee.verify(bob_id, number)
         await (await alice.chat.send("hello, verified", to=bob_id)).acked  # type: ignore[union-attr]
         await wait_until(lambda: "hello, verified" in bob.texts(alice_id))
-        assert alice.e2ee.security(next(iter(alice.chat.store.messages(bob_id))).id)  # type: ignore[union-attr]
+        sent = next(iter(alice.chat.store.messages(bob_id)))  # type: ignore[union-attr]
+        assert alice.e2ee.security(sent.id).security is Security.VERIFIED
+        assert bob.e2ee.security(sent.id).security is Security.ENCRYPTED  # bob did not verify alice
         # Bob logs in somewhere else: the verified conversation warns before the next send.
         bob_elsewhere = await device(system, "bob", tmp_path, connect=False)
         with pytest.raises(VerificationChanged):

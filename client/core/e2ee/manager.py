@@ -344,10 +344,20 @@ class E2EE:
     # --- receiving --------------------------------------------------------------------------
 
     def security(self, message_id: int) -> Status:
+        """How the message was protected. Verified only when its conversation is verified and
+        the sending device is one whose keys were compared (a device added since is merely
+        encrypted)."""
         found = self._read.get(str(message_id))
         if found is None:
             return Status(Security.PLAIN)
-        return Status(Security(found[1]), found[2])
+        security = Security(found[1])
+        if security is Security.ENCRYPTED and len(found) == 7:
+            sender, other, device_id, key = found[3:]
+            device = self._known.get(sender, {}).get(device_id)
+            from_here = int(sender) == self.me.id and device_id == self.device_id
+            if other in self._verified and (from_here or (device is not None and device[0] == key)):
+                security = Security.VERIFIED
+        return Status(security, found[2])
 
     def open_all(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         """:meth:`open` for a page of messages, writing the vault once."""
@@ -370,17 +380,15 @@ class E2EE:
             text, security, reason = self._decrypt(message, envelope)
             # Kept, the unreadable too: a message key is used once, so a second decryption
             # would fail. restore_backup() forgets the unreadable ones.
-            self._read[str(message.id)] = [text, security.value, reason]
+            other = message.recipient_id if message.sender.id == self.me.id else message.sender.id
+            self._read[str(message.id)] = [text, security.value, reason, str(message.sender.id), str(other),
+                                           envelope.sender_device, envelope.sender_key]
             if self._batch:
                 self._dirty = True
             else:
                 self._save()
         else:
             text, security, reason = known[0], Security(known[1]), known[2]
-        if security is not Security.UNREADABLE:
-            other = message.recipient_id if message.sender.id == self.me.id else message.sender.id
-            if other is not None and self.is_verified(other):
-                security = Security.VERIFIED
         return message.model_copy(update={"body": text if security is not Security.UNREADABLE else reason})
 
     def _decrypt(self, message: ChatMessage, envelope: Encrypted) -> tuple[str, Security, str]:
