@@ -159,6 +159,9 @@ async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthAp
     directory = Directory(await api.all_users(session))
     # Private messages are end-to-end encrypted unless --no-e2ee (docs/e2ee.md).
     e2ee = None if getattr(args, "no_e2ee", False) else await cli_e2ee.open_device(api, session)
+    if e2ee is not None:
+        e2ee.name_of = directory.name
+        e2ee.on_notice = lambda text: print(f"-- {visible(text)}", file=sys.stderr)
     if args.command in ("verify", "backup"):
         assert e2ee is not None
         return await cli_e2ee.run(args, e2ee, directory, sys.stdout)

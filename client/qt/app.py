@@ -94,7 +94,9 @@ class App(QObject):
         self.login.remember(form)
         self.chat = ChatController(client, api, session, users, self.chime, ask_unsent=self._ask_unsent)
         names = {user.id: user.username for user in users}
-        self.e2ee_ui = E2EEController(e2ee, self.chat.window, lambda user_id: names.get(user_id, f"user {user_id}"))
+        e2ee.name_of = lambda user_id: names.get(user_id, f"user {user_id}")
+        e2ee.on_notice = self.chat.window.show_notice
+        self.e2ee_ui = E2EEController(e2ee, self.chat.window, e2ee.name_of)
         self.chat.session_ended.connect(self._on_session_ended)
         self.chat.logged_out.connect(lambda: self._spawn(self._back_to_login("")))
         self.chat.window.show()

@@ -202,5 +202,13 @@ async def test_replays_and_used_one_time_keys_are_told_in_plain_words(system: Sy
         replayed = stored.model_copy(update={"id": replay_ack.message_id + 1000, "client_msg_id": "again"})
         opened = bob.e2ee.open(replayed)
         assert opened.body == manager.USED_ONE_TIME_KEY
+        # Bob's device list changes mid-conversation: Alice is told before the next message.
+        notices: list[str] = []
+        alice.e2ee.on_notice = notices.append
+        alice.e2ee.name_of = lambda _user_id: "bob"
+        bob_tablet = await device(system, "bob", tmp_path, connect=False)
+        await (await alice.chat.send("after the new login", to=bob_id)).acked  # type: ignore[union-attr]
+        assert len(notices) == 1 and notices[0].startswith("bob has 1 new device(s)")
+        await close(bob_tablet)
     finally:
         await close(alice, bob)

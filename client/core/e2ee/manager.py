@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -133,6 +134,11 @@ class E2EE:
         self._seen: dict[str, int] = {}
         self._backup_secret: bytes | None = None
         self._batch = self._dirty = False
+        #: Called with a sentence for the person when something about the keys changed that
+        #: does not stop a send (a new device of the other person, for example).
+        self.on_notice: Callable[[str], None] | None = None
+        #: How a user is named in those sentences (the UI sets it from its directory).
+        self.name_of: Callable[[int], str] = lambda user_id: f"user {user_id}"
         #: One-time keys used by incoming sessions since the last top-up.
         self._keys_used = 0
 
@@ -217,9 +223,18 @@ class E2EE:
                     f"the keys of a device of user {user_id} ({device.device_id[:8]}) changed since this device "
                     "last saw them: someone may be intercepting. Compare safety numbers before sending.")
             good.append(device)
+        added = [d.device_id for d in good if d.device_id not in known and d.device_id != self.device_id]
+        if known and added:
+            who = "You have" if user_id == self.me.id else f"{self.name_of(user_id)} has"
+            self._tell(f"{who} {len(added)} new device(s) ({', '.join(i[:8] for i in added)}): messages are now "
+                       "encrypted for them too. Compare safety numbers to be sure they are genuine.")
         for device in good:
             known.setdefault(device.device_id, [device.curve25519, device.ed25519])
         return good
+
+    def _tell(self, text: str) -> None:
+        if self.on_notice is not None:
+            self.on_notice(text)
 
     async def safety_number(self, user_id: int) -> str:
         """The number both people compare: it covers every device of both."""
