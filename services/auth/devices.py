@@ -287,7 +287,13 @@ class DeviceService:
             updated = await conn.execute(
                 sa.update(key_backups).where(key_backups.c.user_id == session.user.id).values(**values))
             if updated.rowcount == 0:
-                await conn.execute(sa.insert(key_backups).values(user_id=session.user.id, **values))
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(sa.insert(key_backups).values(user_id=session.user.id, **values))
+                except IntegrityError:
+                    # Another device of the same user set it at the same moment: this one wins.
+                    await conn.execute(
+                        sa.update(key_backups).where(key_backups.c.user_id == session.user.id).values(**values))
         return KeyBackupPublic(user_id=session.user.id, updated_at=from_db(to_db(now)), **{
             k: v for k, v in values.items() if k != "updated_at"})
 
