@@ -5,6 +5,11 @@
     chase cli say --user alice --to bob "psst"         # a private message
     chase cli tail --user bob                          # print messages as they arrive
     chase cli chat --user bob                          # lines typed are sent; /to NAME switches
+    chase cli verify --user alice bob                  # safety number and device keys (docs/e2ee.md)
+    chase cli backup --user alice                      # make a recovery key, shown once
+
+Private messages are end-to-end encrypted (``--no-e2ee`` to send them server-readable); see
+:mod:`client.cli_e2ee`.
 
 The password comes from ``CHASE_PASSWORD`` or is asked for without echo; it is never an
 argument (it would land in the shell history). Exit codes are :class:`Exit`.
