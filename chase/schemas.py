@@ -64,6 +64,66 @@ class RoomEvent(Model):
     role: RoomRole | None = None
 
 
+# --- end-to-end encrypted private messages (docs/e2ee.md) -----------------------------------
+
+#: The whole encrypted envelope, as compact JSON, is at most this many characters: it bounds
+#: both the text of an encrypted message and the number of devices it is encrypted for.
+MAX_CIPHERTEXT_CHARS = 48_000
+#: Devices one message may be encrypted for (both people's devices together).
+MAX_DEVICES_PER_MESSAGE = 40
+_B64 = r"^[A-Za-z0-9+/]+={0,2}$"
+Base64 = Annotated[str, StringConstraints(min_length=1, max_length=MAX_CIPHERTEXT_CHARS, pattern=_B64)]
+DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+PublicKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{43}$")]
+
+
+class OlmCiphertext(Model):
+    """The message encrypted with Olm for one device (``type`` 0: pre-key message, 1: normal)."""
+
+    device_id: DeviceId
+    type: Literal[0, 1]
+    body: Base64
+
+
+class BackupCiphertext(Model):
+    """The message encrypted to one user's key-backup public key (a recovery key reads it)."""
+
+    user_id: UserId
+    public_key: PublicKey
+    ciphertext: Base64
+    mac: Base64
+    ephemeral_key: Base64
+
+
+class Encrypted(Model):
+    """An end-to-end encrypted private message: the only content of a ``send`` whose ``body``
+    is empty. The services route and store it without being able to read it."""
+
+    algorithm: Literal["chase.olm.v1"] = "chase.olm.v1"
+    sender_device: DeviceId
+    #: The sending device's Curve25519 identity key (receivers check it is the listed one).
+    sender_key: PublicKey
+    recipients: list[OlmCiphertext] = Field(max_length=MAX_DEVICES_PER_MESSAGE)
+    backups: list[BackupCiphertext] = Field(default_factory=list, max_length=2)
+
+
+def encrypted_problem(body: str, ciphertext: Encrypted | None, recipient_id: int | None) -> str | None:
+    """Why an encrypted message is refused (None when it is fine, or is no encrypted message).
+
+    The same rule in the gateway and the store: ciphertext only for a private message, never
+    beside plaintext, and within :data:`MAX_CIPHERTEXT_CHARS`."""
+    if ciphertext is None:
+        return None
+    if recipient_id is None:
+        return "the public room is not end-to-end encrypted: send it without ciphertext"
+    if body != "":
+        return "an encrypted message carries no plaintext: its body must be empty"
+    size = len(ciphertext.model_dump_json())
+    if size > MAX_CIPHERTEXT_CHARS:
+        return f"the ciphertext is {size} characters; the limit is {MAX_CIPHERTEXT_CHARS}"
+    return None
+
+
 class ChatMessage(Model):
     """A stored message: it has a database id, so it is in history."""
 
@@ -82,6 +142,8 @@ class ChatMessage(Model):
     room_id: RoomId | None = None
     #: Set on a room's membership events ("alice added bob"); ``body`` then reads as a sentence.
     event: RoomEvent | None = None
+    #: An end-to-end encrypted message (``body`` is then empty); None for a plain one.
+    ciphertext: Encrypted | None = None
 
 
 class RoomInfo(Model):
@@ -115,6 +177,8 @@ class SendFrame(Model):
     recipient_id: UserId | None = None
     body: str
     room_id: RoomId | None = None
+    #: End-to-end encrypted content for a private message; ``body`` must then be ``""``.
+    ciphertext: Encrypted | None = None
 
     @model_validator(mode="after")
     def _one_destination(self) -> SendFrame:
@@ -420,6 +484,8 @@ class MessageSubmitted(Model):
     client_msg_id: ClientMsgId
     submitted_at: datetime
     room_id: RoomId | None = None
+
+    ciphertext: Encrypted | None = None
 
 
 #: What a ``RoomCommand`` asks for (one per membership frame).

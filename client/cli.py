@@ -10,6 +10,11 @@
     chase cli room join --user bob "Project X"         # by name (of a room one is invited to) or id
     chase cli say --user bob --room "Project X" "hi"   # to a group room
     chase cli tail --user bob --room "Project X"       # follow one room
+    chase cli verify --user alice bob                  # safety number and device keys (docs/e2ee.md)
+    chase cli backup --user alice                      # make a recovery key, shown once
+
+Private messages are end-to-end encrypted (``--no-e2ee`` to send them server-readable); see
+:mod:`client.cli_e2ee`.
 
 The password comes from ``CHASE_PASSWORD`` or is asked for without echo; it is never an
 argument (it would land in the shell history). Exit codes are :class:`Exit`.
@@ -36,7 +41,7 @@ from typing import TextIO
 
 from chase.logging import configure
 from chase.schemas import ChatMessage
-from client import cli_sessions
+from client import cli_e2ee, cli_sessions
 from client.core.api import AuthApi, AuthSession
 from client.core.backoff import BackoffPolicy
 from client.core.chat import ChatClient
@@ -87,6 +92,8 @@ ENV_PASSWORD = "CHASE_PASSWORD"
 VARIABLES = (
     (ENV_USER, "Username when --user is not given (else it is asked for)"),
     (ENV_PASSWORD, "Password (else it is asked for, without echo)"),
+    (cli_e2ee.ENV_RECOVERY_KEY, "Recovery key that unlocks the key backup, so this command reads encrypted "
+                                "messages sent before it logged in (chase cli backup makes one)"),
     (DATA_DIR_ENV, "Where the clients (this one and the desktop) keep unsent messages and sync cursors "
                    "(default: the platform's data folder, e.g. ~/.local/share/chase)"),
 )
@@ -124,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     room.add_argument("--open", action="store_true", help="create: anyone may join without an invitation")
     room.add_argument("--whole-history", action="store_true",
                       help="create: new members read the whole history (default: from their joining)")
+    cli_e2ee.add_parsers(commands, common)
+    for command in (say, chat, tail):
+        command.add_argument("--no-e2ee", action="store_true",
+                             help="send private messages readable by the server (not end-to-end encrypted)")
     return parser
 
 
@@ -177,9 +188,17 @@ async def _run(args: argparse.Namespace, endpoints: Endpoints, username: str, pa
 
 async def _logged_in(args: argparse.Namespace, endpoints: Endpoints, api: AuthApi, session: AuthSession) -> int:
     directory = Directory(await api.all_users(session))
+    # Private messages are end-to-end encrypted unless --no-e2ee (docs/e2ee.md).
+    e2ee = None if getattr(args, "no_e2ee", False) else await cli_e2ee.open_device(api, session)
+    if e2ee is not None:
+        e2ee.name_of = directory.name
+        e2ee.on_notice = lambda text: print(f"-- {visible(text)}", file=sys.stderr)
+    if args.command in ("verify", "backup"):
+        assert e2ee is not None
+        return await cli_e2ee.run(args, e2ee, directory, sys.stdout)
     # tail sends nothing: it leaves the account's kept outbox to a client that sends.
     local = local_state(endpoints, session) if args.command != "tail" else None
-    client = chat_client(endpoints, session, policy=BackoffPolicy(max_attempts=8), local=local)
+    client = chat_client(endpoints, session, policy=BackoffPolicy(max_attempts=8), local=local, e2ee=e2ee)
     rooms = Rooms(client)
     try:
         await client.start()

@@ -97,6 +97,9 @@ messages = sa.Table(
     # A room's membership event ("alice added bob"), as the JSON of chase.schemas.RoomEvent;
     # NULL for a message someone wrote.
     sa.Column("event", sa.Text(), nullable=True),
+    # An end-to-end encrypted private message: its envelope (JSON of chase.schemas.Encrypted),
+    # with ``body`` empty. NULL for a plain message.
+    sa.Column("ciphertext", sa.Text().with_variant(mysql.MEDIUMTEXT(), "mysql"), nullable=True),
     # Idempotent submit: a resend of the same client_msg_id by the same sender stores nothing.
     sa.UniqueConstraint("sender_id", "client_msg_id"),
     # One index per way a page is read, each ending in id so a page is one range scan in id
@@ -160,6 +163,49 @@ writer_leases = sa.Table(
     sa.Column("epoch", sa.BigInteger(), nullable=False),
     sa.Column("holder", sa.String(64), nullable=False),
     sa.Column("expires_at", Timestamp, nullable=False),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: End-to-end encryption (docs/e2ee.md). One device per session: its public identity keys,
+#: made and signed on the client. Logging out or revoking the session deletes the row (and,
+#: by cascade, its one-time keys); the server never holds a private key.
+devices = sa.Table(
+    "devices",
+    metadata,
+    sa.Column("session_id", sa.String(32), sa.ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # Unpadded base64 of 32-byte public keys (43 characters); the Ed25519 signature (86).
+    sa.Column("curve25519", sa.String(64), nullable=False),
+    sa.Column("ed25519", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_devices_user_id", "user_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: A device's supply of one-time Curve25519 keys. A claim deletes the row it returns, so each
+#: key is handed out once (services/auth/devices.py).
+one_time_keys = sa.Table(
+    "one_time_keys",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("session_id", sa.String(32), sa.ForeignKey("devices.session_id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("public_key", sa.String(64), nullable=False),
+    sa.UniqueConstraint("session_id", "key_id"),
+    **MYSQL_TABLE_ARGS,
+)
+
+#: A user's key backup: the public half of the recovery key (the person keeps the private
+#: half), signed by the Ed25519 key of the device that made or last confirmed it.
+key_backups = sa.Table(
+    "key_backups",
+    metadata,
+    sa.Column("user_id", BigId, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("public_key", sa.String(64), nullable=False),
+    sa.Column("signer_ed25519", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
     **MYSQL_TABLE_ARGS,
 )
 

@@ -218,6 +218,14 @@ class AuthApi:
                 return users
             after_id = page.next_after_id
 
+    async def call(self, session: AuthSession, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An authenticated request to another part of the API (client.core.e2ee.keys_api);
+        failures raise like every other call here. A 404 is returned for the caller to read."""
+        response = await self._call(method, path, token=session.token, **kwargs)
+        if response.status_code != 404:
+            _raise_for(response, authenticated=True)
+        return response
+
     async def _call(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:

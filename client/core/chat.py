@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from chase.logging import get_logger
 from chase.schemas import (
@@ -67,11 +68,14 @@ from client.core.events import (
 )
 from client.core.history import History
 from client.core.local import LocalState, SavedMessage
-from client.core.outbox import Clock, Outbox, PendingMessage, PendingState, local_now
+from client.core.outbox import Clock, Outbox, PendingMessage, PendingState, local_now, new_client_msg_id
 from client.core.pacing import PacedLink, Pacer
 from client.core.requests import PendingRequests
-from client.core.sending import RATE_LIMITED, Outgoing, Sender
+from client.core.sending import RATE_LIMITED, Outgoing, Sender, check_body
 from client.core.transport import Connector, Link, LinkClosed
+
+if TYPE_CHECKING:
+    from client.core.e2ee.manager import E2EE
 
 __all__ = ["ChatClient", "Outgoing", "Sleep"]
 
@@ -84,8 +88,10 @@ log = get_logger(__name__)
 class ChatClient:
     def __init__(self, connector: Connector, session: AuthSession, *, policy: BackoffPolicy | None = None,
                  sleep: Sleep = asyncio.sleep, clock: Clock = local_now, request_timeout: float = 15.0,
-                 history_page: int = 50, local: LocalState | None = None) -> None:
+                 history_page: int = 50, local: LocalState | None = None, e2ee: E2EE | None = None) -> None:
         self.me = session.user
+        #: End-to-end encryption of private messages (on for every 1:1 conversation when set).
+        self.e2ee = e2ee
         self.store = ConversationStore(session.user.id)
         self._local = local
         self.outbox = Outbox(clock, on_change=self._save_outbox if local is not None else None)
@@ -271,6 +277,8 @@ class ChatClient:
 
     def _add(self, messages: list[ChatMessage], source: Source, ack: AckFrame | None = None) -> list[ChatMessage]:
         """Store ``messages``, settle one's own pending ones, and emit the new ones per conversation."""
+        if self.e2ee is not None:
+            messages = self.e2ee.open_all(messages)
         added = self.store.add(messages)
         self._sender.settle(messages, ack)
         by_conversation: dict[ConversationId, list[ChatMessage]] = {}
@@ -291,7 +299,14 @@ class ChatClient:
         now). Raises MessageRejected for an empty or too long body. While not connected it
         also makes the client try to reconnect at once.
         """
-        outgoing = await self._sender.send(body, to, self.limits)
+        if to is not None and self.e2ee is not None:
+            # Encrypted once, here: every resend of this client_msg_id is the same ciphertext.
+            check_body(body, self.limits)
+            client_msg_id = new_client_msg_id()
+            sealed = await self.e2ee.seal(body, to, client_msg_id)
+            outgoing = await self._sender.send(body, to, self.limits, client_msg_id=client_msg_id, ciphertext=sealed)
+        else:
+            outgoing = await self._sender.send(body, to, self.limits)
         if self._link is None:
             self._connection.retry()
         return outgoing
@@ -333,17 +348,23 @@ class ChatClient:
             return
         for saved in self._local.outbox:
             if saved.client_msg_id not in self.outbox:
+                body = saved.body
+                if saved.ciphertext is not None and self.e2ee is not None:
+                    body = self.e2ee.sent_plaintext(saved.client_msg_id) or ""
                 to = Room(saved.room_id) if saved.room_id is not None else saved.recipient_id
-                entry = self.outbox.add(saved.body, to, saved.client_msg_id,
-                                        state=PendingState.WAITING, queued_at=saved.queued_at)
+                entry = self.outbox.add(body, to, saved.client_msg_id,
+                                        state=PendingState.WAITING, queued_at=saved.queued_at,
+                                        ciphertext=saved.ciphertext)
                 self._sender.restore(entry)
 
     def _save_outbox(self, outbox: Outbox) -> None:
         assert self._local is not None
         self._local.outbox = [
-            SavedMessage(client_msg_id=e.client_msg_id, body=e.body, queued_at=e.queued_at,
+            SavedMessage(client_msg_id=e.client_msg_id, queued_at=e.queued_at,
+                         body="" if e.ciphertext is not None else e.body,
                          recipient_id=None if isinstance(e.conversation, Room) else e.conversation,
-                         room_id=e.conversation.id if isinstance(e.conversation, Room) else None)
+                         room_id=e.conversation.id if isinstance(e.conversation, Room) else None,
+                         ciphertext=e.ciphertext)
             for e in outbox.unacked()]
         self._local.save()
 

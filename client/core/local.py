@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chase.logging import get_logger
-from chase.schemas import MAX_ID, ClientMsgId, RoomId, UserId
+from chase.schemas import MAX_ID, ClientMsgId, Encrypted, RoomId, UserId
 
 log = get_logger(__name__)
 
@@ -63,10 +63,12 @@ class SavedMessage(BaseModel):
 
     client_msg_id: ClientMsgId
     recipient_id: UserId | None
+    #: Empty for an end-to-end encrypted message: its text stays in the encrypted key vault.
     body: str
     queued_at: datetime
     #: A group room (then ``recipient_id`` is None).
     room_id: RoomId | None = None
+    ciphertext: Encrypted | None = None
 
 
 class _Saved(BaseModel):

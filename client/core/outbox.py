@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from chase.schemas import AckFrame, SendFrame
+from chase.schemas import AckFrame, Encrypted, SendFrame
 from client.core.conversations import ConversationId, Room
 
 Clock = Callable[[], datetime]
@@ -54,11 +54,17 @@ class PendingMessage:
     state: PendingState
     #: Why it is not stored (yet), in the server's words: set when RETRYING or FAILED.
     reason: str = ""
+    #: End-to-end encrypted (client.core.e2ee): what is sent instead of ``body``, made once so
+    #: every resend is the same message.
+    ciphertext: Encrypted | None = None
 
     @property
     def frame(self) -> SendFrame:
         if isinstance(self.conversation, Room):
             return SendFrame(client_msg_id=self.client_msg_id, room_id=self.conversation.id, body=self.body)
+        if self.ciphertext is not None:
+            return SendFrame(client_msg_id=self.client_msg_id, recipient_id=self.conversation, body="",
+                             ciphertext=self.ciphertext)
         return SendFrame(client_msg_id=self.client_msg_id, recipient_id=self.conversation, body=self.body)
 
 
@@ -71,10 +77,12 @@ class Outbox:
         self._entries: dict[str, PendingMessage] = {}
 
     def add(self, body: str, recipient_id: ConversationId, client_msg_id: str | None = None, *,
-            state: PendingState = PendingState.WAITING, queued_at: datetime | None = None) -> PendingMessage:
+            state: PendingState = PendingState.WAITING, queued_at: datetime | None = None,
+            ciphertext: Encrypted | None = None) -> PendingMessage:
         """Record a message to send; the caller must send ``.frame`` when connected."""
         entry = PendingMessage(client_msg_id=client_msg_id or new_client_msg_id(), conversation=recipient_id,
-                               body=body, queued_at=queued_at or self._clock(), state=state)
+                               body=body, queued_at=queued_at or self._clock(), state=state,
+                               ciphertext=ciphertext)
         self._entries[entry.client_msg_id] = entry
         self._on_change(self)
         return entry

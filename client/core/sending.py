@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chase.logging import get_logger
-from chase.schemas import AckFrame, ChatMessage, ErrorFrame, Limits, UserRef, encode
+from chase.schemas import AckFrame, ChatMessage, Encrypted, ErrorFrame, Limits, UserRef, encode
 from chase.text import is_blank
 from client.core.backoff import BackoffPolicy, Sleep
 from client.core.conversations import ConversationId, Room
@@ -107,11 +107,12 @@ class Sender:
 
     # --- the user's side ------------------------------------------------------------------
 
-    async def send(self, body: str, to: ConversationId, limits: Limits | None) -> Outgoing:
+    async def send(self, body: str, to: ConversationId, limits: Limits | None, *, client_msg_id: str | None = None,
+                   ciphertext: Encrypted | None = None) -> Outgoing:
         """Queue a message and send it if connected; see :meth:`ChatClient.send`."""
         check_body(body, limits)
         state = PendingState.WAITING if self._link() is None else PendingState.SENDING
-        pending = self._outbox.add(body, to, state=state)
+        pending = self._outbox.add(body, to, client_msg_id, state=state, ciphertext=ciphertext)
         self._hub.emit(PendingAdded(pending))
         waiter = self._waiter(pending.client_msg_id)
         await self._flush()
@@ -252,8 +253,10 @@ class Sender:
             room = pending.conversation if isinstance(pending.conversation, Room) else None
             self._add([ChatMessage(id=ack.message_id, sender=self._me,
                                    recipient_id=None if room else pending.conversation,
-                                   room_id=room.id if room else None, body=pending.body, created_at=ack.created_at,
-                                   client_msg_id=ack.client_msg_id)], Source.OWN, ack)
+                                   room_id=room.id if room else None,
+                                   body="" if pending.ciphertext is not None else pending.body,
+                                   created_at=ack.created_at, client_msg_id=ack.client_msg_id,
+                                   ciphertext=pending.ciphertext)], Source.OWN, ack)
         self._hub.emit(MessageAcked(ack.client_msg_id, ack.message_id, ack.duplicate))
         self._resolve(ack.client_msg_id, ack)
 

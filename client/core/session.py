@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chase.logging import get_logger
 from chase.schemas import UserRef
@@ -18,6 +19,9 @@ from client.core.endpoints import Endpoints
 from client.core.errors import ProtocolFailure
 from client.core.local import LocalState, account_file, default_data_dir
 from client.core.transport import WebSocketConnector
+
+if TYPE_CHECKING:
+    from client.core.e2ee.manager import E2EE
 
 log = get_logger(__name__)
 
@@ -59,15 +63,15 @@ def local_state(endpoints: Endpoints, session: AuthSession, data_dir: Path | Non
 
 
 def chat_client(endpoints: Endpoints, session: AuthSession, *, policy: BackoffPolicy | None = None,
-                sleep: Sleep | None = None, local: LocalState | None = None) -> ChatClient:
+                sleep: Sleep | None = None, local: LocalState | None = None, e2ee: E2EE | None = None) -> ChatClient:
     """A chat client for ``session``, not yet connected: the caller must ``await client.start()``.
 
     With ``local`` (see :func:`local_state`) unsent messages and the sync cursor are kept on disk.
     """
     connector = WebSocketConnector(endpoints.gateway_url, endpoints.ssl_context())
     if sleep is None:
-        return ChatClient(connector, session, policy=policy, local=local)
-    return ChatClient(connector, session, policy=policy, sleep=sleep, local=local)
+        return ChatClient(connector, session, policy=policy, local=local, e2ee=e2ee)
+    return ChatClient(connector, session, policy=policy, sleep=sleep, local=local, e2ee=e2ee)
 
 
 @dataclass

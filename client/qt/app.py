@@ -20,11 +20,14 @@ from chase.logging import configure, get_logger
 from client.core.api import AuthApi, AuthSession
 from client.core.backoff import BackoffPolicy
 from client.core.chat import ChatClient
+from client.core.e2ee.setup import open_e2ee
+from client.core.e2ee.vault import keyring_available
 from client.core.endpoints import DEFAULT_SERVER, LOCAL_HOSTS, Endpoints
 from client.core.errors import ClientError
 from client.core.session import chat_client, local_state, open_api, with_told_gateway
 from client.qt.account_prefs import AccountPrefs
 from client.qt.chat_controller import AskUnsent, ChatController
+from client.qt.e2ee_controller import E2EEController
 from client.qt.login_window import LoginForm, LoginWindow, Mode
 from client.qt.main_window import ask_about_unsent
 from client.qt.notifier import Notifier
@@ -66,6 +69,7 @@ class App(QObject):
         self.theme.apply()
         self._open_url = open_url
         self.chat: ChatController | None = None
+        self.e2ee_ui: E2EEController | None = None
         self.finished = asyncio.Event()
         self._gateway, self._ca, self._policy = gateway, ca, policy
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -135,8 +139,12 @@ class App(QObject):
             session = await api.login(form.username, form.password)
             users = await api.all_users(session)
             self.login.set_busy(True, "Connecting to the chat…")
+            # Private conversations are end-to-end encrypted (docs/e2ee.md); the device's keys
+            # are kept under the OS keyring, else under the account password.
+            e2ee = await open_e2ee(api, session, endpoints.auth_url, data_dir=self._data_dir,
+                                   passphrase=None if keyring_available() else form.password)
             client = chat_client(endpoints, session, policy=self._policy,
-                                 local=local_state(endpoints, session, self._data_dir))
+                                 local=local_state(endpoints, session, self._data_dir), e2ee=e2ee)
             await client.start()
         except (ClientError, asyncio.CancelledError) as exc:
             # Nothing half-done stays behind: the session this login created is ended.
@@ -150,6 +158,10 @@ class App(QObject):
         prefs = AccountPrefs(self.settings, endpoints.auth_url, session.user.id)
         self.chat = ChatController(client, api, session, users, self.notifier, prefs, ask_unsent=self._ask_unsent,
                                    settings=self.settings, theme=self.theme, open_url=self._open_url)
+        names = {user.id: user.username for user in users}
+        e2ee.name_of = lambda user_id: names.get(user_id, f"user {user_id}")
+        e2ee.on_notice = self.chat.window.show_notice
+        self.e2ee_ui = E2EEController(e2ee, self.chat.window, e2ee.name_of)
         self.chat.session_ended.connect(self._on_session_ended)
         self.chat.logged_out.connect(lambda: self._spawn(self._back_to_login("")))
         self.chat.window.show()

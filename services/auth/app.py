@@ -10,11 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chase.bus import Bus
 from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
 from services.auth.api import handlers
+from services.auth.api.devices import router as device_routes
 from services.auth.api.probes import endpoints, probes
 from services.auth.api.request_id import RequestIdMiddleware
 from services.auth.api.rooms import rooms_api
 from services.auth.api.routes import api, health
 from services.auth.api.web import SecurityHeaders, install_docs
+from services.auth.devices import DeviceService
 from services.auth.rooms import RoomsApi
 from services.auth.security import PasswordHasher
 from services.auth.service import AuthService
@@ -57,6 +59,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.auth_service = service
+    app.state.device_service = DeviceService(engine=engine, clock=clock)
     app.state.bus = bus
     handlers.install(app)
     app.state.rooms_api = RoomsApi(engine, bus, clock, tokens or SecureTokens())
@@ -64,6 +67,7 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(api)
     app.include_router(rooms_api)
+    app.include_router(device_routes)
     app.include_router(endpoints)
     app.include_router(health)
     app.include_router(probes)

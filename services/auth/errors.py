@@ -12,6 +12,10 @@ Every error response has the body ``{"error": {"code", "message", "fields"?}}``;
     ├── WrongPassword            403 invalid_credentials (changing the password: the old one)
     ├── NotFound                 404 not_found (a session that is not among yours)
     ├── WeakPassword             422 validation_failed (the new password breaks the rule)
+    ├── InvalidSignature         422 invalid_signature (device keys not signed by their own key)
+    ├── KeysConflict             409 keys_conflict (this device already published other keys)
+    ├── DeviceKeysMissing        409 device_keys_missing (upload identity keys first)
+    ├── NoOneTimeKey             404 no_one_time_key (the device has none left, or is gone)
     ├── UnsupportedMediaType     415 unsupported_media_type
     └── RoomRefused              404 room_not_found, 422 room_name_invalid / room_topic_too_long,
                                  503 unavailable (services/auth/rooms.py)
@@ -51,6 +55,14 @@ class ErrorCode(StrEnum):
     #: The database does not answer, or the server is at its limit of requests in progress;
     #: the same request may succeed later.
     UNAVAILABLE = "unavailable"
+    #: End-to-end encryption (docs/e2ee.md): a signature that does not match the keys.
+    INVALID_SIGNATURE = "invalid_signature"
+    #: This device already published different identity keys (they never change).
+    KEYS_CONFLICT = "keys_conflict"
+    #: One-time keys or a backup before the device's identity keys were uploaded.
+    DEVICE_KEYS_MISSING = "device_keys_missing"
+    #: The device has no one-time key left (or no longer exists).
+    NO_ONE_TIME_KEY = "no_one_time_key"
     #: A bug; the response says nothing more, the log does.
     INTERNAL = "internal"
     #: No such group room, or the caller is not a member of it (one answer for both).
@@ -184,3 +196,27 @@ class RoomRefused(AuthError):
         self.status = status
         self.code = code
         super().__init__(message)
+
+
+class InvalidSignature(AuthError):
+    status = 422
+    code = ErrorCode.INVALID_SIGNATURE
+    message = "The signature does not match these keys."
+
+
+class KeysConflict(AuthError):
+    status = 409
+    code = ErrorCode.KEYS_CONFLICT
+    message = "This device already published different identity keys; log in again for a new device."
+
+
+class DeviceKeysMissing(AuthError):
+    status = 409
+    code = ErrorCode.DEVICE_KEYS_MISSING
+    message = "Upload this device's identity keys first (PUT /api/v1/devices/current)."
+
+
+class NoOneTimeKey(AuthError):
+    status = 404
+    code = ErrorCode.NO_ONE_TIME_KEY
+    message = "That device has no one-time key left, or no longer exists."

@@ -17,6 +17,7 @@ from chase.clock import Clock, TokenSource
 from chase.logging import get_logger
 from chase.schemas import SessionRevoked, UserRef
 from services.auth import repository as repo
+from services.auth.devices import delete_devices_txn, purge_devices_txn
 from services.auth.errors import InvalidCredentials, InvalidToken, TooManyAttempts, WeakPassword, WrongPassword
 from services.auth.models import (
     USERNAME_PATTERN,
@@ -183,6 +184,8 @@ class AuthService:
         session that is not the user's, or already ended, is simply not among them."""
         async with self.engine.begin() as conn:
             revoked = await repo.revoke_sessions_txn(conn, user_id, self._clock.now(), only=only, keep=keep)
+            # An ended session's device goes with it: nobody encrypts for it any more.
+            await delete_devices_txn(conn, revoked)
         for session_id in revoked:
             log.info("session revoked", user_id=user_id, session_id=session_id)
             metrics.AUTH_LOGOUTS.inc()
@@ -219,6 +222,7 @@ class AuthService:
         """Delete expired and revoked sessions and forgotten throttle counters; how many rows."""
         now = self._clock.now()
         async with self.engine.begin() as conn:
+            await purge_devices_txn(conn, now)
             gone = await repo.purge_sessions_txn(conn, now)
         return gone + await self._throttle.purge(now)
 

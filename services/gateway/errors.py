@@ -9,6 +9,7 @@ The whole tree at a glance::
         body_too_long      more than Limits.max_body_chars characters
         frame_too_large    more than Limits.max_frame_bytes bytes
         rate_limited       too many frames; retryable once the bucket refills
+        encrypted_invalid  an encrypted send on the public room, with plaintext, or too large
         recipient_unknown  the private message's recipient does not exist (from the worker)
         sender_unknown     the sender's account is gone (from the worker)
         rejected           the store failed on this message every time it tried; never stored
@@ -48,6 +49,9 @@ class ErrorCode(StrEnum):
     UNKNOWN_TYPE = "unknown_type"
     BODY_EMPTY = "body_empty"
     BODY_TOO_LONG = "body_too_long"
+    #: An end-to-end encrypted send that breaks the rule (public room, plaintext beside the
+    #: ciphertext, or ciphertext over MAX_CIPHERTEXT_CHARS): chase.schemas.encrypted_problem.
+    ENCRYPTED_INVALID = "encrypted_invalid"
     FRAME_TOO_LARGE = "frame_too_large"
     RATE_LIMITED = "rate_limited"
     RECIPIENT_UNKNOWN = "recipient_unknown"
@@ -98,6 +102,7 @@ UPSTREAM_CODES: dict[str, ErrorCode] = {
     "sender_unknown": ErrorCode.SENDER_UNKNOWN,
     "body_empty": ErrorCode.BODY_EMPTY,
     "body_too_long": ErrorCode.BODY_TOO_LONG,
+    "encrypted_invalid": ErrorCode.ENCRYPTED_INVALID,
     "rejected": ErrorCode.REJECTED,
     "bad_query": ErrorCode.INVALID_FRAME,
     "store_unavailable": ErrorCode.UNAVAILABLE,

@@ -64,6 +64,7 @@ from chase.schemas import (
     SyncQuery,
     UserRef,
     decode_client_frame,
+    encrypted_problem,
 )
 from chase.text import is_blank
 from services.gateway.availability import StoreAvailability
@@ -264,11 +265,15 @@ class ConnectionSession:
             return [self._error(ErrorCode.UNAVAILABLE, OUT_OF_ORDER_MESSAGE, client_msg_id=cid)]
         if self._resend_first == cid:
             self._resend_first = None
-        if is_blank(frame.body):
+        if frame.ciphertext is not None:
+            problem = encrypted_problem(frame.body, frame.ciphertext, frame.recipient_id)
+            if problem is not None:
+                return [self._error(ErrorCode.ENCRYPTED_INVALID, problem, client_msg_id=cid)]
+        elif is_blank(frame.body):
             return [
                 self._error(ErrorCode.BODY_EMPTY, "message body is empty or has no visible character", client_msg_id=cid)
             ]
-        if len(frame.body) > self.limits.max_body_chars:
+        elif len(frame.body) > self.limits.max_body_chars:
             return [
                 self._error(
                     ErrorCode.BODY_TOO_LONG,
@@ -296,6 +301,7 @@ class ConnectionSession:
             body=frame.body,
             client_msg_id=cid,
             submitted_at=self._clock.now(),
+            ciphertext=frame.ciphertext,
         )
         self._pending[cid] = self._clock.monotonic()
         self._pending.move_to_end(cid)

@@ -19,6 +19,8 @@ class RejectCode(StrEnum):
     BODY_EMPTY = "body_empty"
     #: The body is longer than ``max_body_chars``.
     BODY_TOO_LONG = "body_too_long"
+    #: An end-to-end encrypted message that breaks ``chase.schemas.encrypted_problem``.
+    ENCRYPTED_INVALID = "encrypted_invalid"
     #: The store failed on this message on every attempt the queue allows (``x-delivery-limit``)
     #: for a reason that is not an outage: it will never be stored.
     REJECTED = "rejected"

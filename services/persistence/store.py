@@ -25,7 +25,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chase.clock import Clock
 from chase.logging import get_logger
-from chase.schemas import MAX_PAGE, ChatMessage, MessagePage, MessageSubmitted, RoomEvent, UserRef
+from chase.schemas import (
+    MAX_PAGE,
+    ChatMessage,
+    Encrypted,
+    MessagePage,
+    MessageSubmitted,
+    RoomEvent,
+    UserRef,
+    encrypted_problem,
+)
 from chase.store.tables import (
     PUBLIC_CONVERSATION,
     WRITER_LEASE,
@@ -79,6 +88,7 @@ _MESSAGE_COLUMNS = (
     messages.c.prev_id,
     messages.c.conversation,
     messages.c.event,
+    messages.c.ciphertext,
 )
 _WITH_SENDER = messages.join(users, users.c.id == messages.c.sender_id)
 
@@ -144,6 +154,12 @@ class MessageStore:
         return results  # type: ignore[return-value]
 
     def _body_problem(self, item: MessageSubmitted) -> Rejected | None:
+        if item.ciphertext is not None:
+            # End-to-end encrypted: no plaintext, only a bounded ciphertext (the gateway's rule).
+            problem = encrypted_problem(item.body, item.ciphertext, item.recipient_id)
+            if problem is None:
+                return None
+            return Rejected(item.sender.id, item.client_msg_id, RejectCode.ENCRYPTED_INVALID, problem)
         if is_blank(item.body):
             return Rejected(item.sender.id, item.client_msg_id, RejectCode.BODY_EMPTY, "the message is empty")
         if len(item.body) > self._max_body_chars:
@@ -409,6 +425,7 @@ def _inserted_message(row: dict[str, object], item: MessageSubmitted, names: dic
         client_msg_id=item.client_msg_id,
         prev_id=row["prev_id"],
         room_id=item.room_id,
+        ciphertext=item.ciphertext,
     )
 
 
@@ -442,6 +459,7 @@ def _new_row(item: MessageSubmitted, created_at: datetime) -> dict[str, object]:
         "body": item.body,
         "client_msg_id": item.client_msg_id,
         "created_at": created_at,
+        "ciphertext": item.ciphertext.model_dump_json() if item.ciphertext is not None else None,
     }
 
 
@@ -486,6 +504,7 @@ def _row_to_message(row: sa.Row) -> ChatMessage:
         prev_id=row.prev_id,
         room_id=room_of_conversation(row.conversation),
         event=RoomEvent.model_validate_json(row.event) if row.event is not None else None,
+        ciphertext=Encrypted.model_validate_json(row.ciphertext) if row.ciphertext is not None else None,
     )
 
 

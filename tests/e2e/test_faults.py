@@ -38,7 +38,7 @@ from chase.store.engine import create_engine
 from chase.store.tables import WRITER_LEASE, messages, writer_leases
 from chase.tls import client_context
 from services.auth.client import AuthClient
-from tests.e2e.chatload import LoadClient
+from tests.e2e.chatload import LoadClient, opened
 from tests.e2e.processes import Processes, processes, wait_for_ports
 from tests.faults import TcpForwarder
 from tests.helpers import unused_port, wait_until
@@ -334,7 +334,7 @@ async def count(fleet: Fleet, clients: list[LoadClient]) -> Counts:
         async with engine.connect() as conn:
             rows = (await conn.execute(
                 sa.select(messages.c.id, messages.c.sender_id, messages.c.recipient_id, messages.c.client_msg_id,
-                          messages.c.body).order_by(messages.c.id)
+                          messages.c.body, messages.c.ciphertext).order_by(messages.c.id)
             )).all()
     finally:
         await engine.dispose()
@@ -344,9 +344,11 @@ async def count(fleet: Fleet, clients: list[LoadClient]) -> Counts:
     unexpected = 0
     for row in rows:
         by_cmid.setdefault(row.client_msg_id, []).append(row.id)
-        bodies[row.body] = bodies.get(row.body, 0) + 1
+        text = opened(row.body, row.ciphertext)
+        bodies[text] = bodies.get(text, 0) + 1
         owner = made.get(row.client_msg_id)
-        if owner is None or owner[0].user_id != row.sender_id or owner[1].body != row.body:
+        if owner is None or owner[0].user_id != row.sender_id or owner[1].body != text \
+                or owner[1].encrypted != (row.ciphertext is not None):
             unexpected += 1
     duplicated = sum(len(ids) - 1 for ids in by_cmid.values()) + sum(n - 1 for n in bodies.values())
     lost = stored_never_acked = 0
