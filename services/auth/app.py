@@ -12,7 +12,7 @@ from chase.clock import Clock, SecureTokens, SystemClock, TokenSource
 from services.auth.api import handlers
 from services.auth.api.probes import endpoints, probes
 from services.auth.api.request_id import RequestIdMiddleware
-from services.auth.api.rooms import rooms_api
+from services.auth.api.rooms import rooms_api, rooms_create_api
 from services.auth.api.routes import api, health
 from services.auth.api.web import SecurityHeaders, install_docs
 from services.auth.rooms import RoomsApi
@@ -63,6 +63,10 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(api)
     app.include_router(rooms_api)
+    if bus is not None:
+        # Rooms are made by the persistence worker, reached over the bus; without one (an auth
+        # service alone) the API only lists them.
+        app.include_router(rooms_create_api)
     app.include_router(endpoints)
     app.include_router(health)
     app.include_router(probes)
