@@ -13,7 +13,7 @@ from services.auth.api import handlers
 from services.auth.api.devices import router as device_routes
 from services.auth.api.probes import endpoints, probes
 from services.auth.api.request_id import RequestIdMiddleware
-from services.auth.api.rooms import rooms_api
+from services.auth.api.rooms import rooms_api, rooms_create_api
 from services.auth.api.routes import api, health
 from services.auth.api.web import SecurityHeaders, install_docs
 from services.auth.devices import DeviceService
@@ -68,6 +68,10 @@ def create_app(
     app.include_router(api)
     app.include_router(rooms_api)
     app.include_router(device_routes)
+    if bus is not None:
+        # Rooms are made by the persistence worker, reached over the bus; without one (an auth
+        # service alone) the API only lists them.
+        app.include_router(rooms_create_api)
     app.include_router(endpoints)
     app.include_router(health)
     app.include_router(probes)
