@@ -299,8 +299,9 @@ class ChatClient:
         now). Raises MessageRejected for an empty or too long body. While not connected it
         also makes the client try to reconnect at once.
         """
-        if to is not None and self.e2ee is not None:
-            # Encrypted once, here: every resend of this client_msg_id is the same ciphertext.
+        if isinstance(to, int) and self.e2ee is not None:
+            # Private messages only (group rooms stay server-readable, docs/e2ee.md). Encrypted
+            # once, here: every resend of this client_msg_id is the same ciphertext.
             check_body(body, self.limits)
             client_msg_id = new_client_msg_id()
             sealed = await self.e2ee.seal(body, to, client_msg_id)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from client.core.api import AuthSession
+from client.core.api import AuthApi, AuthSession
 from client.core.backoff import BackoffPolicy
 from client.core.chat import ChatClient
+from client.core.e2ee.setup import open_e2ee
 from client.core.endpoints import Endpoints
 from client.core.session import chat_client, open_api
 from client.qt.app import App
@@ -37,10 +38,24 @@ async def register(system: System, name: str) -> AuthSession:
         await api.aclose()
 
 
-async def other_user(system: System, name: str) -> ChatClient:
-    """Another user, connected through the client core (what a second desktop would run)."""
-    client = chat_client(endpoints(system), await register(system, name),
-                         policy=BackoffPolicy(base=0.05, cap=0.3, max_attempts=60))
+#: The auth API clients the other users' encryption talks through, closed by ``close_all``.
+_peer_apis: dict[int, AuthApi] = {}
+
+
+async def other_user(system: System, name: str, *, e2ee: bool = True) -> ChatClient:
+    """Another user, connected through the client core with end-to-end encryption on, as a
+    second desktop runs it (so private messages to and from the desktop are encrypted).
+    ``e2ee=False``: private messages it sends are server-readable (``chase cli --no-e2ee``)."""
+    session = await register(system, name)
+    policy = BackoffPolicy(base=0.05, cap=0.3, max_attempts=60)
+    if not e2ee:
+        client = chat_client(endpoints(system), session, policy=policy)
+        await client.start()
+        return client
+    api = open_api(endpoints(system))
+    keys = await open_e2ee(api, session, system.auth_url, passphrase=f"{name}'s vault")
+    client = chat_client(endpoints(system), session, policy=policy, e2ee=keys)
+    _peer_apis[id(client)] = api
     await client.start()
     return client
 
@@ -60,4 +75,7 @@ async def log_in(app: App, qtbot: Any, name: str, *, password: str = PASSWORD, r
 async def close_all(app: App, *clients: ChatClient) -> None:
     for client in clients:
         await client.close()
+        api = _peer_apis.pop(id(client), None)
+        if api is not None:
+            await api.aclose()
     await app.shutdown()

@@ -90,20 +90,22 @@ class Scenario:
         self.system = server.system
         self.app: Any = None
         self.bob: Any = None
+        self.api: Any = None
 
     async def user(self, name: str) -> Any:
         from client.core.backoff import BackoffPolicy
+        from client.core.e2ee.setup import open_e2ee
         from client.core.endpoints import Endpoints
         from client.core.session import chat_client, open_api
 
         endpoints = Endpoints.resolve(self.system.auth_url, self.system.gateway_url, self.system.ca_path)
-        api = open_api(endpoints)
-        try:
-            await api.register(name, PASSWORD)
-            session = await api.login(name, PASSWORD)
-        finally:
-            await api.aclose()
-        client = chat_client(endpoints, session, policy=BackoffPolicy(base=0.05, cap=0.3, max_attempts=60))
+        # Encryption on, as another desktop runs it; the API stays open for its key requests.
+        self.api = api = open_api(endpoints)
+        await api.register(name, PASSWORD)
+        session = await api.login(name, PASSWORD)
+        keys = await open_e2ee(api, session, self.system.auth_url, passphrase=f"{name}'s vault")
+        client = chat_client(endpoints, session, policy=BackoffPolicy(base=0.05, cap=0.3, max_attempts=60),
+                             e2ee=keys)
         await client.start()
         return client
 
@@ -325,6 +327,8 @@ async def main(out: Path, scale_check: bool) -> list[str]:
             await scenario.app.shutdown()
         if scenario.bob is not None:
             await scenario.bob.close()
+        if scenario.api is not None:
+            await scenario.api.aclose()
         await asyncio.get_running_loop().run_in_executor(None, server.stop)
     return failures
 
