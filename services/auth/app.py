@@ -17,6 +17,7 @@ from services.auth.api.rooms import rooms_api, rooms_create_api
 from services.auth.api.routes import api, health
 from services.auth.api.web import SecurityHeaders, install_docs
 from services.auth.devices import DeviceService
+from services.auth.errors import ErrorResponse
 from services.auth.rooms import RoomsApi
 from services.auth.security import PasswordHasher
 from services.auth.service import AuthService
@@ -56,6 +57,11 @@ def create_app(
         redoc_url=None,
         description="Users and sessions for ChaSe. Errors are always "
         '`{"error": {"code", "message", "fields"?}}` with a stable `code`.',
+        # The request limits (services/auth/limits.py) can answer any request before its route.
+        responses={
+            413: {"model": ErrorResponse, "description": "body_too_large: over CHASE_AUTH_MAX_BODY_BYTES"},
+            503: {"model": ErrorResponse, "description": "unavailable: too many requests in progress"},
+        },
     )
     app.state.settings = settings
     app.state.auth_service = service

@@ -20,7 +20,7 @@ async def test_auth_answers_readiness_and_the_gateway_address(system: System) ->
         ready = await http.get("/readyz")
         assert ready.status_code == 200
         assert ready.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
-        assert (await http.get("/api/v1/endpoints")).json() == {"gateway_url": "wss://127.0.0.1:8765"}
+        assert (await http.get("/api/v1/endpoints")).json() == {"gateway_url": system.gateway_url}
         paths = (await http.get("/openapi.json")).json()["paths"]
         assert {"/readyz", "/api/v1/endpoints"} <= set(paths)
 
