@@ -58,8 +58,8 @@ SETTLE_SECONDS = 90.0
 POLICY = dict(base=0.05, cap=0.3, max_attempts=10_000, slow_cap=1.0)
 
 MACHINE_SETTINGS = settings(
-    max_examples=4,
-    stateful_step_count=12,
+    max_examples=12,
+    stateful_step_count=15,
     deadline=None,
     database=None,
     # Each example starts real clients against real services: seconds, not microseconds.
@@ -246,6 +246,15 @@ def machine_for(system: System, runner: asyncio.Runner) -> type[RuleBasedStateMa
         def start_client(self, data: st.DataObject) -> None:
             """A new client for a closed account: it sends the kept outbox under the same ids."""
             account = self._pick(data, lambda a: a.client is None and a.link == Link.UP)
+            self._run(self._start(account))
+
+        @precondition(lambda self: self.gateway_up and self._where(lambda a: a.client is not None and a.link == Link.UP))
+        @rule(data=st.data())
+        def restart_client(self, data: st.DataObject) -> None:
+            """The app is closed and opened again at once (whatever it had not sent is resent)."""
+            account = self._pick(data, lambda a: a.client is not None and a.link == Link.UP)
+            client, account.client = account.client, None
+            self._run(client.close())  # type: ignore[union-attr]
             self._run(self._start(account))
 
         # A gateway shutting down waits for each client's closing handshake: none frozen.
