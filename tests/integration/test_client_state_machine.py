@@ -16,8 +16,13 @@ outbox is empty and the clients have caught up:
   private conversations, since a client that starts from a kept cursor loads older private
   messages only when a conversation is opened; everything after its cursor it must hold without).
 
+Catching up is left to the clients (live delivery, gap detection, the sync on each reconnect):
+the test waits, bounded, for what each must hold and never asks for a sync itself.
+
 One system per deployment (embedded, RabbitMQ + MariaDB), new users per example. Runs without
-shrinking: real services make each example cost seconds; a failure prints its steps.
+shrinking: real services make each example cost seconds; a failure prints its steps. On
+RabbitMQ a gateway restart can hang in the gateway's shutdown (see :class:`GatewayStopHung`):
+that deployment is marked xfail for that one error until it is fixed; any other failure fails.
 """
 
 from __future__ import annotations
