@@ -316,8 +316,13 @@ class RabbitBus(Bus):
 
     async def _bounded(self, operation: Callable[[], Awaitable[_T]], timeout: float | None = None) -> _T:
         """Run ``operation`` for at most ``timeout`` (default ``publish_timeout``) seconds: on a
-        robust channel it would wait for a reconnect as long as that takes."""
-        return await asyncio.wait_for(operation(), self.publish_timeout if timeout is None else timeout)
+        robust channel it would wait for a reconnect as long as that takes.
+
+        ``asyncio.timeout``, not ``wait_for``: on Python 3.11 a ``wait_for`` whose operation
+        finishes just as the caller is cancelled swallows the cancel, and a task being stopped
+        (a heartbeat loop) runs on for ever."""
+        async with asyncio.timeout(self.publish_timeout if timeout is None else timeout):
+            return await operation()
 
     def _message(self, event: Event, **properties: Any) -> aio_pika.Message:
         return aio_pika.Message(
@@ -332,10 +337,7 @@ class RabbitBus(Bus):
         self._require()
         assert self._exchange is not None
         try:
-            await asyncio.wait_for(
-                self._exchange.publish(self._message(event), routing_key, mandatory=False),
-                self.publish_timeout,
-            )
+            await self._bounded(lambda: self._exchange.publish(self._message(event), routing_key, mandatory=False))
         except _BROKER_ERRORS as exc:
             raise BusUnavailable(f"the broker did not confirm {routing_key}: {exc!r}") from None
 
@@ -354,10 +356,7 @@ class RabbitBus(Bus):
         message = self._message(reply, correlation_id=correlation_id)
         message.delivery_mode = aio_pika.DeliveryMode.NOT_PERSISTENT
         try:
-            await asyncio.wait_for(
-                self._channel.default_exchange.publish(message, reply_to, mandatory=False),
-                self.publish_timeout,
-            )
+            await self._bounded(lambda: self._channel.default_exchange.publish(message, reply_to, mandatory=False))
         except _BROKER_ERRORS as exc:
             raise BusUnavailable(f"could not send a reply: {exc!r}") from None
 
@@ -426,13 +425,14 @@ class RabbitBus(Bus):
         try:
             try:
                 # mandatory: an unroutable request comes back at once instead of timing out.
-                await asyncio.wait_for(self._exchange.publish(message, routing_key, mandatory=True), timeout)
+                await self._bounded(lambda: self._exchange.publish(message, routing_key, mandatory=True), timeout)
             except PublishError:
                 raise RequestTimeout(f"no responder is bound for {routing_key}") from None
             except _BROKER_ERRORS as exc:
                 raise BusUnavailable(f"could not send the request {routing_key}: {exc!r}") from None
             try:
-                return await asyncio.wait_for(future, timeout)
+                async with asyncio.timeout(timeout):
+                    return await future
             except TimeoutError:
                 raise RequestTimeout(f"no reply to {routing_key} within {timeout}s") from None
         finally:

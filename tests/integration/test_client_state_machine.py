@@ -20,9 +20,9 @@ Catching up is left to the clients (live delivery, gap detection, the sync on ea
 the test waits, bounded, for what each must hold and never asks for a sync itself.
 
 One system per deployment (embedded, RabbitMQ + MariaDB), new users per example. Runs without
-shrinking: real services make each example cost seconds; a failure prints its steps. On
-RabbitMQ a gateway restart can hang in the gateway's shutdown (see :class:`GatewayStopHung`):
-that deployment is marked xfail for that one error until it is fixed; any other failure fails.
+shrinking: real services make each example cost seconds; a failure prints its steps. A
+gateway that does not stop within a bound fails the test (:class:`GatewayStopHung`): it found
+a lost cancellation in the RabbitMQ bus once, fixed since.
 """
 
 from __future__ import annotations
@@ -78,21 +78,13 @@ STOP_BOUND_SECONDS = 30.0
 
 
 class GatewayStopHung(BaseException):  # noqa: N818
-    """The gateway did not stop: its shutdown waits for ever for its presence heartbeat task.
+    """The gateway did not stop: its shutdown waited for ever for its presence heartbeat task.
 
-    ``RabbitBus.publish`` bounds the broker's confirm with ``asyncio.wait_for``, which on
-    Python 3.11 can swallow the cancellation that arrives as the confirm does; the heartbeat
-    loop then goes on, and ``GatewayServer.stop`` waits for it for ever (seen within a few
-    restarts at a 0.5 s heartbeat). A BaseException so that Hypothesis stops at once instead of
+    Seen when ``RabbitBus.publish`` bounded the broker's confirm with ``asyncio.wait_for``,
+    which on Python 3.11 can swallow a cancellation arriving as the confirm does (the bus now
+    uses ``asyncio.timeout``). A BaseException so that Hypothesis stops at once instead of
     replaying the example against a system whose old gateway is still half-stopped.
     """
-
-
-#: The RabbitMQ deployment trips over the gateway bug above; expected to fail until it is fixed.
-RABBIT_STOP_HANG = pytest.mark.xfail(
-    raises=GatewayStopHung, strict=False,
-    reason="gateway stop hangs on RabbitMQ: asyncio.wait_for in RabbitBus.publish swallows the cancel "
-           "of the presence heartbeat task (Python 3.11), so GatewayServer.stop never returns")
 
 
 class Link:
@@ -383,7 +375,7 @@ def machine_for(system: System, runner: asyncio.Runner) -> type[RuleBasedStateMa
     return ClientMachine
 
 
-@pytest.fixture(params=["embedded", pytest.param("rabbitmq-mariadb", marks=RABBIT_STOP_HANG)])
+@pytest.fixture(params=["embedded", "rabbitmq-mariadb"])
 def deployment(request: pytest.FixtureRequest, bus_namespace: str) -> dict[str, Any]:
     if request.param == "embedded":
         return {"database_url": request.getfixturevalue("sqlite_url"), "amqp_url": None}
