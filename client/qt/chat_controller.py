@@ -37,8 +37,8 @@ from client.qt.models import ConversationListModel, MessageListModel
 from client.qt.notifier import Notifier
 from client.qt.qt import QObject, QSettings, QWidget, pyqtSignal
 from client.qt.rooms_controller import RoomsController
+from client.qt.tasks import UiTasks
 from client.qt.theme import ThemeChoice, ThemeManager
-from client.qt.wording import plain_words
 
 log = get_logger(__name__)
 
@@ -113,7 +113,7 @@ class ChatController(QObject):
         self._window_active = window_active or self.window.isActiveWindow
         self._viewing: ConversationId = PUBLIC
         self._loading_older = False
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = UiTasks(lambda text: self.window.show_notice(text), "client.ui_task_failed")
         self.messages.set_messages(client.store.messages(PUBLIC), client.pending(PUBLIC))
         if client.limits is not None:
             self.window.set_max_chars(client.limits.max_body_chars)
@@ -174,20 +174,8 @@ class ChatController(QObject):
         self._bring_up()
         self.window.select_conversation(conversation)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if isinstance(error, ClientError):
-            self.window.show_notice(plain_words(error))
-        elif error is not None:
-            log.error("client.ui_task_failed", error=repr(error))
+    def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
+        self._tasks.spawn(coroutine)
 
     # --- from the client ----------------------------------------------------------------
 
@@ -334,8 +322,7 @@ class ChatController(QObject):
         self.notifier.set_unread(0)
         self._unsubscribe()
         self.rooms.close()
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
         await self.client.close()
         await self.api.aclose()
         self.window.hide()

@@ -9,7 +9,6 @@ functions, so tests drive them without a modal loop.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 from chase.logging import get_logger
 from chase.schemas import UserRef
 from client.core.conversations import ConversationId, Room
-from client.core.errors import ClientError
 from client.core.rooms import Rooms
 from client.qt.qt import QDialog, QObject, QWidget
 from client.qt.rooms_model import RoomListModel
 from client.qt.rooms_panel import CreateRoomDialog, InviteDialog, MembersDialog, RoomsPanel
-from client.qt.wording import plain_words
+from client.qt.tasks import UiTasks
 
 if TYPE_CHECKING:
     from client.qt.chat_controller import ChatController
@@ -61,7 +59,7 @@ class RoomsController(QObject):
         self.panel = RoomsPanel(self.model)
         self.members_dialog: MembersDialog | None = None
         self._ask_room, self._ask_people = ask_room, ask_people
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = UiTasks(lambda text: self.chat.window.show_notice(text), "client.rooms_task_failed")
         chat.window.add_sidebar_section(self.panel)
         self._unsubscribe = self.rooms.subscribe(self._show)
         p = self.panel
@@ -171,21 +169,8 @@ class RoomsController(QObject):
             self.panel.refresh_buttons()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, object]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if isinstance(error, ClientError):
-            self.chat.window.show_notice(plain_words(error))
-        elif error is not None:
-            log.error("client.rooms_task_failed", error=repr(error))
+        self._tasks.spawn(coroutine)
 
     def close(self) -> None:
         self._unsubscribe()
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel_all()
