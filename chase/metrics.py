@@ -46,6 +46,13 @@ GATEWAY_PUBLISH_FAILURES = Counter(
     "chase_gateway_publish_failures", "Sends refused because the broker did not confirm the publish"
 )
 
+# --- bus (every process on RabbitMQ) ----------------------------------------------------------
+
+BUS_PUBLISHER_RENEWALS = Counter(
+    "chase_bus_publisher_renewals",
+    "Publishing channels replaced because a publish went unconfirmed while the broker connection was up",
+)
+
 # --- persistence ------------------------------------------------------------------------------
 
 PERSISTENCE_BATCHES = Counter("chase_persistence_batches", "Batches committed (one transaction each)")

@@ -46,6 +46,7 @@ from chase.bus.port import (
 )
 from chase.bus.responders import Responders
 from chase.logging import get_logger
+from chase.metrics import BUS_PUBLISHER_RENEWALS
 from chase.schemas import Event, decode_event, encode
 
 log = get_logger(__name__)
@@ -184,6 +185,9 @@ class RabbitBus(Bus):
         self._subscriptions: set[_RabbitSubscription] = set()
         self._pending: dict[str, asyncio.Future[Event]] = {}
         self._closed = False
+        self._renewal: asyncio.Task[None] | None = None
+        #: How many times a stalled publishing channel was replaced (also a metric).
+        self.publisher_renewals = 0
         #: Full names of every queue this bus declared (tests delete them afterwards).
         self.declared_queues: set[str] = set()
 
@@ -196,22 +200,65 @@ class RabbitBus(Bus):
                 reconnect_interval=self.reconnect_interval,
             )
             self._connection.reconnect_callbacks.add(self._reconnected)
-            self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-            self._exchange = await self._channel.declare_exchange(
-                self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            dlx = await self._channel.declare_exchange(
-                self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True
-            )
-            dead = await self._declare(self._channel, QueueSpec(DEAD_LETTER_QUEUE))
-            await dead.bind(dlx, routing_key="")
-            await self._consume_replies()
-            self._channel.reopen_callbacks.add(self._consume_replies)
+            self._channel, self._exchange = await self._open_publisher(self._connection)
         except _BROKER_ERRORS as exc:
             await self._abort()
             raise BusUnavailable(
                 f"cannot use the broker at CHASE_AMQP_URL={redact(self.url)}: {exc or type(exc).__name__}"
             ) from None
+
+    async def _open_publisher(
+        self, connection: AbstractRobustConnection
+    ) -> tuple[AbstractChannel, aio_pika.abc.AbstractExchange]:
+        """A publishing channel (publisher confirms) with the exchanges and the dead-letter
+        queue declared on it, which the robust connection declares again on every reconnect,
+        and the direct reply-to consumer, restarted on every reopen."""
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+        dlx = await channel.declare_exchange(self.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
+        dead = await self._declare(channel, QueueSpec(DEAD_LETTER_QUEUE))
+        await dead.bind(dlx, routing_key="")
+        await self._consume_replies(channel)
+        channel.reopen_callbacks.add(self._consume_replies)
+        return channel, exchange
+
+    def _publish_stalled(self, channel: AbstractChannel | None) -> None:
+        """A publish on ``channel`` went unconfirmed for ``publish_timeout`` while the
+        connection is up: publish on a new channel from now on.
+
+        A channel can stay stuck for good while its connection is fine: a RabbitMQ before 4.2
+        whose quorum queue lost its leader with a publish in flight can leave the channel's
+        queue client waiting for a message that never comes, and every later publish on that
+        channel is accepted but never enqueued nor confirmed. A new channel starts afresh."""
+        if channel is None or channel is not self._channel or self._renewal is not None:
+            return
+        self._renewal = asyncio.get_running_loop().create_task(self._renew_publisher(channel))
+        self._renewal.add_done_callback(lambda _: setattr(self, "_renewal", None))
+
+    async def _renew_publisher(self, stalled: AbstractChannel) -> None:
+        connection = self._connection
+        if self._closed or connection is None or not connection.connected.is_set():
+            return  # the reconnect that is under way opens the channels again
+        try:
+            channel, exchange = await self._bounded(lambda: self._open_publisher(connection), self.connect_timeout)
+        except _BROKER_ERRORS as exc:
+            log.warning("bus.publisher_renewal_failed", error=repr(exc))  # the next stalled publish tries again
+            return
+        if self._closed or stalled is not self._channel:
+            await self._close_quietly(channel)
+            return
+        self._channel, self._exchange = channel, exchange
+        self.publisher_renewals += 1
+        BUS_PUBLISHER_RENEWALS.inc()
+        log.warning("bus.publisher_renewed", reason="a publish went unconfirmed; publishing on a new channel")
+        stalled.reopen_callbacks.discard(self._consume_replies)
+        await self._close_quietly(stalled)
+
+    async def _close_quietly(self, channel: AbstractChannel) -> None:
+        try:
+            await self._bounded(channel.close)
+        except _BROKER_ERRORS as exc:
+            log.warning("bus.channel_close_failed", error=repr(exc))
 
     async def _abort(self) -> None:
         if self._connection is not None:
@@ -241,11 +288,10 @@ class RabbitBus(Bus):
             except Exception:  # noqa: BLE001 - one listener must not stop the others
                 log.exception("bus.reconnect_listener_failed")
 
-    async def _consume_replies(self, *_: object) -> None:
+    async def _consume_replies(self, channel: AbstractChannel, *_: object) -> None:
         # Direct reply-to: the pseudo-queue must be consumed, no-ack, on the channel that
         # publishes the requests; after a reconnect it is consumed again.
-        assert self._channel is not None
-        underlay = await self._channel.get_underlay_channel()
+        underlay = await channel.get_underlay_channel()
         await underlay.basic_consume(DIRECT_REPLY_TO, self._on_reply, no_ack=True)
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
@@ -262,6 +308,9 @@ class RabbitBus(Bus):
         if self._closed:
             return
         self._closed = True
+        if self._renewal is not None:
+            self._renewal.cancel()
+            await asyncio.gather(self._renewal, return_exceptions=True)
         for sub in list(self._subscriptions):
             await sub.cancel()
         for future in self._pending.values():
@@ -335,9 +384,13 @@ class RabbitBus(Bus):
 
     async def publish(self, routing_key: str, event: Event) -> None:
         self._require()
-        assert self._exchange is not None
+        channel, exchange = self._channel, self._exchange
+        assert exchange is not None
         try:
-            await self._bounded(lambda: self._exchange.publish(self._message(event), routing_key, mandatory=False))
+            await self._bounded(lambda: exchange.publish(self._message(event), routing_key, mandatory=False))
+        except TimeoutError:
+            self._publish_stalled(channel)
+            raise BusUnavailable(f"the broker did not confirm {routing_key} in {self.publish_timeout} s") from None
         except _BROKER_ERRORS as exc:
             raise BusUnavailable(f"the broker did not confirm {routing_key}: {exc!r}") from None
 
@@ -416,7 +469,8 @@ class RabbitBus(Bus):
 
     async def request(self, routing_key: str, event: Event, *, timeout: float = 5.0) -> Event:
         self._require()
-        assert self._exchange is not None
+        channel, exchange = self._channel, self._exchange
+        assert exchange is not None
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
@@ -425,9 +479,12 @@ class RabbitBus(Bus):
         try:
             try:
                 # mandatory: an unroutable request comes back at once instead of timing out.
-                await self._bounded(lambda: self._exchange.publish(message, routing_key, mandatory=True), timeout)
+                await self._bounded(lambda: exchange.publish(message, routing_key, mandatory=True), timeout)
             except PublishError:
                 raise RequestTimeout(f"no responder is bound for {routing_key}") from None
+            except TimeoutError:
+                self._publish_stalled(channel)
+                raise BusUnavailable(f"the broker did not confirm the request {routing_key}") from None
             except _BROKER_ERRORS as exc:
                 raise BusUnavailable(f"could not send the request {routing_key}: {exc!r}") from None
             try:

@@ -79,6 +79,7 @@ class ChatLoad:
             states = {c.me.username: sorted({str(p.state) for p in c.outbox.messages(None)} |
                                             {str(p.state) for p in c.outbox.messages(self.bob.me.id)})
                       for c in (self.alice, self.bob)}
+            print(await asyncio.to_thread(self.stack.logs, tail=200))
             raise AssertionError(f"{len(unacked)} of {len(self.sent)} sends unacknowledged after {ack_timeout} s "
                                  f"({len(rows)} of them stored); outbox states {states}; first {unacked[:5]}")
         acks = [o.acked.result() for _, o in self.sent]

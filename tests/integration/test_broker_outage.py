@@ -186,6 +186,44 @@ async def test_an_exclusive_queue_and_its_runtime_bindings_come_back(bus: Rabbit
     assert "during-cut" not in received and "user.2-after" not in received
 
 
+async def test_a_publish_left_unconfirmed_moves_publishing_to_a_new_channel(
+    bus: RabbitBus, broker: TcpForwarder
+) -> None:
+    """A publish the broker does not confirm in time, with the connection still up, is refused
+    and publishing moves to a new channel; consumers, requests and the connection carry on.
+    (The link is frozen for a moment here; in a cluster it was a channel RabbitMQ left stuck
+    for good after a quorum queue's leader went down.)"""
+    received: list[str] = []
+
+    async def handler(delivery: Delivery) -> None:
+        received.append(tag(delivery.event))
+        await delivery.ack()
+
+    async def responder(event: Event) -> Event:
+        return ev(f"reply-to-{tag(event)}")
+
+    await bus.consume(QueueSpec("stall.durable", bindings=("stall.#",)), handler)
+    await bus.serve(QueueSpec("stall.rpc", bindings=("rpc.stall",), durable=False), responder)
+    await bus.publish("stall.event", ev("before"))
+    assert bus.publisher_renewals == 0
+
+    broker.freeze()
+    try:
+        with pytest.raises(BusUnavailable):
+            await bus.publish("stall.event", ev("unconfirmed"))
+    finally:
+        broker.thaw()  # well within two heartbeats: the connection itself survives
+    await wait_until(lambda: bus.publisher_renewals == 1, timeout=RECOVERY)
+    assert bus.is_ready()
+
+    await bus.publish("stall.event", ev("after"))
+    await wait_until(lambda: "after" in received, timeout=RECOVERY)
+    # The stalled copy was taken late by the broker, or not: either way it came at most once.
+    assert received.count("unconfirmed") <= 1 and received.count("before") == 1
+    # Replies come to the new channel's direct reply-to consumer.
+    assert tag(await bus.request("rpc.stall", ev("after"), timeout=RECOVERY)) == "reply-to-after"
+
+
 async def send(client: TestClient, body: str, client_msg_id: str | None = None) -> str:
     client_msg_id = client_msg_id or uuid.uuid4().hex
     await client.send_frame(type="send", client_msg_id=client_msg_id, recipient_id=None, body=body)
