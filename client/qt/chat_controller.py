@@ -270,8 +270,9 @@ class ChatController(QObject):
             event = message.event
             if (event is not None and event.action == "invited" and event.user is not None
                     and event.user.id == me and should_notify(message, me, self._attention(conversation))):
-                self.notifier.news(conversation, self._where(conversation), message.sender.username,
-                                   f"{message.sender.username} invited you to join", previews=True)
+                # Said without the room's name: the invitation comes before the room is listed.
+                self.notifier.news(conversation, message.sender.username, message.sender.username,
+                                   "invited you to a room: join or decline it under Rooms", previews=True)
 
     def _where(self, conversation: ConversationId) -> str:
         """The conversation's name in a notification."""
@@ -279,7 +280,7 @@ class ChatController(QObject):
             return "All"
         if isinstance(conversation, Room):
             room = self.rooms.rooms.rooms.get(conversation.id)
-            return f"#{room.name}" if room is not None else "a new room"
+            return f"#{room.name}" if room is not None else "a room"
         return self.conversations.title(conversation)
 
     # --- from the window ----------------------------------------------------------------

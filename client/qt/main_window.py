@@ -301,6 +301,8 @@ class MainWindow(QMainWindow):
         self.me_label = QLabel(f"Logged in as {me.username}")
         self.me_label.setTextFormat(Qt.TextFormat.PlainText)
         self.switcher = QuickSwitcher(self, conversations)
+        #: What the chat view shows (a room too, which the people list does not hold).
+        self._current: ConversationId = PUBLIC
         self._build()
         self._menus(previews, theme)
         self._connect()
@@ -388,6 +390,7 @@ class MainWindow(QMainWindow):
         menu.exec(self.sidebar.viewport().mapToGlobal(point))
 
     def _connect(self) -> None:
+        self.conversation_selected.connect(self._remember)  # first, before anyone else is told
         self.sidebar.customContextMenuRequested.connect(self._sidebar_menu)
         self.switcher.chosen.connect(self._jump_to)
         self.switcher.rejected.connect(self.activateWindow)
@@ -421,10 +424,13 @@ class MainWindow(QMainWindow):
         self.show_notice("")
         self.send_requested.emit(text)
 
+    def _remember(self, conversation: ConversationId) -> None:
+        self._current = conversation
+
     @property
     def current_conversation(self) -> ConversationId:
-        index = self.sidebar.currentIndex()
-        return index.data(ConversationRoles.CONVERSATION) if index.isValid() else PUBLIC
+        """The conversation the chat view shows: "All", a person's id, or a Room."""
+        return self._current
 
     def select_conversation(self, conversation: ConversationId) -> None:
         if isinstance(conversation, Room):

@@ -9,6 +9,7 @@ from typing import Any
 
 from client.core.conversations import PUBLIC, Room
 from client.core.rooms import Rooms
+from client.qt.e2ee_widgets import ROOM_TEXT
 from client.qt.models import MessageRoles
 from client.qt.qt import QApplication, QColor, Qt
 from client.qt.theme import Colours
@@ -65,6 +66,8 @@ def test_ctrl_k_finds_a_room_by_name_and_opens_it_as_the_rooms_section_does(
         assert chat._viewing == Room(room_id) and chat.rooms.rooms.active == room_id
         assert chat.rooms.panel.current_room == room_id and not window.sidebar.currentIndex().isValid()
         assert window.title.text() == "# Project X"
+        assert window.current_conversation == Room(room_id)
+        assert app.e2ee_ui.bar.state.text() == ROOM_TEXT  # a room is not called the public room
         assert chat.messages.bodies()[-1] == "status update"
         assert chat.rooms.model.labels()[0] == "# Project X"
         assert window.focusWidget() is window.input
@@ -149,7 +152,8 @@ def test_membership_events_are_centred_system_lines_never_unread_nor_chiming(
         other = await bob_rooms.create("Elsewhere")
         await bob_rooms.invite(other.id, chat.session.user.id)
         await wait_until(lambda: len(app.notifier.shown) == shown + 2)
-        assert app.notifier.shown[-1].text == "bob invited you to join"
+        assert (app.notifier.shown[-1].title, app.notifier.shown[-1].text) == (
+            "bob", "invited you to a room: join or decline it under Rooms")
         assert app.notifier.shown[-1].conversation == Room(other.id)
 
         # In the room: the events are centred lines without a bubble or a sender header.
