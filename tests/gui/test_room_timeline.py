@@ -114,6 +114,17 @@ def test_a_room_opens_at_its_first_unread_message_under_the_new_messages_line(
         chat.rooms.panel.select(room.id)
         await wait_until(lambda: at_bottom(view))
         assert not any(model.index(r).data(MessageRoles.UNREAD_BREAK) for r in range(model.rowCount()))
+        # Open but the window in the background: counted, and the line marks where, as elsewhere.
+        other = type(window)(chat.session.user, chat.conversations, chat.messages, muted=False)
+        other.show()
+        other.activateWindow()
+        await wait_until(lambda: not window.isActiveWindow())
+        await (await bob.send("while you were away", room)).acked
+        await wait_until(lambda: chat.rooms.model.labels() == ["# Project X  (1)"])
+        assert model.index(model.bodies().index("while you were away")).data(MessageRoles.UNREAD_BREAK) is True
+        other.close()
+        window.activateWindow()
+        await wait_until(lambda: chat.rooms.model.labels() == ["# Project X"])
         await close_all(app, bob, carol)
 
     run(qloop, scenario())
