@@ -11,7 +11,7 @@ from client.core.conversations import PUBLIC, Room
 from client.core.rooms import Rooms
 from client.qt.e2ee_widgets import ROOM_TEXT
 from client.qt.models import MessageRoles
-from client.qt.qt import QApplication, QColor, Qt
+from client.qt.qt import QApplication, QColor, Qt, QTextEdit
 from client.qt.theme import Colours
 from tests.gui.conftest import run
 from tests.gui.helpers import close_all, log_in, make_app, other_user
@@ -198,6 +198,9 @@ def test_membership_events_are_centred_system_lines_never_unread_nor_chiming(
         view.setCurrentIndex(model.index(renamed))
         view.copy_selection()
         assert QApplication.clipboard().text() == bodies[renamed]
+        view.edit(model.index(renamed))  # a double click: its text, for selecting part of it
+        editor = view.findChild(QTextEdit, "message_text")
+        assert editor is not None and editor.toPlainText() == bodies[renamed]
         await close_all(app, bob, carol)
 
     run(qloop, scenario())
