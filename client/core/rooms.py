@@ -72,8 +72,11 @@ class Rooms:
         #: By id: the rooms the user is in (role owner/admin/member) or invited to ("invited").
         self.rooms: dict[int, RoomInfo] = {}
         self.unread: dict[int, int] = {}
-        #: The room the user is looking at: its messages are read as they come.
+        #: The room the user is looking at.
         self.active: int | None = None
+        #: Whether a room's messages are read as they come: by default while it is active. A UI
+        #: whose window can be in the background replaces it (active and the window in front).
+        self.in_sight: Callable[[int], bool] = lambda room_id: room_id == self.active
         self._listeners: list[Callable[[], None]] = []
         self._refreshing: asyncio.Task[None] | None = None
         chat.subscribe(self._on_event)
@@ -92,6 +95,7 @@ class Rooms:
         return [r for r in self.rooms.values() if r.role == "invited"]
 
     def mark_read(self, room_id: int) -> None:
+        """The room's messages have been seen: its unread count goes."""
         if self.unread.pop(room_id, 0):
             self._changed()
 
@@ -171,7 +175,8 @@ class Rooms:
         if any(m.event is not None for m in event.messages):
             # Renamed, someone joined, or it concerns the user: the list is asked for again.
             self._refresh_soon()
-        if event.source in (Source.LIVE, Source.SYNC) and room_id != self.active:
+        if event.source in (Source.LIVE, Source.SYNC) and not self.in_sight(room_id):
+            # Membership events ("bob joined") are part of the timeline, not news to read.
             news = sum(1 for m in event.messages if m.sender.id != me and m.event is None)
             if news:
                 self.unread[room_id] = self.unread.get(room_id, 0) + news

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from chase.logging import get_logger
-from chase.schemas import UserRef
+from chase.schemas import ChatMessage, UserRef
 from client.core.api import AuthApi, AuthSession
 from client.core.chat import ChatClient
 from client.core.conversations import PUBLIC, ConversationId, Room
@@ -124,6 +124,8 @@ class ChatController(QObject):
         #: the account's settings like the others.
         self.muted_conversations: set[ConversationId] = KeptMutes(prefs)
         self.rooms = RoomsController(self)
+        # A room counts unread like any conversation: unless open with the window in front.
+        self.rooms.rooms.in_sight = lambda room_id: self._viewing == Room(room_id) and self._window_active()
         self._unsubscribe_rooms = self.rooms.rooms.subscribe(self._count_unread)
         self._show_draft(PUBLIC)
 
@@ -148,7 +150,20 @@ class ChatController(QObject):
         self.notifier.tray_activated.connect(self._bring_up)
 
     def _on_activated(self) -> None:
-        self.conversations.clear_unread(self._viewing)
+        self._mark_read(self._viewing)
+
+    def _unread(self, conversation: ConversationId) -> int:
+        """Unread messages of a conversation: people and "All" in the sidebar's model, rooms in
+        the rooms core (which counts them itself)."""
+        if isinstance(conversation, Room):
+            return self.rooms.rooms.unread.get(conversation.id, 0)
+        return self.conversations.unread(conversation)
+
+    def _mark_read(self, conversation: ConversationId) -> None:
+        if isinstance(conversation, Room):
+            self.rooms.rooms.mark_read(conversation.id)
+        else:
+            self.conversations.clear_unread(conversation)
 
     def _count_unread(self, *_: object) -> None:
         rooms = getattr(self, "rooms", None)  # not there yet while the window is being built
@@ -221,24 +236,43 @@ class ChatController(QObject):
                 if self.prefs.muted(peer.id):
                     self.conversations.set_muted(peer.id, True)
         live = event.source in (Source.LIVE, Source.SYNC)
-        news = [m for m in event.messages if m.sender.id != me] if live else []
+        # Others' messages are news; membership events ("bob joined") are not (docs/client.md):
+        # no unread count, no "new messages" line, no sound, except an invitation for oneself.
+        news = [m for m in event.messages if m.sender.id != me and m.event is None] if live else []
         in_sight = conversation == self._viewing and self._window_active()
         if conversation == self._viewing:
             self.messages.add(event.messages)
             if news and not in_sight and self.messages.unread_from is None:
                 # Arrived while the person was away: the "new messages" line marks where.
                 self.messages.mark_unread_from(news[0].id)
+        if live:
+            self._tell_invitations(conversation, event.messages)
         if not news:
             return
-        if not in_sight:
+        if not in_sight and not isinstance(conversation, Room):  # rooms: counted by the rooms core
             self.conversations.add_unread(conversation, len(news))
-        attention = Attention(viewing=self._viewing, window_active=self._window_active(),
-                              muted=self.prefs.do_not_disturb or self.prefs.muted(conversation))
+        attention = self._attention(conversation)
         told = [m for m in news if should_notify(m, me, attention)]
         if told:
             last = told[-1]
             self.notifier.news(conversation, self._where(conversation), last.sender.username, last.body,
                                previews=self.prefs.previews)
+
+    def _attention(self, conversation: ConversationId) -> Attention:
+        return Attention(viewing=self._viewing, window_active=self._window_active(),
+                         muted=self.prefs.do_not_disturb or self.prefs.muted(conversation))
+
+    def _tell_invitations(self, conversation: ConversationId, messages: list[ChatMessage]) -> None:
+        """Someone invited the user to a room: the one membership event that asks for something
+        (Join or Decline in the rooms section), so it is notified, though never counted unread."""
+        me = self.session.user.id
+        for message in messages:
+            event = message.event
+            if (event is not None and event.action == "invited" and event.user is not None
+                    and event.user.id == me and should_notify(message, me, self._attention(conversation))):
+                # Said without the room's name: the invitation comes before the room is listed.
+                self.notifier.news(conversation, message.sender.username, message.sender.username,
+                                   "invited you to a room: join or decline it under Rooms", previews=True)
 
     def _where(self, conversation: ConversationId) -> str:
         """The conversation's name in a notification."""
@@ -264,11 +298,11 @@ class ChatController(QObject):
         self._viewing = conversation
         self._show_draft(conversation)
         self.window.set_muted_here(self.prefs.muted(conversation))
-        unread = self.conversations.unread(conversation)
+        unread = self._unread(conversation)
         self.messages.set_messages(self.client.store.messages(conversation), self.client.pending(conversation))
         # Open at the newest message, or at the first unread one under a "new messages" line.
         self.window.chat.open_at(self.messages.mark_unread_from(self.messages.first_unread(unread)))
-        self.conversations.clear_unread(conversation)
+        self._mark_read(conversation)
         if not self.client.store.history_loaded(conversation):
             self._spawn(self._load(conversation, older=False))
 

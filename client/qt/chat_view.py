@@ -9,7 +9,9 @@ Every colour comes from the palette (:class:`client.qt.theme.Colours`), so light
 both read well.
 
 Above a message the delegate draws a date separator when the day changes, and the "New
-messages" line above the first unread one. The view keeps to the bottom while the person is
+messages" line above the first unread one. A room's membership event ("alice invited bob") is
+a centred, muted line of its own: no bubble and no sender header (the time shows on hover),
+selectable and copyable like any message. The view keeps to the bottom while the person is
 there, whatever changes the layout (new rows, a resize, a notice shown below); scrolled up,
 a "jump to latest" button counts what arrived meanwhile.
 """
@@ -145,8 +147,18 @@ class MessageDelegate(QStyledItemDelegate):
     def _header(index: QModelIndex) -> str:
         return f"{index.data(MessageRoles.SENDER)}  {index.data(MessageRoles.TIME)}"
 
+    @staticmethod
+    def _system_font(base: QFont) -> QFont:
+        font = QFont(base)
+        font.setItalic(True)
+        font.setPointSizeF(max(6.0, base.pointSizeF() * 0.9))
+        return font
+
     def layout(self, rect: QRect, font: QFont, index: QModelIndex) -> BubbleLayout:
-        """The separators, bubble, header and body of ``index`` drawn in ``rect``."""
+        """The separators, bubble, header and body of ``index`` drawn in ``rect``.
+
+        A membership event's "bubble" is only the area of its centred line (no header).
+        """
         colours = self.colours()
         own = bool(index.data(MessageRoles.OWN))
         failed = index.data(MessageRoles.PENDING) == PendingState.FAILED
@@ -158,6 +170,8 @@ class MessageDelegate(QStyledItemDelegate):
             if text:
                 bands.append((QRect(rect.left(), top, rect.width(), band_height), text, unread))
                 top += band_height
+        if index.data(MessageRoles.EVENT):
+            return self._system_layout(rect, top, font, index, bands)
         inner = self._bubble_width() - 2 * PAD
         header_box = QFontMetrics(self._header_font(font, index)).boundingRect(
             0, 0, inner, 10_000, HEADER_FLAGS, self._header(index))
@@ -175,6 +189,22 @@ class MessageDelegate(QStyledItemDelegate):
         body_rect = QRect(left + PAD, header_rect.bottom() + 2, body_width, body_height)
         return BubbleLayout(bands, bubble, header_rect, body_rect, body)
 
+    def _system_layout(self, rect: QRect, top: int, font: QFont, index: QModelIndex,
+                       bands: list[tuple[QRect, str, bool]]) -> BubbleLayout:
+        inner = max(80, rect.width() - 2 * MARGIN - 2 * PAD)
+        body = body_document(index.data(MessageRoles.BODY) or "", self._system_font(font), inner,
+                             colour=self.colours().system_text)
+        option = body.defaultTextOption()
+        option.setAlignment(Qt.AlignmentFlag.AlignHCenter)
+        body.setDefaultTextOption(option)
+        body_width = min(inner, int(body.idealWidth()) + 1)
+        body.setTextWidth(body_width)
+        body_height = int(body.size().height()) + 1
+        left = rect.left() + (rect.width() - body_width) // 2
+        body_rect = QRect(left, top + GAP // 2 + PAD // 2, body_width, body_height)
+        area = body_rect.adjusted(-PAD, -PAD // 2, PAD, PAD // 2)
+        return BubbleLayout(bands, area, QRect(left, body_rect.top(), body_width, 0), body_rect, body)
+
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex) -> QSize:  # noqa: N802
         width = self._view.viewport().width()
         laid = self.layout(QRect(0, 0, width, 0), option.font, index)
@@ -191,6 +221,10 @@ class MessageDelegate(QStyledItemDelegate):
         for rect, text, unread in laid.bands:
             self._paint_band(painter, option.font, rect, text,
                              colours.unread_line if unread else colours.separator)
+        if index.data(MessageRoles.EVENT):
+            self._paint_system_line(painter, option, laid)
+            painter.restore()
+            return
         faded = bool(pending) and not failed
         if faded:
             painter.setOpacity(PENDING_BUBBLE_OPACITY)
@@ -210,6 +244,14 @@ class MessageDelegate(QStyledItemDelegate):
         painter.translate(laid.body.topLeft())
         laid.document.drawContents(painter)
         painter.restore()
+
+    def _paint_system_line(self, painter: QPainter, option: QStyleOptionViewItem, laid: BubbleLayout) -> None:
+        if option.state & QStyle.StateFlag.State_Selected:
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(self._view.palette().color(self._view.palette().ColorRole.Highlight))
+            painter.drawRoundedRect(laid.bubble.adjusted(0, 0, -1, -1), 8, 8)
+        painter.translate(laid.body.topLeft())
+        laid.document.drawContents(painter)
 
     @staticmethod
     def _paint_band(painter: QPainter, font: QFont, rect: QRect, text: str, colour: QColor) -> None:
@@ -246,7 +288,10 @@ class MessageDelegate(QStyledItemDelegate):
         editor.setDocument(document)  # the same plain text, colours and links as drawn
         colours = self.colours()
         palette = editor.palette()
-        bubble = colours.own_bubble if index.data(MessageRoles.OWN) else colours.other_bubble
+        if index.data(MessageRoles.EVENT):
+            bubble = self._view.palette().color(palette.ColorRole.Base)  # no bubble behind it
+        else:
+            bubble = colours.own_bubble if index.data(MessageRoles.OWN) else colours.other_bubble
         palette.setColor(palette.ColorRole.Base, bubble)
         editor.setPalette(palette)
         editor.viewport().setCursor(Qt.CursorShape.IBeamCursor)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chase.logging import get_logger
-from client.core.conversations import PUBLIC
+from client.core.conversations import PUBLIC, Room
 from client.core.e2ee.manager import E2EE
 from client.core.errors import ClientError
 from client.qt.e2ee_widgets import EncryptionBar, RecoveryKeyDialog, SafetyNumberDialog
@@ -28,7 +28,7 @@ class E2EEController(QObject):
         self.bar = EncryptionBar()
         layout = window.title.parentWidget().layout()
         layout.insertWidget(layout.indexOf(window.title) + 1, self.bar)
-        window.sidebar.selectionModel().currentChanged.connect(lambda *_: self.refresh())
+        window.conversation_selected.connect(lambda _conversation: self.refresh())
         self.bar.verify_requested.connect(lambda: self._spawn(self.compare_safety_number()))
         self.bar.recovery_requested.connect(lambda: self._spawn(self.set_up_recovery()))
         #: Dialogs open now (tests find them here); run modeless so the event loop goes on.
@@ -44,12 +44,14 @@ class E2EEController(QObject):
         conversation = self.window.current_conversation
         if conversation == PUBLIC or conversation is None:
             self.bar.show_public()
+        elif isinstance(conversation, Room):
+            self.bar.show_room()
         else:
             self.bar.show_private(self._name_of(conversation), verified=self.e2ee.is_verified(conversation))
 
     async def compare_safety_number(self) -> None:
         conversation = self.window.current_conversation
-        if conversation is None:
+        if conversation is None or isinstance(conversation, Room):
             return
         try:
             number = await self.e2ee.safety_number(conversation)

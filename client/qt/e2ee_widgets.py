@@ -27,6 +27,7 @@ from client.qt.qt import (
 )
 
 PUBLIC_TEXT = "Public room: not end-to-end encrypted. The server can read these messages."
+ROOM_TEXT = "Group room: not end-to-end encrypted. The server can read these messages."
 ENCRYPTED_TEXT = "🔒 End-to-end encrypted. Not verified: compare the safety number with {name} to be sure."
 VERIFIED_TEXT = "✔ Verified: end-to-end encrypted, and you compared the safety number with {name}."
 CHANGED_TEXT = ("⚠ {name}'s devices or keys changed since you verified them. "
@@ -55,6 +56,10 @@ class EncryptionBar(QWidget):
 
     def show_public(self) -> None:
         self.state.setText(PUBLIC_TEXT)
+        self.verify_button.hide()
+
+    def show_room(self) -> None:
+        self.state.setText(ROOM_TEXT)
         self.verify_button.hide()
 
     def show_private(self, name: str, *, verified: bool, changed: bool = False) -> None:

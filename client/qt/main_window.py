@@ -3,7 +3,7 @@
 It emits what the user asks for (select a conversation, send, load older, retry, log out,
 mute, theme) and is told what to show by :class:`client.qt.chat_controller.ChatController`.
 
-Keyboard: Ctrl+K jumps to a conversation by name (Escape leaves it), Ctrl+Q quits, End jumps
+Keyboard: Ctrl+K jumps to a conversation or a room by name (Escape leaves it), Ctrl+Q quits, End jumps
 to the latest message. The window opens sized to the screen it is on and then where the person
 left it (kept in the settings, checked against the screens there are now).
 """
@@ -14,10 +14,11 @@ from collections.abc import Callable
 from enum import Enum
 
 from chase.schemas import UserRef
-from client.core.conversations import PUBLIC, ConversationId
+from client.core.conversations import PUBLIC, ConversationId, Room
 from client.qt.chat_view import ChatView
 from client.qt.models import ConversationListModel, ConversationRoles, MessageListModel
 from client.qt.qt import (
+    QAbstractItemModel,
     QAbstractItemView,
     QAction,
     QActionGroup,
@@ -25,6 +26,7 @@ from client.qt.qt import (
     QByteArray,
     QCheckBox,
     QCloseEvent,
+    QConcatenateTablesProxyModel,
     QDialog,
     QEvent,
     QGuiApplication,
@@ -148,22 +150,49 @@ class MessageInput(QPlainTextEdit):
                 "characters in one message.")
 
 
+class SwitcherFilter(QSortFilterProxyModel):
+    """The rows whose title contains what was typed; "#" first asks for rooms only."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self._needle = ""
+        self._rooms_only = False
+
+    def set_text(self, text: str) -> None:
+        text = text.strip()
+        self._rooms_only = text.startswith("#")
+        self._needle = text.lstrip("#").strip().casefold()
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802 - Qt's name
+        index = self.sourceModel().index(row, 0, parent)
+        title = index.data(ConversationRoles.TITLE)
+        if title is None:  # an invitation to a room: nothing to open yet
+            return False
+        if self._rooms_only and not isinstance(index.data(ConversationRoles.CONVERSATION), Room):
+            return False
+        return self._needle in title.casefold()
+
+
 class QuickSwitcher(QDialog):
-    """Ctrl+K: type part of a name, Enter opens that conversation, Escape goes back."""
+    """Ctrl+K: type part of a name (a person, "All", a room), Enter opens it, Escape goes back.
+
+    Rooms read "# name" as in the sidebar; typing "#" first leaves only rooms.
+    """
 
     chosen = pyqtSignal(object)  # ConversationId
 
     def __init__(self, parent: QWidget, conversations: ConversationListModel) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Jump to a conversation")
+        self.setWindowTitle("Jump to a conversation or room")
         self.setObjectName("switcher")
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Type a name — Enter opens it, Escape goes back")
+        self.search.setPlaceholderText("Type a name or #room — Enter opens it, Escape goes back")
         self.search.setClearButtonEnabled(True)
-        self.filtered = QSortFilterProxyModel(self)
-        self.filtered.setSourceModel(conversations)
-        self.filtered.setFilterRole(ConversationRoles.TITLE)
-        self.filtered.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.sources = QConcatenateTablesProxyModel(self)
+        self.sources.addSourceModel(conversations)
+        self.filtered = SwitcherFilter(self)
+        self.filtered.setSourceModel(self.sources)
         self.results = QListView()
         self.results.setModel(self.filtered)
         self.results.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -176,6 +205,10 @@ class QuickSwitcher(QDialog):
         self.search.installEventFilter(self)
         self.resize(360, 320)
 
+    def add_source(self, model: QAbstractItemModel) -> None:
+        """List ``model``'s rows too (after those already listed); it answers ConversationRoles."""
+        self.sources.addSourceModel(model)
+
     def open_search(self) -> None:
         self.search.clear()
         self._filter("")
@@ -183,7 +216,7 @@ class QuickSwitcher(QDialog):
         self.search.setFocus()
 
     def _filter(self, text: str) -> None:
-        self.filtered.setFilterFixedString(text.strip())
+        self.filtered.set_text(text)
         if self.filtered.rowCount():
             self.results.setCurrentIndex(self.filtered.index(0, 0))
 
@@ -206,6 +239,8 @@ class QuickSwitcher(QDialog):
 
 class MainWindow(QMainWindow):
     conversation_selected = pyqtSignal(object)  # ConversationId
+    #: A room is to be opened (from the switcher or a notification): the rooms section opens it.
+    room_requested = pyqtSignal(int)
     send_requested = pyqtSignal(str)
     older_requested = pyqtSignal()
     retry_requested = pyqtSignal()
@@ -266,6 +301,8 @@ class MainWindow(QMainWindow):
         self.me_label = QLabel(f"Logged in as {me.username}")
         self.me_label.setTextFormat(Qt.TextFormat.PlainText)
         self.switcher = QuickSwitcher(self, conversations)
+        #: What the chat view shows (a room too, which the people list does not hold).
+        self._current: ConversationId = PUBLIC
         self._build()
         self._menus(previews, theme)
         self._connect()
@@ -306,7 +343,7 @@ class MainWindow(QMainWindow):
     def _menus(self, previews: bool, theme: ThemeChoice) -> None:
         bar = self.menuBar()
         chat = bar.addMenu("&Chat")
-        self.jump_action = chat.addAction("&Jump to a conversation…")
+        self.jump_action = chat.addAction("&Jump to a conversation or room…")
         self.jump_action.setShortcut(QKeySequence("Ctrl+K"))
         self.jump_action.triggered.connect(self.switcher.open_search)
         chat.addSeparator()
@@ -353,6 +390,7 @@ class MainWindow(QMainWindow):
         menu.exec(self.sidebar.viewport().mapToGlobal(point))
 
     def _connect(self) -> None:
+        self.conversation_selected.connect(self._remember)  # first, before anyone else is told
         self.sidebar.customContextMenuRequested.connect(self._sidebar_menu)
         self.switcher.chosen.connect(self._jump_to)
         self.switcher.rejected.connect(self.activateWindow)
@@ -386,12 +424,18 @@ class MainWindow(QMainWindow):
         self.show_notice("")
         self.send_requested.emit(text)
 
+    def _remember(self, conversation: ConversationId) -> None:
+        self._current = conversation
+
     @property
     def current_conversation(self) -> ConversationId:
-        index = self.sidebar.currentIndex()
-        return index.data(ConversationRoles.CONVERSATION) if index.isValid() else PUBLIC
+        """The conversation the chat view shows: "All", a person's id, or a Room."""
+        return self._current
 
     def select_conversation(self, conversation: ConversationId) -> None:
+        if isinstance(conversation, Room):
+            self.room_requested.emit(conversation.id)
+            return
         row = self.conversations.row_of(conversation)
         if row is not None:
             self.sidebar.setCurrentIndex(self.conversations.index(row))

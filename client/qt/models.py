@@ -48,6 +48,8 @@ class MessageRoles:
     LINKS = UserRole + 20
     #: The full local date and time (stored messages) or when it was written (pending ones).
     FULL_TIME = UserRole + 21
+    #: True for a room's membership event ("alice invited bob"): drawn as a system line.
+    EVENT = UserRole + 22
 
 
 def day_label(day: date, today: date) -> str:
@@ -263,6 +265,8 @@ class MessageListModel(QAbstractListModel):
         message = self._messages[row]
         own = message.sender.id == self._me_id
         if role == Qt.ItemDataRole.DisplayRole:
+            if message.event is not None:
+                return f"{message.body}  {self.time_label(message)}"
             return f"{self.sender_label(message)}  {self.time_label(message)}\n{message.body}"
         if role in (Qt.ItemDataRole.ToolTipRole, MessageRoles.FULL_TIME):
             return full_time(message.created_at)
@@ -273,6 +277,7 @@ class MessageListModel(QAbstractListModel):
             MessageRoles.OWN: own,
             MessageRoles.TIME: self.time_label(message),
             MessageRoles.CLIENT_MSG_ID: message.client_msg_id,
+            MessageRoles.EVENT: message.event is not None,
         }.get(role)
 
     def _day(self, row: int) -> date:
@@ -337,10 +342,13 @@ class MessageListModel(QAbstractListModel):
         return self._unread_from
 
     def first_unread(self, count: int) -> int | None:
-        """The id of the first of the last ``count`` messages from others (None if there are none)."""
+        """The id of the first of the last ``count`` messages from others (None if there are none).
+
+        Membership events are not counted: they are never unread (docs/client.md).
+        """
         if count <= 0:
             return None
-        others = [m.id for m in self._messages if m.sender.id != self._me_id]
+        others = [m.id for m in self._messages if m.sender.id != self._me_id and m.event is None]
         return others[-count] if len(others) >= count else (others[0] if others else None)
 
     def row_of(self, message_id: int) -> int | None:

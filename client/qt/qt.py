@@ -7,8 +7,10 @@ are optional (QtMultimedia may be missing or have no audio device: sound then de
 from __future__ import annotations
 
 from PyQt6.QtCore import (
+    QAbstractItemModel,
     QAbstractListModel,
     QByteArray,
+    QConcatenateTablesProxyModel,
     QEvent,
     QItemSelectionModel,
     QModelIndex,
@@ -102,8 +104,9 @@ def load_multimedia() -> tuple[type, type] | None:
     return QMediaDevices, QSoundEffect
 
 __all__ = [
-    "QAbstractItemView", "QAbstractListModel", "QAction", "QActionGroup", "QApplication", "QBrush",
-    "QByteArray", "QCheckBox", "QCloseEvent", "QColor", "QContextMenuEvent", "QCursor",
+    "QAbstractItemModel", "QAbstractItemView", "QAbstractListModel", "QAction", "QActionGroup", "QApplication", "QBrush",
+    "QByteArray", "QCheckBox", "QCloseEvent", "QColor", "QConcatenateTablesProxyModel",
+    "QContextMenuEvent", "QCursor",
     "QDesktopServices", "QDialog", "QDialogButtonBox", "QEvent", "QFont", "QFontMetrics",
     "QFormLayout", "QFrame", "QGuiApplication", "QHBoxLayout", "QIcon", "QImage",
     "QItemSelectionModel", "QKeyEvent", "QKeySequence", "QLabel", "QLineEdit", "QListView",

@@ -61,6 +61,7 @@ class RoomsController(QObject):
         self._ask_room, self._ask_people = ask_room, ask_people
         self._tasks = UiTasks(lambda text: self.chat.window.show_notice(text), "client.rooms_task_failed")
         chat.window.add_sidebar_section(self.panel)
+        chat.window.switcher.add_source(self.model)  # Ctrl+K finds rooms too
         self._unsubscribe = self.rooms.subscribe(self._show)
         p = self.panel
         p.room_selected.connect(self.open)
@@ -71,17 +72,19 @@ class RoomsController(QObject):
         p.leave_requested.connect(lambda room_id: self._spawn(self.leave(room_id)))
         p.mute_toggled.connect(self.set_muted)
         chat.window.conversation_selected.connect(self._on_conversation)
+        # From the switcher or a notification: as if the room were clicked in this section.
+        chat.window.room_requested.connect(self.panel.select)
         self._spawn(self.rooms.refresh())
 
     # --- what the user asks for ---------------------------------------------------------------
 
     def open(self, room_id: int) -> None:
-        """Show the room in the chat view."""
+        """Show the room in the chat view (its unread messages are read there, as in any
+        conversation: see ChatController._select)."""
         room = self.rooms.rooms.get(room_id)
         if room is None:
             return
         self.rooms.active = room_id
-        self.rooms.mark_read(room_id)
         window = self.chat.window
         window.sidebar.setCurrentIndex(window.sidebar.model().index(-1, 0))  # no person selected
         self.panel.select(room_id)

@@ -1,18 +1,25 @@
-"""The sidebar's rooms section as a Qt model (no widgets): rooms first, then invitations."""
+"""The sidebar's rooms section as a Qt model (no widgets): rooms first, then invitations.
+
+A joined room also answers :class:`~client.qt.models.ConversationRoles` (its conversation
+``Room(id)`` and its name as the title), so the quick switcher lists rooms beside people.
+"""
 
 from __future__ import annotations
 
 from chase.schemas import RoomInfo
+from client.core.conversations import Room
+from client.qt.models import ConversationRoles
 from client.qt.qt import QAbstractListModel, QFont, QModelIndex, Qt
 
 _ROOT = QModelIndex()
 
 
 class RoomRoles:
-    ROOM_ID = Qt.ItemDataRole.UserRole + 1
-    UNREAD = Qt.ItemDataRole.UserRole + 2
-    INVITED = Qt.ItemDataRole.UserRole + 3
-    MUTED = Qt.ItemDataRole.UserRole + 4
+    # Apart from ConversationRoles, which this model answers too.
+    ROOM_ID = Qt.ItemDataRole.UserRole + 31
+    UNREAD = Qt.ItemDataRole.UserRole + 32
+    INVITED = Qt.ItemDataRole.UserRole + 33
+    MUTED = Qt.ItemDataRole.UserRole + 34
 
 
 def room_label(room: RoomInfo, unread: int = 0, *, muted: bool = False) -> str:
@@ -54,6 +61,11 @@ class RoomListModel(QAbstractListModel):
             RoomRoles.UNREAD: unread,
             RoomRoles.INVITED: room.role == "invited",
             RoomRoles.MUTED: room.id in self._muted,
+            # An invitation is no conversation yet: nothing to jump to.
+            ConversationRoles.CONVERSATION: Room(room.id) if room.role != "invited" else None,
+            ConversationRoles.TITLE: room.name if room.role != "invited" else None,
+            ConversationRoles.UNREAD: unread,
+            ConversationRoles.MUTED: room.id in self._muted,
         }.get(role)
 
     def set_rooms(self, rooms: list[RoomInfo], unread: dict[int, int], muted: set[int]) -> None:

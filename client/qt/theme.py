@@ -81,6 +81,7 @@ class Colours:
     own_link: QColor
     separator: QColor        # date separators
     unread_line: QColor      # the "new messages" line
+    system_text: QColor      # a room's membership events ("bob joined"), on the view's background
     error: QColor            # problems shown in labels
 
     @classmethod
@@ -104,6 +105,7 @@ class Colours:
             link=readable_on(other, link), own_link=readable_on(own, link),
             separator=blend(text, base, 0.4),
             unread_line=readable_on(base, red, 3.0),
+            system_text=readable_on(base, blend(text, base, 0.4)),
             error=readable_on(palette.color(role.Window), red),
         )
 

@@ -283,6 +283,81 @@ class Scenario:
         await asyncio.sleep(0.5)
         screenshot(self.out, "light")
 
+    async def rooms(self) -> None:
+        from client.core.conversations import Room
+        from client.core.rooms import Rooms
+        from client.qt.models import MessageRoles
+        from client.qt.qt import QColor
+        from client.qt.theme import MIN_CONTRAST, Colours, ThemeChoice, contrast
+
+        chat = self.app.chat
+        window, view, panel = chat.window, chat.window.chat, chat.rooms.panel
+        bob_rooms = Rooms(self.bob)
+        room = await bob_rooms.create("Project X", "launch plans")
+        await bob_rooms.invite(room.id, chat.session.user.id)
+        await until(lambda: panel.model.row_of(room.id) is not None, "the invitation in the rooms section")
+        await focus(window)
+        await click(panel.list.viewport(), panel.list.visualRect(panel.model.index(panel.model.row_of(room.id))).center())
+        await until(panel.join_button.isVisible, "the Join button")
+        await click(panel.join_button)
+        await until(lambda: chat._viewing == Room(room.id), "the room open")
+        for text in ("morning all", "the launch is on Monday"):
+            await asyncio.wait_for((await self.bob.send(text, Room(room.id))).acked, STEP)
+        await until(lambda: chat.messages.bodies()[-1:] == ["the launch is on Monday"], "read in the room")
+        await keys("ctrl+k")
+        await type_text("all")
+        await keys("Return")
+        await until(lambda: chat._viewing is None, "the public room")
+        before = self.app.chime.requests
+        await asyncio.wait_for((await self.bob.send("can you check the slides?", Room(room.id))).acked, STEP)
+        await bob_rooms.update(room.id, topic="launch on Monday")  # an event: a line, not news
+        await asyncio.wait_for((await self.bob.send("and the release notes", Room(room.id))).acked, STEP)
+        await until(lambda: chat.rooms.model.labels()[:1] == ["# Project X  (2)"], "two unread in the room")
+        assert self.app.chime.requests <= before + 2
+        # Ctrl+K, "#" and part of the name: the room, opened at its first unread message.
+        await keys("ctrl+k")
+        await until(window.switcher.isVisible, "the switcher")
+        await type_text("#proj")
+        assert window.switcher.results.currentIndex().data() == "# Project X  (2)"
+        screenshot(self.out, "room-switcher")
+        await keys("Return")
+        await until(lambda: chat._viewing == Room(room.id), "the room from the switcher")
+        assert panel.current_room == room.id and window.title.text().startswith("# Project X")
+        model = chat.messages
+        first = model.bodies().index("can you check the slides?")
+        assert model.index(first).data(MessageRoles.UNREAD_BREAK) is True
+        assert chat.rooms.model.labels()[:1] == ["# Project X"]
+        events = [r for r in range(model.rowCount()) if model.index(r).data(MessageRoles.EVENT)]
+        assert len(events) >= 2, model.bodies()
+        await asyncio.sleep(0.5)
+        screenshot(self.out, "room-light")
+        await keys("alt+v")
+        await keys("t")
+        await keys("d")
+        await until(lambda: self.app.theme.choice is ThemeChoice.DARK, "the dark theme")
+        await asyncio.sleep(0.5)
+        image = screenshot(self.out, "room-dark")
+        colours = Colours.from_palette(view.palette())
+        base = view.palette().color(view.palette().ColorRole.Base)
+        seen = 0
+        for row in events:
+            index = model.index(row, 0)
+            if not view.viewport().rect().contains(view.visualRect(index)):
+                continue  # not wholly on screen
+            seen += 1
+            laid = view.delegate.layout(view.visualRect(index), view.font(), index)
+            x0, y0 = device_point(view.viewport(), laid.bubble.topLeft())
+            x1, y1 = device_point(view.viewport(), laid.bubble.bottomRight())
+            pixels = [QColor(image.pixel(x, y)) for y in range(y0, y1) for x in range(x0, x1)]
+            assert sum(p.rgb() == base.rgb() for p in pixels) > len(pixels) // 2, "no bubble behind the line"
+            assert max(contrast(p, base) for p in pixels) >= MIN_CONTRAST, "the line reads on the background"
+            assert colours.system_text.rgb() != colours.text.rgb()
+        assert seen >= 1, "a membership event on screen"
+        await keys("alt+v")
+        await keys("t")
+        await keys("l")
+        await until(lambda: self.app.theme.choice is ThemeChoice.LIGHT, "the light theme")
+
     async def at_double_scale(self) -> None:
         from client.qt.qt import QGuiApplication
 
@@ -311,7 +386,7 @@ async def main(out: Path, scale_check: bool) -> list[str]:
     try:
         scenario.bob = await scenario.user("bob")
         steps = ["log_in", "at_double_scale"] if scale_check else [
-            "log_in", "drafts", "notification", "scrolling", "copy_text", "dark_contrast"]
+            "log_in", "drafts", "notification", "scrolling", "copy_text", "dark_contrast", "rooms"]
         for step in steps:
             try:
                 await asyncio.wait_for(getattr(scenario, step)(), 120)

@@ -68,10 +68,10 @@ def _drive(display: str, out: Path, *args: str, scale: str = "1") -> None:
     assert report[-1] == "all scenarios passed", report
 
 
-def test_a_person_logs_in_keeps_drafts_gets_notified_scrolls_and_reads_in_the_dark(
+def test_a_person_logs_in_keeps_drafts_gets_notified_scrolls_reads_in_the_dark_and_in_a_room(
         display: str, tmp_path: Path) -> None:
     _drive(display, tmp_path)
-    for name in ("scrolled-up", "dark", "light"):
+    for name in ("scrolled-up", "dark", "light", "room-switcher", "room-light", "room-dark"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
 
 
