@@ -199,7 +199,10 @@ def fanout_rows(side: dict[str, Any]) -> list[list[str]]:
     for name, result in side.items():
         label = FANOUT_LABELS.get(name, name)
         if not result:
-            rows.append([label, "", "failed", "", "", "", "", ""])
+            rows.append([label, "", "failed", "", "", "", "", "", ""])
+            continue
+        if result.get("skipped"):
+            rows.append([label, "", "skipped: " + result["skipped"], "", "", "", "", "", ""])
             continue
         for n, entry in result["sizes"].items():
             best = best_step(entry["steps"])
@@ -215,14 +218,30 @@ def fanout_rows(side: dict[str, Any]) -> list[list[str]]:
                  f"p99 {_ms(last['latency'], 'p99_ms')} ms" + (" (saturated)" if last.get("saturated") else ""))
                 if last else "n/a",
                 fmt(entry.get("idle_kib_per_connection"), 1),
+                fmt(_get(best, "client_cores"), 2),
             ])
+    return rows
+
+
+def versus_rows(side: dict[str, Any], baseline: str = "prosody") -> list[list[str]]:
+    """ChaSe against another system measured in the same run, per room size: its best rate that
+    kept up ÷ the other's, and the other's server CPU per delivery ÷ ChaSe's (> 1: ChaSe is cheaper)."""
+    rows = []
+    other = side.get(baseline) or {}
+    for name in ("embedded", "fleet"):
+        for n, entry in ((side.get(name) or {}).get("sizes") or {}).items():
+            mine = best_step(entry["steps"])
+            theirs = best_step(_get(other, "sizes", n, "steps"))
+            rows.append([FANOUT_LABELS.get(name, name), n,
+                         fmt(ratio(_get(mine, "deliveries_per_s"), _get(theirs, "deliveries_per_s")), 2),
+                         fmt(ratio(_get(theirs, "server_us_per_delivery"), _get(mine, "server_us_per_delivery")), 2)])
     return rows
 
 
 def storm_rows(side: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, result in side.items():
-        for n, entry in (result or {}).get("sizes", {}).items():
+        for n, entry in ((result or {}).get("sizes") or {}).items():
             storm = entry.get("storm")
             if not storm:
                 continue
@@ -245,14 +264,25 @@ def render_fanout(results: dict[str, Any]) -> str:
         f"{fmt(plan.get('first_rate'))} deliveries/s every {plan.get('step_seconds')} s until saturation",
         "",
         markdown_table(["system", "N", "max deliveries/s kept up", "p99 ms there", "server CPU µs per delivery",
-                        "÷ bare ceiling", "last step offered", "idle KiB per connection"],
-                       fanout_rows(side), text_columns=2, align="lrrrrrlr"),
+                        "÷ bare ceiling", "last step offered", "idle KiB per connection",
+                        "load generator cores there"],
+                       fanout_rows(side), text_columns=2, align="lrrrrrlrr"),
         "",
+        *_versus(side),
         "### Reconnect storm (every receiver dropped, then all back at once)",
         "",
         markdown_table(["system", "N", "first connect s (10 at a time)", "all hello s", "all synced s", "hellos",
                         "synced", "refused", "error"], storm_rows(side), text_columns=2, align="lrrrrrrll"),
     ])
+
+
+def _versus(side: dict[str, Any]) -> list[str]:
+    if not (side.get("prosody") or {}).get("sizes"):
+        return []
+    return ["### ChaSe ÷ Prosody (same run)", "",
+            markdown_table(["system", "N", "max deliveries/s kept up ÷ Prosody's",
+                            "Prosody's server CPU per delivery ÷ ChaSe's"], versus_rows(side), text_columns=2,
+                           align="lrrr"), ""]
 
 
 def plot_fanout(results: dict[str, Any], path: Path) -> Path | None:
@@ -265,7 +295,7 @@ def plot_fanout(results: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         return None
     side = results.get("fanout") or {}
-    sizes = sorted({n for r in side.values() if r for n in r["sizes"]}, key=int)
+    sizes = sorted({n for r in side.values() if r for n in r.get("sizes") or {}}, key=int)
     if not sizes:
         return None
     fig, axes = plt.subplots(2, len(sizes), figsize=(6 * len(sizes), 8), squeeze=False)
