@@ -1,7 +1,7 @@
 """Public fan-out side by side: N members in one room, the message rate stepped to saturation.
 
 The same workload for every system (the bare ``websockets`` ceiling in ``bench.bare``, ChaSe
-embedded, ChaSe fleet): S senders post ~100-character messages to the public room at a fixed,
+embedded, ChaSe fleet, and Prosody's MUC through the driver in ``bench.prosody``): S senders post ~100-character messages to the public room at a fixed,
 stepped rate; N receivers only read, over TLS (verified against the run's CA). A step lasts
 ``step_seconds``; the next offers twice as many deliveries per second, until the system
 saturates (delivery ratio < 0.95 or p99 latency > 1 s) or the steps run out.
@@ -17,8 +17,12 @@ Also measured on the same connections:
 - **idle memory**: the server process's resident memory before and after the N receivers
   connected (and said hello), divided by N, with nothing else going on;
 - **reconnect storm**: every receiver dropped at once (TCP abort), then all N reconnect at
-  the same moment; time until every one has its ``hello`` (ChaSe: and its first ``sync_page``),
+  the same moment; time until every one has its ``hello`` (ChaSe: and its first ``sync_page``;
+  Prosody: its own presence in the room, and the answer to a query of the room's archive),
   and how many were refused.
+
+The load generator's own CPU is recorded per step (``client_cores``): near one core, it may be
+what limits the step, not the server.
 """
 
 from __future__ import annotations

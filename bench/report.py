@@ -169,10 +169,20 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the report of a results file (default ``bench/results/latest.json``)."""
+    """Print the report of a results file (default ``bench/results/latest.json``); with
+    ``--plot PNG``, also plot its fan-out side by side there."""
     argv = sys.argv[1:] if argv is None else argv
+    plot = None
+    if "--plot" in argv:
+        i = argv.index("--plot")
+        plot = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
     path = Path(argv[0]) if argv else Path(__file__).resolve().parent / "results" / "latest.json"
-    print(render(json.loads(path.read_text())))
+    results = json.loads(path.read_text())
+    print(render(results))
+    if plot is not None and plot_fanout(results, plot) is None:
+        print("no plot: matplotlib is not installed, or the results have no fan-out", file=sys.stderr)
+        return 1
     return 0
 
 
