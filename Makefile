@@ -14,6 +14,8 @@ test: install ## run the whole test suite (unit, integration, e2e, gui)
 	-@bash deploy/install-system-deps.sh
 	@# The Docker engine for the compose tests (tests/compose): installed and started when we are root.
 	-@bash deploy/install-docker.sh
+	@# Prosody for the benchmark's smoke test (skipped without it): one apt-get when we are root.
+	-@bash deploy/install-bench-deps.sh
 	QT_QPA_PLATFORM=offscreen $(BIN)/pytest $(PYTEST_ARGS)
 
 client: install certs ## open the desktop client
@@ -44,6 +46,8 @@ clean:
 	rm -rf $(VENV) var .pytest_cache
 
 .PHONY: bench
-bench: install ## baselines and ChaSe end to end (needs MariaDB and RabbitMQ); BENCH_ARGS=--quick for a short run
+bench: install ## baselines, ChaSe end to end, fan-out next to Prosody (needs MariaDB and RabbitMQ); BENCH_ARGS=--quick for a short run
+	@# Prosody (Debian's package) for the fan-out side by side: installed when we are root, else named and skipped.
+	-@bash deploy/install-bench-deps.sh
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -1,7 +1,7 @@
 """Public fan-out side by side: N members in one room, the message rate stepped to saturation.
 
 The same workload for every system (the bare ``websockets`` ceiling in ``bench.bare``, ChaSe
-embedded, ChaSe fleet): S senders post ~100-character messages to the public room at a fixed,
+embedded, ChaSe fleet, and Prosody's MUC through the driver in ``bench.prosody``): S senders post ~100-character messages to the public room at a fixed,
 stepped rate; N receivers only read, over TLS (verified against the run's CA). A step lasts
 ``step_seconds``; the next offers twice as many deliveries per second, until the system
 saturates (delivery ratio < 0.95 or p99 latency > 1 s) or the steps run out.
@@ -17,8 +17,12 @@ Also measured on the same connections:
 - **idle memory**: the server process's resident memory before and after the N receivers
   connected (and said hello), divided by N, with nothing else going on;
 - **reconnect storm**: every receiver dropped at once (TCP abort), then all N reconnect at
-  the same moment; time until every one has its ``hello`` (ChaSe: and its first ``sync_page``),
+  the same moment; time until every one has its ``hello`` (ChaSe: and its first ``sync_page``;
+  Prosody: its own presence in the room, and the answer to a query of the room's archive),
   and how many were refused.
+
+The load generator's own CPU is recorded per step (``client_cores``): near one core, it may be
+what limits the step, not the server.
 """
 
 from __future__ import annotations
@@ -238,22 +242,58 @@ def rss_kib(pid: int) -> int | None:
     return None
 
 
-async def _sender(url: str, context: ssl.SSLContext, token: str | None) -> tuple[ClientConnection, asyncio.Task]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    ws = await connect(url, ssl=context, additional_headers=headers, compression=None, open_timeout=30,
-                       max_size=2**22, max_queue=None)
+class WebSocketSender:
+    """A sending ChaSe (or bare) connection: ``send`` frames, everything it reads drained."""
 
-    async def drain() -> None:
+    def __init__(self, ws: ClientConnection, drain: asyncio.Task) -> None:
+        self.ws = ws
+        self.drain = drain
+
+    async def post(self, text: str, client_msg_id: str) -> bool:
+        """Send one message; False when the connection is closed."""
+        frame = json.dumps({"type": "send", "client_msg_id": client_msg_id, "recipient_id": None, "body": text})
         try:
-            async for _ in ws:
-                pass
+            await self.ws.send(frame)
         except ConnectionClosed:
-            pass
+            return False
+        return True
 
-    return ws, asyncio.get_running_loop().create_task(drain())
+    async def close(self) -> None:
+        await self.ws.close()
+        self.drain.cancel()
 
 
-async def _send_step(senders: list[ClientConnection], step: int, rate: float, seconds: float) -> int:
+class WebSocketDriver:
+    """How the workload speaks to ChaSe and the bare server. Another system (``bench.prosody``)
+    brings a driver of its own with the same methods; the workload itself does not change."""
+
+    def __init__(self, url: str, context: ssl.SSLContext) -> None:
+        self.url = url
+        self.context = context
+
+    async def open_receivers(self, tokens: list[Any], tally: Tally, *, concurrency: int = 10,
+                             timeout: float = 120.0) -> list[Receiver]:
+        return await open_receivers(self.url, self.context, tokens, tally, concurrency=concurrency, timeout=timeout)
+
+    def close(self, receivers: list[Any]) -> None:
+        close_receivers(receivers)
+
+    async def open_sender(self, token: Any) -> WebSocketSender:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        ws = await connect(self.url, ssl=self.context, additional_headers=headers, compression=None,
+                           open_timeout=30, max_size=2**22, max_queue=None)
+
+        async def drain() -> None:
+            try:
+                async for _ in ws:
+                    pass
+            except ConnectionClosed:
+                pass
+
+        return WebSocketSender(ws, asyncio.get_running_loop().create_task(drain()))
+
+
+async def _send_step(senders: list[Any], step: int, rate: float, seconds: float) -> int:
     """Send ``rate`` messages/s in all for ``seconds``, evenly over the senders; how many went."""
     sent = 0
     started = time.perf_counter()
@@ -264,19 +304,15 @@ async def _send_step(senders: list[ClientConnection], step: int, rate: float, se
             return sent
         due = min(int(elapsed * rate) + 1, int(seconds * rate))
         while sent < due:
-            ws = senders[sent % len(senders)]
-            frame = json.dumps({"type": "send", "client_msg_id": f"f{step}-{sent}-{time.perf_counter_ns()}",
-                                "recipient_id": None, "body": body(step, sent)})
-            try:
-                await ws.send(frame)
-            except ConnectionClosed:
+            sender = senders[sent % len(senders)]
+            if not await sender.post(body(step, sent), f"f{step}-{sent}-{time.perf_counter_ns()}"):
                 return sent
             sent += 1
         await asyncio.sleep(tick)
 
 
-async def run_steps(url: str, context: ssl.SSLContext, senders: list[ClientConnection], tally: Tally, n: int,
-                    plan: FanoutPlan, pids: list[int], first_step: int) -> list[dict[str, Any]]:
+async def run_steps(senders: list[Any], tally: Tally, n: int, plan: FanoutPlan, pids: list[int],
+                    first_step: int) -> list[dict[str, Any]]:
     """The stepped load on ``n`` connected receivers; one result per step, until saturation."""
     steps = []
     offered = plan.first_rate
@@ -284,6 +320,7 @@ async def run_steps(url: str, context: ssl.SSLContext, senders: list[ClientConne
         step = first_step + k
         rate = offered / n
         cpu_before = sum(cpu_seconds(p) or 0.0 for p in pids)
+        client_before = cpu_seconds(os.getpid()) or 0.0
         t0 = time.perf_counter()
         sent = await _send_step(senders, step, rate, plan.step_seconds)
         send_end = time.perf_counter()
@@ -292,6 +329,8 @@ async def run_steps(url: str, context: ssl.SSLContext, senders: list[ClientConne
         while tally.counts.get(step, 0) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110 - polled, not signalled per frame
             await asyncio.sleep(0.05)
         cpu = sum(cpu_seconds(p) or 0.0 for p in pids) - cpu_before
+        client_cpu = (cpu_seconds(os.getpid()) or 0.0) - client_before
+        wall = time.perf_counter() - t0
         got = tally.counts.get(step, 0)
         last = tally.last_arrival.get(step, send_end)
         latency = latency_summary(tally.latencies.pop(step, []))
@@ -307,6 +346,10 @@ async def run_steps(url: str, context: ssl.SSLContext, senders: list[ClientConne
             "latency": latency,
             "server_cpu_seconds": round(cpu, 2),
             "server_us_per_delivery": round(cpu / got * 1e6, 2) if got else None,
+            # The load generator (this process: senders and receivers) shares the CPU: a share of
+            # one core near 1.0 means it, not the server, may be what limits the step.
+            "client_cpu_seconds": round(client_cpu, 2),
+            "client_cores": round(client_cpu / wall, 2) if wall > 0 else None,
             "closes": dict(tally.closes),
         }
         steps.append(result)
@@ -320,22 +363,21 @@ async def run_steps(url: str, context: ssl.SSLContext, senders: list[ClientConne
     return steps
 
 
-async def measure_system(name: str, url: str, context: ssl.SSLContext, tokens: list[str | None],
-                         sender_tokens: list[str | None], server_pids: list[int], plan: FanoutPlan,
-                         *, synced: bool) -> dict[str, Any]:
+async def measure_system(name: str, url: str, context: ssl.SSLContext, tokens: list[Any],
+                         sender_tokens: list[Any], server_pids: list[int], plan: FanoutPlan,
+                         *, synced: bool, driver: Any = None) -> dict[str, Any]:
     """Every size of ``plan`` on one running system, then idle memory and the storm at the largest.
 
     ``tokens``: at least max(plan.sizes) receiver tokens (None: no authentication);
-    ``server_pids``: the processes whose CPU and memory are the system's.
+    ``server_pids``: the processes whose CPU and memory are the system's; ``driver``: how to
+    speak to the system (default: WebSocket at ``url``, see :class:`WebSocketDriver`).
     """
+    driver = driver or WebSocketDriver(url, context)
     result: dict[str, Any] = {"system": name, "sizes": {}}
     senders = []
-    drains = []
     try:
         for token in sender_tokens:
-            ws, task = await _sender(url, context, token)
-            senders.append(ws)
-            drains.append(task)
+            senders.append(await driver.open_sender(token))
         step = 1
         for n in plan.sizes:
             tally = Tally()
@@ -343,7 +385,7 @@ async def measure_system(name: str, url: str, context: ssl.SSLContext, tokens: l
             receivers = []
             try:
                 started = time.perf_counter()
-                receivers = await open_receivers(url, context, tokens[:n], tally)
+                receivers = await driver.open_receivers(tokens[:n], tally)
                 connect_seconds = time.perf_counter() - started
                 await asyncio.sleep(1.0)  # let the presence news of the last connects settle
                 after = {p: rss_kib(p) for p in server_pids}
@@ -352,38 +394,34 @@ async def measure_system(name: str, url: str, context: ssl.SSLContext, tokens: l
                     "connect_seconds": round(connect_seconds, 2),
                     "idle_kib_per_connection": round(grown / n, 1),
                     "rss_kib_after_connect": sum(v or 0 for v in after.values()),
-                    "steps": await run_steps(url, context, senders, tally, n, plan, server_pids, step),
+                    "steps": await run_steps(senders, tally, n, plan, server_pids, step),
                 }
                 step += plan.max_steps
                 if plan.storm and n == max(plan.sizes):
-                    entry["storm"] = await _storm(url, context, tokens[:n], receivers, synced=synced)
+                    entry["storm"] = await _storm(driver, tokens[:n], receivers, synced=synced)
                     receivers = entry["storm"].pop("_receivers")
                 result["sizes"][str(n)] = entry
             finally:
-                close_receivers(receivers)
+                driver.close(receivers)
                 await asyncio.sleep(0.5)
     finally:
-        for ws in senders:
-            await ws.close()
-        for task in drains:
-            task.cancel()
+        for sender in senders:
+            await sender.close()
     return result
 
 
-async def _storm(url: str, context: ssl.SSLContext, tokens: list[str | None], receivers: list[Receiver],
-                 *, synced: bool) -> dict[str, Any]:
+async def _storm(driver: Any, tokens: list[Any], receivers: list[Any], *, synced: bool) -> dict[str, Any]:
     """Drop every receiver at once, then reconnect them all at once."""
-    close_receivers(receivers)
+    driver.close(receivers)
     await asyncio.gather(*(r.closed for r in receivers), return_exceptions=True)
     await asyncio.sleep(1.0)  # the server sees every connection gone
     tally = Tally(sync_after_hello=synced)
     started = time.perf_counter()
-    fresh: list[Receiver] = []
+    fresh: list[Any] = []
     error = None
     hello_seconds = synced_seconds = None
     try:
-        fresh = await open_receivers(url, context, tokens, tally, concurrency=STORM_CONCURRENCY,
-                                     timeout=STORM_SECONDS)
+        fresh = await driver.open_receivers(tokens, tally, concurrency=STORM_CONCURRENCY, timeout=STORM_SECONDS)
         if not tally.closes:
             hello_seconds = time.perf_counter() - started
         if synced:

@@ -169,15 +169,21 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the report of a results file (default ``bench/results/latest.json``)."""
+    """Print the report of a results file (default ``bench/results/latest.json``); with
+    ``--plot PNG``, also plot its fan-out side by side there."""
     argv = sys.argv[1:] if argv is None else argv
+    plot = None
+    if "--plot" in argv:
+        i = argv.index("--plot")
+        plot = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
     path = Path(argv[0]) if argv else Path(__file__).resolve().parent / "results" / "latest.json"
-    print(render(json.loads(path.read_text())))
+    results = json.loads(path.read_text())
+    print(render(results))
+    if plot is not None and plot_fanout(results, plot) is None:
+        print("no plot: matplotlib is not installed, or the results have no fan-out", file=sys.stderr)
+        return 1
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
 
 
 # --- fan-out side by side ------------------------------------------------------------------------
@@ -199,7 +205,10 @@ def fanout_rows(side: dict[str, Any]) -> list[list[str]]:
     for name, result in side.items():
         label = FANOUT_LABELS.get(name, name)
         if not result:
-            rows.append([label, "", "failed", "", "", "", "", ""])
+            rows.append([label, "", "failed", "", "", "", "", "", ""])
+            continue
+        if result.get("skipped"):
+            rows.append([label, "", "skipped: " + result["skipped"], "", "", "", "", "", ""])
             continue
         for n, entry in result["sizes"].items():
             best = best_step(entry["steps"])
@@ -215,14 +224,41 @@ def fanout_rows(side: dict[str, Any]) -> list[list[str]]:
                  f"p99 {_ms(last['latency'], 'p99_ms')} ms" + (" (saturated)" if last.get("saturated") else ""))
                 if last else "n/a",
                 fmt(entry.get("idle_kib_per_connection"), 1),
+                fmt(_get(best, "client_cores"), 2),
             ])
+    return rows
+
+
+def versus_rows(side: dict[str, Any], baseline: str = "prosody") -> list[list[str]]:
+    """ChaSe against another system measured in the same run, per room size: ChaSe's best rate
+    that kept up ÷ the other's (when the other kept up with no step, its best rate delivered while
+    saturated, marked ``*``), and the server CPU per delivery at the first step (the same offered
+    load for both): the other's ÷ ChaSe's (> 1: ChaSe is cheaper)."""
+    rows = []
+    other = side.get(baseline) or {}
+    for name in ("embedded", "fleet"):
+        for n, entry in ((side.get(name) or {}).get("sizes") or {}).items():
+            mine = best_step(entry["steps"])
+            their_steps = _get(other, "sizes", n, "steps") or []
+            theirs, mark = best_step(their_steps), ""
+            if theirs is None and their_steps:
+                theirs, mark = max(their_steps, key=lambda s: s["deliveries_per_s"]), "*"
+            # A step during which ChaSe refused connects measured the refusals too: not comparable.
+            first_mine = entry["steps"][0] if entry["steps"] and not entry["steps"][0]["closes"] else None
+            first_theirs = their_steps[0] if their_steps else None
+            rows.append([FANOUT_LABELS.get(name, name), n,
+                         fmt(_get(mine, "deliveries_per_s")),
+                         fmt(_get(theirs, "deliveries_per_s")) + mark,
+                         fmt(ratio(_get(mine, "deliveries_per_s"), _get(theirs, "deliveries_per_s")), 2) + mark,
+                         fmt(ratio(_get(first_theirs, "server_us_per_delivery"),
+                                   _get(first_mine, "server_us_per_delivery")), 2)])
     return rows
 
 
 def storm_rows(side: dict[str, Any]) -> list[list[str]]:
     rows = []
     for name, result in side.items():
-        for n, entry in (result or {}).get("sizes", {}).items():
+        for n, entry in ((result or {}).get("sizes") or {}).items():
             storm = entry.get("storm")
             if not storm:
                 continue
@@ -245,14 +281,26 @@ def render_fanout(results: dict[str, Any]) -> str:
         f"{fmt(plan.get('first_rate'))} deliveries/s every {plan.get('step_seconds')} s until saturation",
         "",
         markdown_table(["system", "N", "max deliveries/s kept up", "p99 ms there", "server CPU µs per delivery",
-                        "÷ bare ceiling", "last step offered", "idle KiB per connection"],
-                       fanout_rows(side), text_columns=2, align="lrrrrrlr"),
+                        "÷ bare ceiling", "last step offered", "idle KiB per connection",
+                        "load generator cores there"],
+                       fanout_rows(side), text_columns=2, align="lrrrrrlrr"),
         "",
+        *_versus(side),
         "### Reconnect storm (every receiver dropped, then all back at once)",
         "",
         markdown_table(["system", "N", "first connect s (10 at a time)", "all hello s", "all synced s", "hellos",
                         "synced", "refused", "error"], storm_rows(side), text_columns=2, align="lrrrrrrll"),
     ])
+
+
+def _versus(side: dict[str, Any]) -> list[str]:
+    if not (side.get("prosody") or {}).get("sizes"):
+        return []
+    return ["### ChaSe ÷ Prosody (same run)", "",
+            markdown_table(["system", "N", "ChaSe max deliveries/s kept up", "Prosody's", "÷ Prosody's",
+                            "server CPU per delivery at the first step: Prosody's ÷ ChaSe's"],
+                           versus_rows(side), text_columns=2, align="lrrrrr"),
+            "", "\\* Prosody kept up with no step: its best rate delivered while saturated.", ""]
 
 
 def plot_fanout(results: dict[str, Any], path: Path) -> Path | None:
@@ -265,22 +313,25 @@ def plot_fanout(results: dict[str, Any], path: Path) -> Path | None:
     except ImportError:
         return None
     side = results.get("fanout") or {}
-    sizes = sorted({n for r in side.values() if r for n in r["sizes"]}, key=int)
+    sizes = sorted({n for r in side.values() if r for n in r.get("sizes") or {}}, key=int)
     if not sizes:
         return None
     fig, axes = plt.subplots(2, len(sizes), figsize=(6 * len(sizes), 8), squeeze=False)
     for col, n in enumerate(sizes):
+        every: list[float] = []
         for name, result in side.items():
             steps = _get(result, "sizes", n, "steps") or []
             if not steps:
                 continue
             offered = [s["offered_deliveries_per_s"] for s in steps]
+            every += offered
             label = FANOUT_LABELS.get(name, name)
             axes[0][col].plot(offered, [s["deliveries_per_s"] for s in steps], marker="o", label=label)
             axes[1][col].plot(offered, [s["latency"]["p99_ms"] or float("nan") for s in steps], marker="o",
                               label=label)
-        axes[0][col].plot([min(offered), max(offered)], [min(offered), max(offered)], ":", color="grey",
-                          label="offered")
+        if every:
+            axes[0][col].plot([min(every), max(every)], [min(every), max(every)], ":", color="grey",
+                              label="offered")
         axes[0][col].set_title(f"N = {n}: deliveries/s")
         axes[1][col].set_title(f"N = {n}: p99 latency (ms)")
         axes[1][col].axhline(1000, color="grey", linestyle=":")
@@ -294,3 +345,7 @@ def plot_fanout(results: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, fanout, infra, machine, stages, systems
+from bench import baselines, fanout, infra, machine, prosody, stages, systems
 from bench.load import LoadPlan, run_load
 from bench.report import ratios, render
 from bench.stats import batch_sizes
@@ -58,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="run only the write path (baselines, acked messages) or only the fan-out side by side")
     parser.add_argument("--fanout-sizes", default=None, metavar="N,N",
                         help="room sizes of the fan-out side by side (default 200,1000; quick 50,200)")
-    parser.add_argument("--fanout-systems", default="bare,embedded,fleet", metavar="NAMES",
-                        help="systems of the fan-out side by side (default bare,embedded,fleet)")
+    parser.add_argument("--fanout-systems", default="bare,embedded,fleet,prosody", metavar="NAMES",
+                        help="systems of the fan-out side by side, of bare, embedded, fleet and prosody "
+                             "(default all four; prosody is skipped, with the reason, when it is not installed)")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR", dest="py_spy",
                         help="sample the fan-out systems' server processes with py-spy (collapsed stacks in DIR; "
                              "costs them a little CPU)")
@@ -224,6 +225,8 @@ class Suite:
                     return await fanout.measure_system(name, running.gateway_url, client_context(running.ca_path),
                                                        [None] * count, [None] * plan.senders,
                                                        list(running.pids.values()), plan, synced=False)
+        if name == "prosody":
+            return await self._prosody(certs)
         password = f"bench-{self.run_id}-password"
         directory = workdir / f"fanout-{name}"
         directory.mkdir()
@@ -254,6 +257,31 @@ class Suite:
                 await self._delete_namespace(
                     "fan-out fleet cleanup", namespace,
                     queues=["persistence.submitted", "persistence.history", "dead-letter", "gateway.bench-gw"])
+
+    async def _prosody(self, certs: Path) -> dict[str, Any]:
+        """Prosody's MUC under the same workload (bench.prosody), or why it was skipped."""
+        from chase.tls import client_context
+
+        reason = prosody.unavailable()
+        if reason:
+            print(f"    prosody skipped: {reason}", file=sys.stderr, flush=True)
+            return {"system": "prosody", "skipped": reason, "sizes": {}}
+        plan: fanout.FanoutPlan = self.plan["fanout"]
+        password = f"bench-{self.run_id}-password"
+        users = [f"fan_{i}" for i in range(max(plan.sizes) + plan.senders)]
+        async with prosody.running(certs) as server:
+            context = client_context(server.ca_path)
+            started = time.perf_counter()
+            await prosody.register(server.port, context, users, password)
+            registered = time.perf_counter() - started
+            result = await fanout.measure_system("prosody", "", context, users[plan.senders:], users[:plan.senders],
+                                                 [server.pid], plan, synced=True,
+                                                 driver=prosody.XmppDriver(server.port, context, password))
+        result["measured_pids"] = "prosody (whole system)"
+        result["version"] = server.version
+        result["register_seconds"] = round(registered, 2)
+        result["process_problems"] = server.problems
+        return result
 
     @contextmanager
     def _sampled(self, name: str, pid: int) -> Iterator[None]:
