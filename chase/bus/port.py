@@ -128,6 +128,18 @@ class Bus(abc.ABC):
         for routing_key, event in items:
             await self.publish(routing_key, event)
 
+    async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack ``deliveries``, given in the order they were received, all at once.
+
+        The caller must have settled (acked or rejected) every delivery its subscription
+        received before the last of these that is not among them, as a consumer that handles
+        its deliveries in order, one batch at a time, has: an adapter may then ack them with
+        one message to the broker (RabbitMQ: ``basic.ack`` with ``multiple``). This default
+        acks each in turn.
+        """
+        for delivery in deliveries:
+            await delivery.ack()
+
     @abc.abstractmethod
     async def consume(self, queue: QueueSpec, handler: Handler, *, prefetch: int = 100) -> Subscription:
         """Declare ``queue`` with its bindings and feed its events to ``handler``.

@@ -34,6 +34,7 @@ from chase.schemas import (
     GatewayHeartbeat,
     MessageFrame,
     MessageRejected,
+    MessagesStored,
     MessageStored,
     PresenceChanged,
     PresenceFrame,
@@ -553,6 +554,11 @@ class FanOut:
                     log.info("store available again, accepting sends")
                 else:
                     log.warning("store unavailable, refusing sends", reason=event.reason)
+            return
+        if isinstance(event, MessagesStored):
+            # A run of one batch on one routing key: each in turn, as if it came alone.
+            for item in event.items:
+                self.dispatch(item)
             return
         if isinstance(event, MessageStored) and event.message.event is not None:
             # Before routing: a removed user gets their removal and nothing after it.

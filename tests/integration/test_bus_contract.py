@@ -253,6 +253,24 @@ async def test_cancel_returns_unacked_deliveries(bus: Bus) -> None:
     assert all(d.redelivered for d in again.deliveries[:2])
 
 
+async def test_ack_all_acks_a_run_and_only_it(bus: Bus) -> None:
+    held = Inbox(ack=False)
+    subscription = await bus.consume(spec("ackall", "a.#"), held)
+    for i in range(6):
+        await bus.publish(f"a.{i}", ev(f"a{i}"))
+    await wait_until(lambda: len(held.deliveries) == 6)
+    first, second, third, *rest = held.deliveries
+    await bus.ack_all([first, second])  # the oldest ones: one ack (multiple) may cover them
+    await third.reject(requeue=True)
+    # a3 is still held: acking a4 and a5 must not settle it with them.
+    await bus.ack_all(rest[1:])
+    await subscription.cancel()
+    again = Inbox()
+    await bus.consume(spec("ackall", "a.#"), again)
+    got = (await fence(bus, again))[0]
+    assert sorted(got) == ["a2", "a3"]
+
+
 async def test_prefetch_limits_unacked_deliveries(bus: Bus) -> None:
     held = Inbox(ack=False)
     await bus.consume(spec("prefetch", "p.#"), held, prefetch=2)
