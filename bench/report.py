@@ -93,7 +93,9 @@ def _pct(share: float | None) -> float | None:
 def end_to_end_rows(e2e: dict[str, Any]) -> list[list[str]]:
     rows = []
     for key, label in (("fleet", "fleet (processes, RabbitMQ, MariaDB)"), ("embedded", "embedded (chase serve)")):
-        r = e2e.get(key)
+        if key not in e2e:
+            continue
+        r = e2e[key]
         if not r:
             rows.append([label] + ["failed"] + [""] * 8)
             continue
@@ -177,9 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     print(render(json.loads(path.read_text())))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
 
 
 # --- fan-out side by side ------------------------------------------------------------------------
@@ -296,3 +295,7 @@ def plot_fanout(results: dict[str, Any], path: Path) -> Path | None:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

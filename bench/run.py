@@ -196,6 +196,7 @@ class Suite:
         base["worker_drain"] = await self.section("persistence worker alone", self._drain())
 
         wanted = self.args.write_systems.split(",")
+        e2e = {}  # a system left out (--write-systems) is left out of the report too
         if "fleet" in wanted:
             e2e["fleet"] = await self.section("fleet end to end", self._fleet(workdir, certs, load))
         if "embedded" in wanted:
