@@ -54,6 +54,8 @@ class QueueSpec:
     single_active_consumer: bool = False
     #: Bounded length for queues that may be dropped from (a gateway's fan-out); None: unbounded.
     max_length: int | None = None
+    #: The same bound in bytes of event bodies (one event may carry a run of a batch).
+    max_length_bytes: int | None = None
     #: Durable queues only: how many times an event may come back (rejected with requeue, or
     #: unacked when its consumer went away) before the broker dead-letters it (RabbitMQ's
     #: ``x-delivery-limit``). The count lives in the broker, so it survives consumer crashes.

@@ -329,6 +329,9 @@ class RabbitBus(Bus):
             args["x-delivery-limit"] = spec.delivery_limit
         if spec.max_length is not None:
             args["x-max-length"] = spec.max_length
+        if spec.max_length_bytes is not None:
+            args["x-max-length-bytes"] = spec.max_length_bytes
+        if spec.max_length is not None or spec.max_length_bytes is not None:
             args["x-overflow"] = "drop-head"
         return args
 

@@ -15,7 +15,7 @@ import pytest
 from chase.bus.consumer import BatchConsumer
 from chase.bus.memory import MemoryBroker, MemoryBus
 from chase.bus.port import Bus, BusUnavailable, Delivery, QueueSpec, RequestTimeout
-from chase.schemas import Event, HistoryQuery, MessagePage, QueryFailed, SessionRevoked
+from chase.schemas import Event, HistoryQuery, MessagePage, QueryFailed, SessionRevoked, encode
 from tests.helpers import unused_port, wait_until
 
 FENCE = "fence"
@@ -327,6 +327,21 @@ async def test_exclusive_queue_is_gone_after_close(adapter: MemoryAdapter) -> No
 async def test_max_length_drops_the_oldest(bus: Bus) -> None:
     held = Inbox(ack=False)
     await bus.consume(spec("bounded", "m.#", durable=False, exclusive=True, max_length=3), held, prefetch=1)
+    for i in range(1, 7):
+        await bus.publish(f"m.{i}", ev(f"m{i}"))
+    for count in range(1, 5):
+        await wait_until(lambda count=count: len(held.deliveries) == count)
+        await held.deliveries[-1].ack()
+    assert held.tags == ["m1", "m4", "m5", "m6"]
+    held.auto_ack = True
+    assert (await fence(bus, held))[0] == ["m1", "m4", "m5", "m6"]
+
+
+async def test_max_length_bytes_drops_the_oldest(bus: Bus) -> None:
+    held = Inbox(ack=False)
+    size = len(encode(ev("m1")).encode())
+    queue = spec("bounded-bytes", "m.#", durable=False, exclusive=True, max_length_bytes=3 * size)
+    await bus.consume(queue, held, prefetch=1)
     for i in range(1, 7):
         await bus.publish(f"m.{i}", ev(f"m{i}"))
     for count in range(1, 5):
