@@ -41,15 +41,18 @@ async def broker_baseline(
     body_size: int = 100,
     prefetch: int = 200,
     time_limit: float = 60.0,
+    queue_type: str = "quorum",
 ) -> dict[str, Any]:
     """Publish ``messages`` with ``publishers`` concurrent confirm-awaiting loops; consume and ack.
 
     The rate is messages consumed (and acked) per second from the first publish to the last
     consume: a message counts once the broker confirmed it and the consumer received it.
+    ``queue_type`` ``classic`` is for comparison only: ChaSe's durable queues are quorum queues
+    (they keep messages across the loss of a node).
     """
     import aio_pika
 
-    relative = f"baseline-p{publishers}"
+    relative = f"baseline-{queue_type}-p{publishers}"
     name = f"{namespace}.{relative}"
     publish_conn = await aio_pika.connect(amqp_url, timeout=10)
     consume_conn = await aio_pika.connect(amqp_url, timeout=10)
@@ -63,7 +66,7 @@ async def broker_baseline(
         exchange = await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
         queue_channel = await consume_conn.channel()
         await queue_channel.set_qos(prefetch_count=prefetch)
-        queue = await queue_channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+        queue = await queue_channel.declare_queue(name, durable=True, arguments={"x-queue-type": queue_type})
         await queue.bind(name, routing_key="baseline.#")
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -111,6 +114,7 @@ async def broker_baseline(
     return {
         "messages": messages,
         "publishers": publishers,
+        "queue_type": queue_type,
         "body_bytes": body_size,
         "complete": complete,
         "consumed": consumed,

@@ -57,7 +57,9 @@ def _ms(summary: dict[str, Any] | None, key: str) -> str:
 def baseline_rows(base: dict[str, Any]) -> list[list[str]]:
     rows = []
     for key, label in (("broker", "RabbitMQ: confirmed publish → quorum queue → ack"),
-                       ("broker_serial", "RabbitMQ: the same, one publisher")):
+                       ("broker_serial", "RabbitMQ: the same, one publisher"),
+                       ("broker_in_flight", "RabbitMQ: the same, one confirm awaited per publisher"),
+                       ("broker_classic", "RabbitMQ, for comparison: the same into a classic queue")):
         b = base.get(key)
         if b:
             publishers = f"{b['publishers']} publisher" + ("s" if b["publishers"] != 1 else "")
@@ -91,7 +93,9 @@ def _pct(share: float | None) -> float | None:
 def end_to_end_rows(e2e: dict[str, Any]) -> list[list[str]]:
     rows = []
     for key, label in (("fleet", "fleet (processes, RabbitMQ, MariaDB)"), ("embedded", "embedded (chase serve)")):
-        r = e2e.get(key)
+        if key not in e2e:
+            continue
+        r = e2e[key]
         if not r:
             rows.append([label] + ["failed"] + [""] * 8)
             continue

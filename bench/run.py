@@ -61,9 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fanout-systems", default="bare,embedded,fleet,prosody", metavar="NAMES",
                         help="systems of the fan-out side by side, of bare, embedded, fleet and prosody "
                              "(default all four; prosody is skipped, with the reason, when it is not installed)")
+    parser.add_argument("--write-systems", default="fleet,embedded", metavar="NAMES",
+                        help="systems measured end to end on the write path (default fleet,embedded)")
     parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR", dest="py_spy",
-                        help="sample the fan-out systems' server processes with py-spy (collapsed stacks in DIR; "
-                             "costs them a little CPU)")
+                        help="sample the server processes with py-spy (the fan-out systems', and the write path's "
+                             "fleet gateway and persistence worker; collapsed stacks in DIR; costs them a little CPU)")
     parser.add_argument("--system-root", type=Path, default=None, metavar="DIR",
                         help="run ChaSe's processes from this source tree (e.g. an older commit, to measure "
                              "before and after in one sitting); default: this one")
@@ -174,6 +176,15 @@ class Suite:
             self.args.amqp, self.namespace, messages=self.plan["broker_messages"], publishers=load.senders))
         base["broker_serial"] = await self.section("broker baseline, one publisher", baselines.broker_baseline(
             self.args.amqp, self.namespace, messages=self.plan["broker_serial_messages"], publishers=1))
+        # As many publishers as the load keeps sends in flight (8 x 32): what a gateway that does
+        # not wait for one send's confirm before reading the next could ask of the broker.
+        base["broker_in_flight"] = await self.section("broker baseline, as many in flight as the load",
+                                                      baselines.broker_baseline(
+            self.args.amqp, self.namespace, messages=self.plan["broker_messages"],
+            publishers=load.senders * load.window))
+        base["broker_classic"] = await self.section("broker baseline, classic queue", baselines.broker_baseline(
+            self.args.amqp, self.namespace, messages=self.plan["broker_messages"], publishers=load.senders,
+            queue_type="classic"))
         rows, batch = self.plan["db_rows"], self.plan["db_batch"]
         base["mariadb_insert"] = await self.section("mariadb insert baseline", self._on_mariadb(
             baselines.insert_baseline, "raw", rows=rows, batch=batch))
@@ -185,10 +196,12 @@ class Suite:
             f"sqlite+aiosqlite:///{workdir / 'store.db'}", rows=rows, batch=batch))
         base["worker_drain"] = await self.section("persistence worker alone", self._drain())
 
-        e2e = {
-            "fleet": await self.section("fleet end to end", self._fleet(workdir, certs, load)),
-            "embedded": await self.section("embedded end to end", self._embedded(workdir, certs, load)),
-        }
+        wanted = self.args.write_systems.split(",")
+        e2e = {}  # a system left out (--write-systems) is left out of the report too
+        if "fleet" in wanted:
+            e2e["fleet"] = await self.section("fleet end to end", self._fleet(workdir, certs, load))
+        if "embedded" in wanted:
+            e2e["embedded"] = await self.section("embedded end to end", self._embedded(workdir, certs, load))
         return self._results(info, base, e2e, side)
 
     def _results(self, info: dict[str, Any], base: dict[str, Any], e2e: dict[str, Any],
@@ -366,7 +379,9 @@ class Suite:
                                      namespace=self.namespace, overrides=self.plan["overrides"],
                                      profile_dir=self._profile_dir("fleet")) as running:
                 groups = {name: [pid] for name, pid in running.pids.items()}
-                result = await self._measure(running, load, {**groups, **machine.infra_groups()})
+                with self._sampled("write-fleet-persistence", running.pids["persistence"]), \
+                        self._sampled("write-fleet-gateway", running.pids["gateway"]):
+                    result = await self._measure(running, load, {**groups, **machine.infra_groups()})
             result["process_problems"] = running.problems
         finally:
             await self._delete_namespace(

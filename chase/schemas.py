@@ -539,6 +539,20 @@ class MessageStored(Model):
     resend: bool = False
 
 
+#: The most MessageStored one MessagesStored carries (the worker's largest batch).
+MAX_STORED_PER_EVENT = 5000
+
+
+class MessagesStored(Model):
+    """Consecutive ``MessageStored`` of one committed batch that share a routing key, in id
+    order, published as one event: one publish, one confirm and one delivery per gateway for
+    the run instead of one per message. A gateway handles each item in turn, exactly as if it
+    had come alone. The worker publishes a run of one as a plain ``MessageStored``."""
+
+    type: Literal["messages.stored"] = "messages.stored"
+    items: list[MessageStored] = Field(min_length=1, max_length=MAX_STORED_PER_EVENT)
+
+
 class MessageRejected(Model):
     """The worker could not store a submitted message (e.g. the recipient does not exist)."""
 
@@ -658,6 +672,7 @@ class QueryFailed(Model):
 Event = Annotated[
     MessageSubmitted
     | MessageStored
+    | MessagesStored
     | MessageRejected
     | PresenceChanged
     | GatewayHeartbeat

@@ -9,7 +9,7 @@ every delivery is acked. When it raises:
 
 - a failure :meth:`BatchConsumer.is_transient` calls transient (database or broker down) is
   retried in place with back-off for as long as it takes, and never dead-letters anything;
-  but a batch whose deliveries came on a channel that is gone is dropped instead (the broker
+  but deliveries that came on a channel that is gone are dropped from it instead (the broker
   has already put them back, and whoever consumes now gets them again);
 - a failure :meth:`BatchConsumer.steps_down` recognises (another worker took over) gives up
   the batch and everything prefetched, and consumes again, behind the new active consumer;
@@ -19,7 +19,9 @@ every delivery is acked. When it raises:
   allowed attempt :meth:`BatchConsumer.on_poison` is told (so the sender can be) and it is
   dead-lettered. No attempt count lives in this process, so a crash forgets nothing.
 
-Only one batch is in progress at a time per consumer, which keeps the queue order.
+Only one batch is in progress at a time per consumer, which keeps the queue order, and the
+deliveries before a batch are all settled when it is acked: the bus may ack it with one message
+(``Bus.ack_all``).
 """
 
 from __future__ import annotations
@@ -194,11 +196,16 @@ class BatchConsumer:
                     self._deposed = True
                     return
                 if self.is_transient(exc):
-                    if any(d.stale for d in part):
-                        # Lost with its channel: the broker has it again, for whoever consumes.
-                        log.warning("consumer.batch_abandoned", queue=self.queue.name, size=len(part),
-                                    error=repr(exc))
-                        return
+                    fresh = [d for d in part if not d.stale]
+                    if len(fresh) < len(part):
+                        # Lost with its channel: the broker has those again, for whoever consumes.
+                        # Deliveries that came on the channel since (the connection came back
+                        # meanwhile) are still ours, and are retried.
+                        log.warning("consumer.batch_abandoned", queue=self.queue.name,
+                                    size=len(part) - len(fresh), error=repr(exc))
+                        if not fresh:
+                            return
+                        part = fresh
                     transient += 1
                     log.warning("consumer.transient_failure", queue=self.queue.name, error=repr(exc), attempt=transient)
                     await self._pause(transient, self.transient_pause(exc, transient))
@@ -213,8 +220,9 @@ class BatchConsumer:
                     return
                 await self._failed_alone(part[0], exc)
                 return
-            for delivery in part:
-                await delivery.ack()
+            # Every delivery before this part is settled (one part at a time, in order): one
+            # ack covers the part.
+            await self.bus.ack_all(part)
             return
 
     async def _failed_alone(self, delivery: Delivery, exc: Exception) -> None:

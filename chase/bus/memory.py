@@ -91,15 +91,19 @@ class _Queue:
         self.owner = owner
         self.bindings: set[str] = set(spec.bindings)
         self.ready: deque[_Message] = deque()
+        self.ready_bytes = 0
         self.consumers: list[_Consumer] = []
         self._turn = itertools.count()
 
     def put(self, message: _Message) -> None:
         self.ready.append(message)
-        # RabbitMQ counts only ready messages against x-max-length, and drop-head drops oldest.
-        if self.spec.max_length is not None:
-            while len(self.ready) > self.spec.max_length:
-                self.ready.popleft()
+        self.ready_bytes += len(message.body)
+        # RabbitMQ counts only ready messages against x-max-length(-bytes), and drop-head drops
+        # the oldest.
+        limit, byte_limit = self.spec.max_length, self.spec.max_length_bytes
+        while self.ready and ((limit is not None and len(self.ready) > limit)
+                              or (byte_limit is not None and self.ready_bytes > byte_limit)):
+            self.ready_bytes -= len(self.ready.popleft().body)
         self.dispatch()
 
     def give_back(self, messages: list[_Message]) -> None:
@@ -113,6 +117,7 @@ class _Queue:
                 self.broker.dead_letter(self, message)
                 continue
             self.ready.appendleft(message)
+            self.ready_bytes += len(message.body)
         self.dispatch()
 
     def dispatch(self) -> None:
@@ -128,7 +133,9 @@ class _Queue:
                     break
             if chosen is None:
                 return
-            chosen.give(self.ready.popleft())
+            message = self.ready.popleft()
+            self.ready_bytes -= len(message.body)
+            chosen.give(message)
 
 
 class _MemoryDelivery(Delivery):

@@ -54,6 +54,8 @@ class QueueSpec:
     single_active_consumer: bool = False
     #: Bounded length for queues that may be dropped from (a gateway's fan-out); None: unbounded.
     max_length: int | None = None
+    #: The same bound in bytes of event bodies (one event may carry a run of a batch).
+    max_length_bytes: int | None = None
     #: Durable queues only: how many times an event may come back (rejected with requeue, or
     #: unacked when its consumer went away) before the broker dead-letters it (RabbitMQ's
     #: ``x-delivery-limit``). The count lives in the broker, so it survives consumer crashes.
@@ -127,6 +129,18 @@ class Bus(abc.ABC):
         """
         for routing_key, event in items:
             await self.publish(routing_key, event)
+
+    async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack ``deliveries``, given in the order they were received, all at once.
+
+        The caller must have settled (acked or rejected) every delivery its subscription
+        received before the last of these that is not among them, as a consumer that handles
+        its deliveries in order, one batch at a time, has: an adapter may then ack them with
+        one message to the broker (RabbitMQ: ``basic.ack`` with ``multiple``). This default
+        acks each in turn.
+        """
+        for delivery in deliveries:
+            await delivery.ack()
 
     @abc.abstractmethod
     async def consume(self, queue: QueueSpec, handler: Handler, *, prefetch: int = 100) -> Subscription:

@@ -63,15 +63,61 @@ def redact(url: str) -> str:
     return str(parsed.with_password("***")) if parsed.password else url
 
 
+#: A subscription's deliveries not settled yet, in the order received, keyed by the broker
+#: channel they came on (delivery tags start again on a new one) and their tag.
+_Unsettled = dict[tuple[object, int], "_RabbitDelivery"]
+
+
 class _RabbitDelivery(Delivery):
-    def __init__(self, message: AbstractIncomingMessage, event: Event) -> None:
+    def __init__(self, message: AbstractIncomingMessage, event: Event, unsettled: _Unsettled) -> None:
         self.event = event
         self.routing_key = message.routing_key or ""
         self.redelivered = bool(message.redelivered)
         count = (message.headers or {}).get("x-delivery-count", 0)
         self.delivery_count = count if isinstance(count, int) else 0
         self.message = message
+        self.delivery_tag = message.delivery_tag or 0
         self._settled = False
+        self._unsettled = unsettled
+        try:
+            self.channel: object = message.channel
+        except ChannelInvalidStateError:
+            self.channel = None  # already gone: never acked by anything
+        else:
+            unsettled[(self.channel, self.delivery_tag)] = self
+
+    @property
+    def settled(self) -> bool:
+        return self._settled
+
+    def _mark_settled(self) -> None:
+        self._settled = True
+        self._unsettled.pop((self.channel, self.delivery_tag), None)
+
+    def acks_all(self, others: Sequence[_RabbitDelivery]) -> bool:
+        """True when a ``multiple`` ack of this delivery would settle exactly ``others`` (this
+        one among them): nothing else of its channel up to its tag is still unsettled."""
+        members = {id(d) for d in others}
+        gone = []
+        for (channel, tag), delivery in self._unsettled.items():
+            if channel is not self.channel:
+                if getattr(channel, "is_closed", False):
+                    gone.append((channel, tag))  # abandoned with its channel: forget it
+                continue
+            if tag > self.delivery_tag:
+                break
+            if id(delivery) not in members:
+                return False
+        for key in gone:
+            del self._unsettled[key]
+        return True
+
+    async def ack_with(self, others: Sequence[_RabbitDelivery]) -> None:
+        """Ack ``others`` (see :meth:`acks_all`) with one ``basic.ack multiple`` on this one."""
+        for delivery in others:
+            if delivery is not self:
+                delivery._mark_settled()
+        await self._settle(self.message.ack(multiple=True))
 
     @property
     def stale(self) -> bool:
@@ -91,7 +137,7 @@ class _RabbitDelivery(Delivery):
         if self._settled:
             action.close()
             return
-        self._settled = True
+        self._mark_settled()
         try:
             await action
         except _BROKER_ERRORS as exc:
@@ -112,6 +158,7 @@ class _RabbitSubscription(Subscription):
         self.inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"bus:{queue.name}")
         self.cancelled = False
+        self.unsettled: _Unsettled = {}
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         # aio-pika runs this callback in a task per delivery, created in delivery order;
@@ -134,7 +181,7 @@ class _RabbitSubscription(Subscription):
             except _BROKER_ERRORS as err:
                 log.warning("bus.settle_failed", routing_key=message.routing_key, error=repr(err))
             return
-        delivery = _RabbitDelivery(message, event)
+        delivery = _RabbitDelivery(message, event, self.unsettled)
         try:
             await self.handler(delivery)
         except Exception:
@@ -338,6 +385,9 @@ class RabbitBus(Bus):
             args["x-delivery-limit"] = spec.delivery_limit
         if spec.max_length is not None:
             args["x-max-length"] = spec.max_length
+        if spec.max_length_bytes is not None:
+            args["x-max-length-bytes"] = spec.max_length_bytes
+        if spec.max_length is not None or spec.max_length_bytes is not None:
             args["x-overflow"] = "drop-head"
         return args
 
@@ -409,6 +459,27 @@ class RabbitBus(Bus):
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+    async def ack_all(self, deliveries: Sequence[Delivery]) -> None:
+        # One basic.ack multiple=True per channel, on the highest delivery tag: it settles every
+        # unacked delivery of that channel up to it, so it is sent only when those are exactly
+        # these (as Bus.ack_all asks of the caller; checked here, because acking one by mistake
+        # would drop a message that was never handled). Otherwise each is acked alone. A batch
+        # can span two channels when the connection came back in between; a stale delivery's
+        # ack only fails and is logged, as always.
+        by_channel: dict[int, list[_RabbitDelivery]] = {}
+        for delivery in deliveries:
+            if not isinstance(delivery, _RabbitDelivery) or delivery.settled or delivery.stale:
+                await delivery.ack()
+                continue
+            by_channel.setdefault(id(delivery.channel), []).append(delivery)
+        for group in by_channel.values():
+            top = max(group, key=lambda d: d.delivery_tag)
+            if top.acks_all(group):
+                await top.ack_with(group)
+                continue
+            for delivery in group:
+                await delivery.ack()
 
     async def _publish_reply(self, reply_to: str, correlation_id: str, reply: Event) -> None:
         self._require()

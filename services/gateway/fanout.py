@@ -34,6 +34,7 @@ from chase.schemas import (
     GatewayHeartbeat,
     MessageFrame,
     MessageRejected,
+    MessagesStored,
     MessageStored,
     PresenceChanged,
     PresenceFrame,
@@ -56,6 +57,8 @@ log = get_logger("chase.gateway")
 #: Events waiting in a gateway's queue before the oldest are dropped: a gateway that cannot
 #: keep up must not make the broker hold unbounded memory (clients resync by id).
 GATEWAY_QUEUE_MAX_LENGTH = 100_000
+#: The same bound in bytes: one stored event may carry a run of up to a batch of messages.
+GATEWAY_QUEUE_MAX_BYTES = 64 * 1024 * 1024
 #: Bindings in flight to the broker at once. They share one channel, whose calls the broker
 #: answers in order: a storm of connects queued there all at once would each wait behind the
 #: others, and one that runs out of time is cancelled, which closes the channel (and with it
@@ -315,6 +318,7 @@ class FanOut:
             durable=False,
             exclusive=True,
             max_length=GATEWAY_QUEUE_MAX_LENGTH,
+            max_length_bytes=GATEWAY_QUEUE_MAX_BYTES,
         )
         self._subscription = await self._bus.consume(spec, self._on_delivery, prefetch=self._prefetch)
         self._bus.on_reconnect(self._queue_restored)
@@ -553,6 +557,11 @@ class FanOut:
                     log.info("store available again, accepting sends")
                 else:
                     log.warning("store unavailable, refusing sends", reason=event.reason)
+            return
+        if isinstance(event, MessagesStored):
+            # A run of one batch on one routing key: each in turn, as if it came alone.
+            for item in event.items:
+                self.dispatch(item)
             return
         if isinstance(event, MessageStored) and event.message.event is not None:
             # Before routing: a removed user gets their removal and nothing after it.

@@ -15,7 +15,7 @@ import pytest
 from chase.bus.consumer import BatchConsumer
 from chase.bus.memory import MemoryBroker, MemoryBus
 from chase.bus.port import Bus, BusUnavailable, Delivery, QueueSpec, RequestTimeout
-from chase.schemas import Event, HistoryQuery, MessagePage, QueryFailed, SessionRevoked
+from chase.schemas import Event, HistoryQuery, MessagePage, QueryFailed, SessionRevoked, encode
 from tests.helpers import unused_port, wait_until
 
 FENCE = "fence"
@@ -253,6 +253,24 @@ async def test_cancel_returns_unacked_deliveries(bus: Bus) -> None:
     assert all(d.redelivered for d in again.deliveries[:2])
 
 
+async def test_ack_all_acks_a_run_and_only_it(bus: Bus) -> None:
+    held = Inbox(ack=False)
+    subscription = await bus.consume(spec("ackall", "a.#"), held)
+    for i in range(6):
+        await bus.publish(f"a.{i}", ev(f"a{i}"))
+    await wait_until(lambda: len(held.deliveries) == 6)
+    first, second, third, *rest = held.deliveries
+    await bus.ack_all([first, second])  # the oldest ones: one ack (multiple) may cover them
+    await third.reject(requeue=True)
+    # a3 is still held: acking a4 and a5 must not settle it with them.
+    await bus.ack_all(rest[1:])
+    await subscription.cancel()
+    again = Inbox()
+    await bus.consume(spec("ackall", "a.#"), again)
+    got = (await fence(bus, again))[0]
+    assert sorted(got) == ["a2", "a3"]
+
+
 async def test_prefetch_limits_unacked_deliveries(bus: Bus) -> None:
     held = Inbox(ack=False)
     await bus.consume(spec("prefetch", "p.#"), held, prefetch=2)
@@ -309,6 +327,21 @@ async def test_exclusive_queue_is_gone_after_close(adapter: MemoryAdapter) -> No
 async def test_max_length_drops_the_oldest(bus: Bus) -> None:
     held = Inbox(ack=False)
     await bus.consume(spec("bounded", "m.#", durable=False, exclusive=True, max_length=3), held, prefetch=1)
+    for i in range(1, 7):
+        await bus.publish(f"m.{i}", ev(f"m{i}"))
+    for count in range(1, 5):
+        await wait_until(lambda count=count: len(held.deliveries) == count)
+        await held.deliveries[-1].ack()
+    assert held.tags == ["m1", "m4", "m5", "m6"]
+    held.auto_ack = True
+    assert (await fence(bus, held))[0] == ["m1", "m4", "m5", "m6"]
+
+
+async def test_max_length_bytes_drops_the_oldest(bus: Bus) -> None:
+    held = Inbox(ack=False)
+    size = len(encode(ev("m1")).encode())
+    queue = spec("bounded-bytes", "m.#", durable=False, exclusive=True, max_length_bytes=3 * size)
+    await bus.consume(queue, held, prefetch=1)
     for i in range(1, 7):
         await bus.publish(f"m.{i}", ev(f"m{i}"))
     for count in range(1, 5):

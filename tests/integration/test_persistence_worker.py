@@ -20,6 +20,7 @@ from chase.schemas import (
     HistoryQuery,
     MessagePage,
     MessageRejected,
+    MessagesStored,
     MessageStored,
     MessageSubmitted,
     QueryFailed,
@@ -76,13 +77,16 @@ async def stack(request: pytest.FixtureRequest, bus_namespace: str) -> AsyncIter
     stack = Stack(engine, bus, service)
 
     async def observe(delivery: Delivery) -> None:
-        event = delivery.event
-        committed = None
-        if isinstance(event, MessageStored):
-            async with engine.connect() as conn:
-                found = await conn.execute(sa.select(messages.c.id).where(messages.c.id == event.message.id))
-                committed = found.first() is not None
-        stack.seen.append(Seen(delivery.routing_key, event, committed))
+        # A run of one batch on one key comes as one MessagesStored: seen one by one, as a
+        # gateway handles it.
+        events = delivery.event.items if isinstance(delivery.event, MessagesStored) else [delivery.event]
+        for event in events:
+            committed = None
+            if isinstance(event, MessageStored):
+                async with engine.connect() as conn:
+                    found = await conn.execute(sa.select(messages.c.id).where(messages.c.id == event.message.id))
+                    committed = found.first() is not None
+            stack.seen.append(Seen(delivery.routing_key, event, committed))
         await delivery.ack()
 
     observer = await bus.consume(OBSERVER, observe)

@@ -245,3 +245,37 @@ async def test_a_batch_lost_with_its_channel_is_dropped_not_retried() -> None:
     await asyncio.wait_for(consumer.stop(), 1)
     assert consumer.handled == []
     await bus.close()
+
+
+class HeldDelivery(Delivery):
+    """A delivery whose channel may be gone (``stale``), recording how it was settled."""
+
+    def __init__(self, name: str, *, stale: bool) -> None:
+        self.event = ev(name)
+        self.routing_key = "work"
+        self.redelivered = False
+        self._stale = stale
+        self.settled: str | None = None
+
+    @property
+    def stale(self) -> bool:
+        return self._stale
+
+    async def ack(self) -> None:
+        self.settled = "ack"
+
+    async def reject(self, *, requeue: bool) -> None:
+        self.settled = "requeue" if requeue else "drop"
+
+
+async def test_after_a_reconnect_only_the_deliveries_of_the_lost_channel_are_dropped() -> None:
+    # A batch can hold deliveries from before a broker reconnect (their channel is gone, the
+    # broker has them again) and from after it (still ours): the new ones are retried, not
+    # left unsettled behind the next batch.
+    bus = await started_bus()
+    consumer = Flaky(bus, failures=2)
+    old, new = HeldDelivery("old", stale=True), HeldDelivery("new", stale=False)
+    await consumer._handle([old, new])
+    assert consumer.handled == ["new"]
+    assert (old.settled, new.settled) == (None, "ack")
+    await bus.close()

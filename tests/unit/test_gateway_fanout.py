@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from chase.clock import FakeClock
 from chase.schemas import (
     ChatMessage,
     Limits,
+    MessagesStored,
     MessageStored,
     PongFrame,
     PresenceChanged,
@@ -109,6 +111,23 @@ async def test_private_message_reaches_only_its_participants_devices(bus: Memory
         assert sink.bodies() == ["secret", "public marker"]
     assert carol.bodies() == ["public marker"]
     assert carol.frames[0].type == "hello"
+
+
+async def test_a_run_of_stored_messages_in_one_event_is_handled_as_if_one_by_one(
+    bus: MemoryBus, fanout: FanOut
+) -> None:
+    alice_conn, alice = await connect(fanout, ALICE)
+    _, carol = await connect(fanout, CAROL)
+    for mid in (1, 2):
+        alice_conn.session.receive_text(json.dumps({"type": "send", "client_msg_id": f"c{mid}", "body": f"m{mid}"}))
+    assert alice_conn.session.pending == {"c1", "c2"}
+    run = MessagesStored(items=[stored(ALICE, "m1", mid=1), stored(ALICE, "m2", mid=2)])
+    await bus.publish(routing.MESSAGE_STORED_PUBLIC, run)
+    await wait_until(lambda: carol.bodies() == ["m1", "m2"] and alice.bodies() == ["m1", "m2"])
+    acks = [f.client_msg_id for f in alice.frames if f.type == "ack"]
+    assert acks == ["c1", "c2"]
+    assert alice_conn.session.pending == frozenset()
+    assert not any(f.type == "ack" for f in carol.frames)
 
 
 async def test_user_bindings_follow_first_and_last_connection(bus: MemoryBus, fanout: FanOut) -> None:

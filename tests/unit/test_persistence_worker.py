@@ -16,6 +16,7 @@ from chase.schemas import (
     ChatMessage,
     Event,
     MessageRejected,
+    MessagesStored,
     MessageStored,
     MessageSubmitted,
     SessionRevoked,
@@ -24,7 +25,13 @@ from chase.schemas import (
 )
 from services.persistence.errors import RejectCode
 from services.persistence.store import Rejected, Stored, StoreResult
-from services.persistence.worker import PERSISTENCE_QUEUE_SPEC, PersistenceWorker, outage_reason, outgoing
+from services.persistence.worker import (
+    PERSISTENCE_QUEUE_SPEC,
+    PersistenceWorker,
+    grouped,
+    outage_reason,
+    outgoing,
+)
 from tests.helpers import wait_until
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -107,6 +114,50 @@ async def run_worker(bus, store, events) -> list[Delivery]:
         await worker.stop()
     assert dead == []
     return [d for d in seen if d.routing_key != routing.MESSAGE_SUBMITTED]
+
+
+def stored_event(cmid: str, mid: int, to: int | None = None) -> MessageStored:
+    return MessageStored(message=ChatMessage(id=mid, sender=ALICE, recipient_id=to, body="hi", created_at=NOW,
+                                             client_msg_id=cmid))
+
+
+def test_runs_sharing_a_routing_key_are_published_as_one_event():
+    public, dm = routing.MESSAGE_STORED_PUBLIC, routing.message_stored(1, 2)
+    a, b, c, d, e = (stored_event(cmid, mid) for mid, cmid in enumerate("abcde", start=1))
+    rejected = MessageRejected(sender_id=1, client_msg_id="x", code="recipient_unknown", reason="no")
+    items = [(public, a), (public, b), (dm, c), (routing.message_rejected(1), rejected), (dm, d), (public, e)]
+    assert grouped(items) == [
+        (public, MessagesStored(items=[a, b])),
+        (dm, c),  # a run of one stays as it is
+        (routing.message_rejected(1), rejected),
+        (dm, d),  # not merged with c: something else came between
+        (public, e),
+    ]
+    assert grouped([]) == []
+
+
+async def test_a_batch_of_the_public_room_is_one_event(bus):
+    store = FakeStore()
+    seen: list[Delivery] = []
+
+    async def observe(delivery: Delivery) -> None:
+        seen.append(delivery)
+        await delivery.ack()
+
+    await bus.consume(QueueSpec("obs", bindings=(routing.MESSAGE_STORED_PUBLIC,), durable=False), observe)
+    # A full batch is stored at once: the long wait is never waited for.
+    worker = PersistenceWorker(bus, store, max_batch=3, max_wait=30.0, retry_delay=0.0)
+    await worker.start()
+    try:
+        for cmid in "abc":
+            await bus.publish(routing.MESSAGE_SUBMITTED, submitted(cmid))
+        await wait_until(lambda: len(seen) >= 1)
+    finally:
+        await worker.stop()
+    [delivery] = seen
+    assert isinstance(delivery.event, MessagesStored)
+    assert [item.message.client_msg_id for item in delivery.event.items] == ["a", "b", "c"]
+    assert [item.message.id for item in delivery.event.items] == [1, 2, 3]
 
 
 async def test_results_are_published_to_their_routing_keys(bus):
