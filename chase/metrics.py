@@ -50,7 +50,7 @@ GATEWAY_PUBLISH_FAILURES = Counter(
 
 BUS_PUBLISHER_RENEWALS = Counter(
     "chase_bus_publisher_renewals",
-    "Publishing channels replaced with the broker connection up: a publish went unconfirmed, or confirmed sends were never answered",
+    "Publishing channels replaced because a publish went unconfirmed while the broker connection was up",
 )
 
 # --- persistence ------------------------------------------------------------------------------

@@ -160,14 +160,6 @@ class Bus(abc.ABC):
         """
         return None
 
-    def publishing_lost(self) -> None:
-        """Publishes were confirmed but what they should have caused never came (a gateway's
-        sends published, never stored, while the store is up): publish on a fresh channel
-        from now on. The broker's confirm is not always the whole truth: RabbitMQ before 4.2
-        can confirm publishes to a quorum queue that lost its leader and never enqueue them.
-        The in-process bus has no channel to go stale, so it does nothing."""
-        return None
-
     @abc.abstractmethod
     async def bind(self, queue_name: str, binding: str) -> None:
         """Add a binding to a declared queue (a gateway binding a user who just connected)."""

@@ -233,7 +233,6 @@ class RabbitBus(Bus):
         self._pending: dict[str, asyncio.Future[Event]] = {}
         self._closed = False
         self._renewal: asyncio.Task[None] | None = None
-        self._renewed_at = float("-inf")
         #: How many times a stalled publishing channel was replaced (also a metric).
         self.publisher_renewals = 0
         #: Full names of every queue this bus declared (tests delete them afterwards).
@@ -270,26 +269,20 @@ class RabbitBus(Bus):
         channel.reopen_callbacks.add(self._consume_replies)
         return channel, exchange
 
-    def publishing_lost(self) -> None:
-        self._renew_soon(self._channel, "publishes were confirmed but never arrived")
+    def _publish_stalled(self, channel: AbstractChannel | None) -> None:
+        """A publish on ``channel`` went unconfirmed for ``publish_timeout`` while the
+        connection is up: publish on a new channel from now on.
 
-    def _renew_soon(self, channel: AbstractChannel | None, reason: str) -> None:
-        """Publish on a new channel from now on, unless ``channel`` was replaced already.
-
-        A channel can go bad for good while its connection is fine: after a quorum queue's
-        leader node went down, RabbitMQ before 4.2 can leave a channel's queue client waiting
-        for a message that never comes, and from then on every publish on that channel is
-        either never confirmed or confirmed and never enqueued. A new channel starts afresh.
-        At most one renewal per ``publish_timeout``: one bad spell makes many callers notice."""
-        now = asyncio.get_running_loop().time()
-        if (channel is None or channel is not self._channel or self._renewal is not None
-                or now - self._renewed_at < self.publish_timeout):
+        A channel can stay stuck for good while its connection is fine: a RabbitMQ before 4.2
+        whose quorum queue lost its leader with a publish in flight can leave the channel's
+        queue client waiting for a message that never comes, and every later publish on that
+        channel is accepted but never enqueued nor confirmed. A new channel starts afresh."""
+        if channel is None or channel is not self._channel or self._renewal is not None:
             return
-        self._renewed_at = now
-        self._renewal = asyncio.get_running_loop().create_task(self._renew_publisher(channel, reason))
+        self._renewal = asyncio.get_running_loop().create_task(self._renew_publisher(channel))
         self._renewal.add_done_callback(lambda _: setattr(self, "_renewal", None))
 
-    async def _renew_publisher(self, stalled: AbstractChannel, reason: str) -> None:
+    async def _renew_publisher(self, stalled: AbstractChannel) -> None:
         connection = self._connection
         if self._closed or connection is None or not connection.connected.is_set():
             return  # the reconnect that is under way opens the channels again
@@ -304,7 +297,7 @@ class RabbitBus(Bus):
         self._channel, self._exchange = channel, exchange
         self.publisher_renewals += 1
         BUS_PUBLISHER_RENEWALS.inc()
-        log.warning("bus.publisher_renewed", reason=reason)
+        log.warning("bus.publisher_renewed", reason="a publish went unconfirmed; publishing on a new channel")
         stalled.reopen_callbacks.discard(self._consume_replies)
         await self._close_quietly(stalled)
 
@@ -446,7 +439,7 @@ class RabbitBus(Bus):
         try:
             await self._bounded(lambda: exchange.publish(self._message(event), routing_key, mandatory=False))
         except TimeoutError:
-            self._renew_soon(channel, "a publish went unconfirmed")
+            self._publish_stalled(channel)
             raise BusUnavailable(f"the broker did not confirm {routing_key} in {self.publish_timeout} s") from None
         except _BROKER_ERRORS as exc:
             raise BusUnavailable(f"the broker did not confirm {routing_key}: {exc!r}") from None
@@ -561,7 +554,7 @@ class RabbitBus(Bus):
             except PublishError:
                 raise RequestTimeout(f"no responder is bound for {routing_key}") from None
             except TimeoutError:
-                self._renew_soon(channel, "a request went unconfirmed")
+                self._publish_stalled(channel)
                 raise BusUnavailable(f"the broker did not confirm the request {routing_key}") from None
             except _BROKER_ERRORS as exc:
                 raise BusUnavailable(f"could not send the request {routing_key}: {exc!r}") from None

@@ -211,16 +211,8 @@ class GatewayServer:
         # Bounds every send's wait for an answer (see ConnectionSession.expire_pending).
         while True:
             await asyncio.sleep(SEND_SWEEP_SECONDS)
-            expired = False
             for conn in self.fanout.connections():
-                actions = conn.session.expire_pending()
-                expired = expired or bool(actions)
-                conn.apply(actions)
-            if expired and self.fanout.store.available:
-                # Published and confirmed, yet never answered while the store says it is up:
-                # the broker may have confirmed what it never enqueued (see
-                # Bus.publishing_lost). A fresh publishing channel costs little.
-                self._bus.publishing_lost()
+                conn.apply(conn.session.expire_pending())
 
     async def _beat_forever(self) -> None:
         while True:

@@ -25,7 +25,6 @@ from yarl import URL
 
 from chase.bus.port import BusUnavailable, Delivery, QueueSpec
 from chase.bus.rabbitmq import RabbitBus
-from chase.routing import MESSAGE_SUBMITTED
 from chase.schemas import ErrorFrame, Event, MessageFrame, SessionRevoked
 from chase.store.tables import messages
 from tests.faults import TcpForwarder
@@ -309,36 +308,3 @@ async def test_a_broker_outage_refuses_sends_and_the_system_recovers(
                 assert await rows_of(system, client_msg_id) == 1
             bodies = [f.message.body for f in b.seen if isinstance(f, MessageFrame)]
             assert bodies.count("while the broker is down") == 1
-
-
-async def test_sends_confirmed_but_never_stored_move_publishing_to_a_new_channel(
-    dev_certs: Path, mariadb_url: str, amqp_url: str, bus_namespace: str
-) -> None:
-    """The broker confirms a gateway's publishes and they never reach the persistence queue
-    (here: the queue is unbound for a while; in a cluster it was RabbitMQ losing them after a
-    leader change): the sends are answered ``unavailable`` after the send timeout, the bus
-    publishes on a new channel from then on, and the client's resend is stored once."""
-    async with running_system(
-        mariadb_url, certs_dir=dev_certs, amqp_url=amqp_url, namespace=bus_namespace,
-        gateway_overrides={"send_timeout_seconds": 2.0},
-    ) as system:
-        bus = system.bus
-        assert isinstance(bus, RabbitBus)
-        alice = await system.login("alice")
-        async with system.client(alice.token) as a:
-            await a.expect("hello")
-            first = await send(a, "before")
-            await a.expect("ack", about(first))
-            assert bus.publisher_renewals == 0
-
-            await bus.unbind("persistence.submitted", MESSAGE_SUBMITTED)
-            try:
-                lost = await send(a, "confirmed, then lost")
-                error = await a.expect("error", about(lost), timeout=RECOVERY)
-                assert isinstance(error, ErrorFrame) and (error.code, error.retryable) == ("unavailable", True)
-                await wait_until(lambda: bus.publisher_renewals == 1, timeout=RECOVERY)
-            finally:
-                await bus.bind("persistence.submitted", MESSAGE_SUBMITTED)
-            assert await rows_of(system, lost) == 0
-            await send_until_acked(a, "confirmed, then lost", lost)
-        assert await rows_of(system, lost) == 1
