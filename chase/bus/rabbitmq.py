@@ -233,6 +233,7 @@ class RabbitBus(Bus):
         self._pending: dict[str, asyncio.Future[Event]] = {}
         self._closed = False
         self._renewal: asyncio.Task[None] | None = None
+        self._renewed_at = float("-inf")
         #: How many times a stalled publishing channel was replaced (also a metric).
         self.publisher_renewals = 0
         #: Full names of every queue this bus declared (tests delete them afterwards).
@@ -275,10 +276,14 @@ class RabbitBus(Bus):
 
         A channel can stay stuck for good while its connection is fine: a RabbitMQ before 4.2
         whose quorum queue lost its leader with a publish in flight can leave the channel's
-        queue client waiting for a message that never comes, and every later publish on that
-        channel is accepted but never enqueued nor confirmed. A new channel starts afresh."""
-        if channel is None or channel is not self._channel or self._renewal is not None:
+        queue client waiting for a message that never comes, and later publishes on that
+        channel waiting with it. A new channel starts afresh. At most one renewal per
+        ``publish_timeout``: one bad spell makes many publishes time out."""
+        now = asyncio.get_running_loop().time()
+        if (channel is None or channel is not self._channel or self._renewal is not None
+                or now - self._renewed_at < self.publish_timeout):
             return
+        self._renewed_at = now
         self._renewal = asyncio.get_running_loop().create_task(self._renew_publisher(channel))
         self._renewal.add_done_callback(lambda _: setattr(self, "_renewal", None))
 
