@@ -257,6 +257,18 @@ class ConnectionSession:
         if self._resend_first is None:
             self._resend_first = client_msg_id
 
+    def _shown_stored(self, messages: Iterable[ChatMessage]) -> None:
+        """The client is shown these stored messages (live or in a page). A refused send whose
+        earlier copy was stored after all (its publish failed only as the broker link dropped,
+        or it timed out and was stored late) is one the client settles from this copy and never
+        sends again: it must not hold up the client's later sends any longer."""
+        if self._resend_first is None:
+            return
+        for message in messages:
+            if message.sender.id == self.user.id and message.client_msg_id == self._resend_first:
+                self._resend_first = None
+                return
+
     def _on_send(self, frame: SendFrame) -> list[Action]:
         cid = frame.client_msg_id
         if self._resend_first is not None and self._resend_first != cid and cid not in self._pending:
@@ -399,6 +411,7 @@ class ConnectionSession:
             or (m.room_id is None and may_see(self.user.id, m)
                 and not (isinstance(request, HistoryQuery) and request.room_id is not None))
         ]
+        self._shown_stored(messages)
         if isinstance(query.request, HistoryQuery):
             page: ServerFrame = HistoryPageFrame(
                 request_id=query.request_id,
@@ -452,6 +465,7 @@ class ConnectionSession:
             if not own:
                 return []
             del self._pending[message.client_msg_id]
+            self._shown_stored((message,))
             return [Send(AckFrame(client_msg_id=message.client_msg_id, message_id=message.id,
                                   created_at=message.created_at, duplicate=True))]
         actions: list[Action] = []
@@ -471,6 +485,7 @@ class ConnectionSession:
             if message_frame is None or message_frame.message is not message:
                 message_frame = MessageFrame(message=message)
             actions.append(Send(message_frame))
+        self._shown_stored((message,))
         return actions
 
     # --- errors -------------------------------------------------------------------------------

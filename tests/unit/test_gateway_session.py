@@ -437,3 +437,31 @@ def test_after_a_refused_send_later_ones_wait_until_it_is_sent_again() -> None:
     assert isinstance(publish, Publish) and publish.client_msg_id == "c1"
     [publish] = s.receive_text(frame(type="send", client_msg_id="c2", body="two"))
     assert isinstance(publish, Publish) and publish.client_msg_id == "c2"
+
+
+@pytest.mark.parametrize("shown", ["live", "sync page"])
+def test_a_refused_send_stored_after_all_stops_holding_up_later_ones(shown: str) -> None:
+    # c1's first copy was published and stored; its resend's publish failed as the broker link
+    # dropped. The client settles c1 from the stored copy it is shown (live, or in the sync
+    # that follows a resync) and never sends c1 again: c2 must then be taken, not refused for
+    # ever as "an earlier send was refused".
+    s = session(ALICE)
+    s.receive_text(frame(type="send", client_msg_id="c1", body="one"))
+    s.publish_failed("c1")
+    if shown == "live":
+        s.on_event(stored(ALICE, "c1"))
+    else:
+        [query] = s.receive_text(frame(type="sync", request_id="s1", after_id=0))
+        assert isinstance(query, Query)
+        s.query_replied(query, MessagePage(messages=[stored(ALICE, "c1").message], has_more=False))
+    [publish] = s.receive_text(frame(type="send", client_msg_id="c2", body="two"))
+    assert isinstance(publish, Publish) and publish.client_msg_id == "c2"
+
+
+def test_someone_elses_message_with_the_same_client_id_does_not_release_the_hold() -> None:
+    s = session(ALICE)
+    s.receive_text(frame(type="send", client_msg_id="c1", body="one"))
+    s.publish_failed("c1")
+    s.on_event(stored(BOB, "c1"))
+    error = only_error(s.receive_text(frame(type="send", client_msg_id="c2", body="two")))
+    assert (error.code, error.client_msg_id) == (ErrorCode.UNAVAILABLE, "c2")
