@@ -11,7 +11,7 @@ import pytest
 from chase.bus.memory import MemoryBus
 from chase.clock import FakeClock
 from chase.logging import REDACTED, RateLimitFilter, redact_secrets
-from chase.rlimit import ENOUGH_OPEN_FILES, raise_open_file_limit
+from chase.rlimit import raise_open_file_limit
 from chase.schemas import ChatMessage, HistoryPageFrame, Limits, UserRef
 from services.gateway.fanout import Connection, FanOut, TooManyConnections
 from services.gateway.presence import PresenceTracker
@@ -110,18 +110,20 @@ def test_fields_named_like_secrets_are_redacted() -> None:
     assert event == {"event": "x", "password": REDACTED, "token": REDACTED, "body": REDACTED, "user_id": 3}
 
 
-def test_the_open_file_limit_is_raised_towards_what_a_server_needs() -> None:
+def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
-        limit, advice = raise_open_file_limit(wanted=min(4096, hard))
-        assert limit == min(4096, hard) and advice is None
-        limit, advice = raise_open_file_limit(wanted=hard + 1 if hard != resource.RLIM_INFINITY else 2**62)
+        limit = raise_open_file_limit(needed=min(200, hard))
         if hard != resource.RLIM_INFINITY:
-            # Never above the hard limit; a warning with the fix only when that is low.
-            assert limit == hard
-            assert (advice is not None) == (hard < ENOUGH_OPEN_FILES)
+            assert limit.soft == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert limit.advice is None
+        if hard != resource.RLIM_INFINITY:
+            # Never above the hard limit; the advice says how to raise that one.
+            limit = raise_open_file_limit(needed=hard + 1)
+            assert limit.soft == hard
+            assert limit.advice is not None and f"ulimit -Hn {hard + 1}" in limit.advice
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
