@@ -256,7 +256,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     certs = workdir / "certs"
     ensure_dev_certs(certs)
     users = min(args.users, max(args.idle, args.storm))
-    results: dict[str, Any] = {"plan": {k: v for k, v in vars(args).items() if k not in ("command", "output")},
+    results: dict[str, Any] = {"plan": {k: v for k, v in vars(args).items() if k not in ("command", "output", "keep_logs")},
                                "cores": os.cpu_count(), "systems": {}}
     run_id = uuid.uuid4().hex[:8]
     overrides = {"CHASE_GATEWAY_MAX_CONNECTIONS_PER_USER": str(max(20, -(-args.idle // users)))}

@@ -64,7 +64,11 @@ GATEWAY_QUEUE_MAX_LENGTH = 100_000
 #: is sent.
 BINDS_IN_FLIGHT = 8
 #: How long a connect may wait in that line before it is refused (1013, try again later).
-BIND_QUEUE_SECONDS = 10.0
+#: What bounds the line is the gateway's max_connections (each one waiting holds a place);
+#: this only bounds one client's wait. A refused client comes back with a new TLS handshake
+#: and token check, which costs more than waiting: long enough for a reconnect storm of
+#: thousands on a busy broker, shorter than a client's patience.
+BIND_QUEUE_SECONDS = 30.0
 #: What a connection is told when this gateway's queue was re-established.
 RESYNC_REASON = "live delivery was interrupted; sync from your cursor"
 #: What a user's connections are told when this gateway started routing a room they joined.

@@ -62,6 +62,10 @@ SEND_SWEEP_SECONDS = 0.5
 #: in progress (503) and the client's connection pool, and refuse clients (1013) that a short
 #: wait in line would have let in. Well below both.
 AUTH_CHECKS_IN_FLIGHT = 32
+#: How long a connection may wait for one of those: in a storm of thousands, the line moves at
+#: the auth service's pace. Refusing sooner only brings the client back (1013) for a second TLS
+#: handshake and a second place in the same line.
+AUTH_QUEUE_SECONDS = 30.0
 #: How long a user's broker binding outlives their last connection (see FanOut): clients
 #: reconnect within seconds after a blip, and then cost the broker nothing.
 UNBIND_AFTER_SECONDS = 30.0
@@ -297,8 +301,9 @@ class GatewayServer:
             await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
             return None
         try:
-            # The wait in line is bounded like the handshake; the check itself by the client.
-            async with asyncio.timeout(self.settings.handshake_timeout_seconds):
+            # The line is bounded by max_connections (each one waiting holds a place); the
+            # wait by AUTH_QUEUE_SECONDS; the check itself by the client's time-out.
+            async with asyncio.timeout(AUTH_QUEUE_SECONDS):
                 await self._auth_slots.acquire()
             try:
                 return await self._auth.check_token(token)

@@ -127,3 +127,30 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
             assert limit.advice is not None and f"ulimit -Hn {hard + 1}" in limit.advice
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_gateway_start_raises_the_limit_and_warns_when_max_connections_does_not_fit() -> None:
+    """In a process of its own: its hard limit is lowered, which cannot be undone."""
+    import resource
+    import subprocess
+    import sys
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 600:
+        pytest.skip("the hard open-file limit here is below the test's")
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 600))
+
+    script = (
+        "import resource; from chase.logging import configure; from chase.rlimit import ensure_open_file_limit\n"
+        "configure('info')\n"
+        "fits = ensure_open_file_limit(100)\n"
+        "short = ensure_open_file_limit(1000)\n"
+        "print('RESULT', fits.soft, fits.advice is None, short.soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], preexec_fn=limited, capture_output=True, text=True,  # noqa: PLW1509
+                          timeout=60, check=True)
+    output = done.stdout + done.stderr
+    assert "RESULT 600 True 600 600" in output
+    assert "open-file limit too low" in output and "ulimit -Hn 1256" in output
