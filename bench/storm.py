@@ -58,6 +58,20 @@ def open_files(pid: int) -> int | None:
 # --- one load-generator process ------------------------------------------------------------------
 
 
+class StormTally(Tally):
+    """Also counts the error frames that answer a ``sync`` (the gateway could not ask the
+    history service in time): a client that gets one has its hello but is not synced; a real
+    client would ask again."""
+
+    sync_failed: int = 0
+
+    def on_text(self, payload: bytes, now_ns: int) -> None:
+        if payload.startswith(b'{"type":"error"'):
+            self.sync_failed += 1
+            return
+        super().on_text(payload, now_ns)
+
+
 class Worker:
     """Opens, drops and reopens its share of the connections on command."""
 
@@ -75,7 +89,7 @@ class Worker:
         milestone was reached (monotonic seconds) and what was refused."""
         if start_at is not None:
             await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-        tally = Tally(sync_after_hello=self.sync)
+        tally = StormTally(sync_after_hello=self.sync)
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(self.in_flight)
         n = len(self.tokens)
@@ -106,14 +120,15 @@ class Worker:
                     await asyncio.sleep(0.02)
                 all_hello = time.monotonic()
                 if self.sync:
-                    while tally.synced + sum(tally.closes.values()) < n:  # noqa: ASYNC110 - polled
+                    while tally.synced + tally.sync_failed + sum(tally.closes.values()) < n:  # noqa: ASYNC110 - polled
                         await asyncio.sleep(0.02)
-                    all_synced = time.monotonic()
+                    if not tally.sync_failed:
+                        all_synced = time.monotonic()
         except TimeoutError:
             pass
         self.receivers = fresh
         return {"started": started, "all_hello": all_hello, "all_synced": all_synced, "hellos": tally.hellos,
-                "synced": tally.synced, "refused": tally.closes, "open": sum(not r.closed.done() for r in fresh)}
+                "synced": tally.synced, "sync_failed": tally.sync_failed, "refused": tally.closes, "open": sum(not r.closed.done() for r in fresh)}
 
     async def drop_all(self) -> dict[str, Any]:
         close_receivers(self.receivers)
@@ -205,6 +220,7 @@ def _merge(replies: list[dict[str, Any]], started: float) -> dict[str, Any]:
             "all_synced_seconds": last("all_synced") if not refused else None,
             "last_answer_seconds": last("all_hello"),
             "hellos": sum(r["hellos"] for r in replies), "synced": sum(r["synced"] for r in replies),
+            "sync_failed": sum(r["sync_failed"] for r in replies),
             "open": sum(r["open"] for r in replies), "refused": refused}
 
 
@@ -250,6 +266,12 @@ async def measure(name: str, running: systems.Running, idle_tokens: list[str | N
     return result
 
 
+def _save(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    # After every system: a run stopped half-way keeps what it measured.
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+
+
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from chase.tls import ensure_dev_certs
 
@@ -259,7 +281,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"plan": {k: v for k, v in vars(args).items() if k not in ("command", "output", "keep_logs")},
                                "cores": os.cpu_count(), "systems": {}}
     run_id = uuid.uuid4().hex[:8]
-    overrides = {"CHASE_GATEWAY_MAX_CONNECTIONS_PER_USER": str(max(20, -(-args.idle // users)))}
+    overrides = {"CHASE_GATEWAY_MAX_CONNECTIONS_PER_USER": str(max(20, -(-args.idle // users))),
+                 "CHASE_GATEWAY_MAX_CONNECTIONS": str(max(10_000, args.idle + 100))}
     for name in args.systems.split(","):
         directory = workdir / name
         directory.mkdir()
@@ -268,6 +291,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 tokens: list[str | None] = [None] * args.idle
                 results["systems"][name] = await measure(name, running, tokens, args.storm, args, directory,
                                                          sync=False)
+            _save(args, results)
             continue
         database = None
         if name == "embedded":
@@ -289,6 +313,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 results["systems"][name]["users"] = users
                 results["systems"][name]["register_seconds"] = registered
             results["systems"][name]["problems"] = running.problems
+            _save(args, results)
         finally:
             if name == "fleet":
                 await infra.delete_namespace(args.amqp, f"bench-{run_id}-s", queues=[
@@ -301,13 +326,15 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def render(results: dict[str, Any]) -> str:
     lines = ["| system | idle conns | KiB/conn | open files/conn | storm clients | all hello s | all synced s "
-             "| refused | server CPU s | load avg |", "|:---|---:|---:|---:|---:|---:|---:|:---|---:|:---|"]
+             "| hellos / synced / sync failed | refused | server CPU s | load avg |",
+             "|:---|---:|---:|---:|---:|---:|---:|:---|:---|---:|:---|"]
     for name, r in results["systems"].items():
         idle, storm = r["idle"], r["storm"]
         load = "{:.1f} → {:.1f}".format(r["load_average_before"][0], storm["load_average_after"][0])
         lines.append(f"| {name} | {idle['open']:,} of {idle['connections']:,} | {idle['kib_per_connection']} | "
                      f"{idle['open_files_per_connection']} | {storm['clients']:,} | {storm['all_hello_seconds']} | "
-                     f"{storm['all_synced_seconds']} | {storm['refused'] or 0} | {storm['server_cpu_seconds']} | "
+                     f"{storm['all_synced_seconds']} | {storm['hellos']:,} / {storm['synced']:,} / {storm['sync_failed']:,} | "
+                     f"{storm['refused'] or 0} | {storm['server_cpu_seconds']} | "
                      f"{load} |")
     return "\n".join(lines)
 

@@ -313,9 +313,17 @@ class GatewayServer:
             log.warning("token check not started in time: too many connections arriving at once")
             metrics.GATEWAY_CONNECTIONS.labels("auth_unavailable").inc()
             await ws.close(CloseCode.TRY_AGAIN_LATER, REASON_AUTH_UNAVAILABLE)
-        except AuthRejected:
-            metrics.GATEWAY_CONNECTIONS.labels("refused_token").inc()
-            await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
+        except AuthRejected as exc:
+            if exc.status in (401, 403):
+                metrics.GATEWAY_CONNECTIONS.labels("refused_token").inc()
+                await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
+                return None
+            # Any other refusal (408 when the request crawled in, 429, 413) says nothing about
+            # the token: "invalid token" would make the client log out. Under a reconnect
+            # storm the auth service answered some checks 4xx this way.
+            log.warning("token check refused", status=exc.status, code=exc.code)
+            metrics.GATEWAY_CONNECTIONS.labels("auth_unavailable").inc()
+            await ws.close(CloseCode.TRY_AGAIN_LATER, REASON_AUTH_UNAVAILABLE)
         except AuthClientError as exc:
             log.warning("token check failed", error=str(exc))
             metrics.GATEWAY_CONNECTIONS.labels("auth_unavailable").inc()
