@@ -142,7 +142,7 @@ async def _worker_main(args: argparse.Namespace) -> None:
     from chase.rlimit import raise_open_file_limit
 
     raise_open_file_limit()
-    tokens = json.loads(Path(args.tokens).read_text())
+    tokens = json.loads(Path(args.tokens).read_text())  # noqa: ASYNC240 - set-up, before any load
     worker = Worker(args.url, args.ca, tokens, args.in_flight, args.sync)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
