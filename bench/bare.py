@@ -61,7 +61,8 @@ async def main(args: argparse.Namespace) -> None:
 
     stop = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
-    async with serve(handler, "127.0.0.1", args.port, ssl=context, compression=None, max_size=2**20):
+    # The same listen backlog as the gateway (services.gateway.server.LISTEN_BACKLOG).
+    async with serve(handler, "127.0.0.1", args.port, ssl=context, compression=None, max_size=2**20, backlog=4096):
         print("ready", flush=True)
         await stop
 

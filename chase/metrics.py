@@ -28,7 +28,9 @@ GATEWAY_CONNECTIONS_OPEN = Gauge(
 GATEWAY_CONNECTIONS = Counter(
     "chase_gateway_connections", "WebSocket connections opened, by how authentication ended", ["outcome"]
 )
-CONNECTION_OUTCOMES = ("accepted", "refused_token", "auth_unavailable", "bus_unavailable", "too_many")
+CONNECTION_OUTCOMES = (
+    "accepted", "refused_token", "auth_unavailable", "bus_unavailable", "too_many", "gateway_full",
+)
 #: ``type``: send, history, sync, ping, or refused (answered with an error frame or a close).
 GATEWAY_FRAMES_RECEIVED = Counter(
     "chase_gateway_frames_received", "Client frames received, by what they turned out to be", ["type"]

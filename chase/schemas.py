@@ -380,9 +380,13 @@ class MessageFrame(Model):
 
 
 class PresenceFrame(Model):
+    """Who came online and who went offline since the last ``presence`` frame: the changes of a
+    short window gathered into one frame (a user is in at most one of the two lists, with their
+    latest state), so that N clients connecting at once cost N frames each, not N x N."""
+
     type: Literal["presence"] = "presence"
-    user: UserRef
-    online: bool
+    online: list[UserRef] = Field(default_factory=list)
+    offline: list[UserRef] = Field(default_factory=list)
 
 
 class HistoryPageFrame(Model):

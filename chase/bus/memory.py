@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import uuid
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -67,9 +68,7 @@ class MemoryBroker:
         """Put one copy of ``message`` on every queue of ``namespace`` bound for its key."""
         routed = 0
         for queue in list(self.queues.values()):
-            if queue.namespace == namespace and any(
-                matches(b, message.routing_key) for b in queue.bindings
-            ):
+            if queue.namespace == namespace and queue.bindings.match(message.routing_key):
                 queue.put(_Message(message.body, message.routing_key, False, message.reply_to, message.correlation_id))
                 routed += 1
         return routed
@@ -82,6 +81,62 @@ class MemoryBroker:
             target.put(_Message(message.body, message.routing_key))
 
 
+class Bindings:
+    """A queue's binding patterns, indexed so that routing costs O(words of the key), not
+    O(bindings): a gateway holds one ``#.<user id>.#`` per connected user, and matching every
+    event against thousands of them one by one made each publish (and each RPC reply) cost
+    O(users) in a reconnect storm. Patterns of that one shape are kept as their word; the few
+    others are matched one by one."""
+
+    def __init__(self, patterns: Iterable[str] = ()) -> None:
+        self._all: set[str] = set()
+        self._exact: set[str] = set()
+        self._any_word: set[str] = set()  # "#.<word>.#"
+        self._other: set[str] = set()
+        self.update(patterns)
+
+    def __contains__(self, pattern: object) -> bool:
+        return pattern in self._all
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all)
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def _bucket(self, pattern: str) -> set[str]:
+        words = pattern.split(".")
+        if "#" not in words and "*" not in words:
+            return self._exact
+        if len(words) == 3 and words[0] == words[2] == "#" and words[1] not in ("#", "*"):
+            return self._any_word
+        return self._other
+
+    def add(self, pattern: str) -> None:
+        self._all.add(pattern)
+        bucket = self._bucket(pattern)
+        bucket.add(pattern.split(".")[1] if bucket is self._any_word else pattern)
+
+    def update(self, patterns: Iterable[str]) -> None:
+        for pattern in patterns:
+            self.add(pattern)
+
+    def discard(self, pattern: str) -> None:
+        if pattern not in self._all:
+            return
+        self._all.discard(pattern)
+        bucket = self._bucket(pattern)
+        bucket.discard(pattern.split(".")[1] if bucket is self._any_word else pattern)
+
+    def match(self, routing_key: str) -> bool:
+        """True when any pattern here routes ``routing_key`` to the queue."""
+        if routing_key in self._exact:
+            return True
+        if self._any_word and not self._any_word.isdisjoint(routing_key.split(".")):
+            return True
+        return any(matches(p, routing_key) for p in self._other)
+
+
 class _Queue:
     def __init__(self, broker: MemoryBroker, namespace: str, spec: QueueSpec, owner: MemoryBus | None) -> None:
         self.broker = broker
@@ -89,7 +144,7 @@ class _Queue:
         self.full_name = f"{namespace}.{spec.name}"
         self.spec = spec
         self.owner = owner
-        self.bindings: set[str] = set(spec.bindings)
+        self.bindings = Bindings(spec.bindings)
         self.ready: deque[_Message] = deque()
         self.ready_bytes = 0
         self.consumers: list[_Consumer] = []

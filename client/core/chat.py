@@ -250,9 +250,13 @@ class ChatClient:
                 self._history.request_sync()
             case AckFrame():
                 self._sender.on_ack(frame)
-            case PresenceFrame(user=user, online=online):
-                (self.online.add if online else self.online.discard)(user.id)
-                self._hub.emit(PresenceChanged(user.id, user.username, online))
+            case PresenceFrame(online=came, offline=went):
+                for user in came:
+                    self.online.add(user.id)
+                    self._hub.emit(PresenceChanged(user.id, user.username, True))
+                for user in went:
+                    self.online.discard(user.id)
+                    self._hub.emit(PresenceChanged(user.id, user.username, False))
             case HistoryPageFrame() | SyncPageFrame() | PongFrame() | RoomFrame() | RoomListFrame() \
                     | RoomMemberListFrame():
                 self._requests.resolve(frame.request_id, frame)

@@ -93,6 +93,7 @@ REASON_AUTH_UNAVAILABLE = "authentication service unavailable, try again later"
 REASON_TOO_SLOW = "too slow: outbox overflowed"
 REASON_FLOODING = "too many frames"
 REASON_TOO_MANY_CONNECTIONS = "too many connections for this user"
+REASON_GATEWAY_FULL = "this gateway is full, try again later"
 REASON_SHUTDOWN = "gateway shutting down"
 
 #: Codes the persistence service puts in MessageRejected / QueryFailed, mapped to ours.

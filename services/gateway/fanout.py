@@ -20,6 +20,7 @@ Writing costs what the socket costs (see ``docs/benchmarks.md``, "Where the time
 from __future__ import annotations
 
 import asyncio
+import random
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
@@ -48,7 +49,7 @@ from chase.schemas import (
 )
 from services.gateway.availability import StoreAvailability
 from services.gateway.errors import REASON_TOO_SLOW, CloseCode
-from services.gateway.presence import PresenceTracker, PresenceUpdate
+from services.gateway.presence import PresenceChange, PresenceTracker, PresenceUpdate
 from services.gateway.rooms import RoomDirectory, concerned_user
 from services.gateway.session import Action, Close, ConnectionSession, Send
 
@@ -66,13 +67,18 @@ GATEWAY_QUEUE_MAX_BYTES = 64 * 1024 * 1024
 #: is sent.
 BINDS_IN_FLIGHT = 8
 #: How long a connect may wait in that line before it is refused (1013, try again later).
-BIND_QUEUE_SECONDS = 10.0
+#: What bounds the line is the gateway's max_connections (each one waiting holds a place);
+#: this only bounds one client's wait. A refused client comes back with a new TLS handshake
+#: and token check, which costs more than waiting: long enough for a reconnect storm of
+#: thousands on a busy broker, shorter than a client's patience.
+BIND_QUEUE_SECONDS = 30.0
 #: What a connection is told when this gateway's queue was re-established.
 RESYNC_REASON = "live delivery was interrupted; sync from your cursor"
 #: What a user's connections are told when this gateway started routing a room they joined.
 ROOM_JOINED_REASON = "you joined a room; sync from your cursor"
 #: How often a user's rooms are asked for again after the history service did not answer.
 ROOM_LOAD_RETRY_SECONDS = 2.0
+ROOM_LOAD_RETRY_MAX_SECONDS = 30.0
 
 
 class TooManyConnections(Exception):
@@ -271,8 +277,12 @@ class FanOut:
         max_connections_per_user: int | None = None,
         room_loader: Callable[[int], Awaitable[RoomList]] | None = None,
         unbind_after: float = 0.0,
+        presence_window: float = 0.0,
     ) -> None:
         """``room_loader(user_id)`` fetches a user's rooms (None: no group rooms here).
+
+        ``presence_window``: seconds during which presence changes are gathered into one
+        ``presence`` frame for every connection (0: those of one event-loop turn).
 
         ``unbind_after``: seconds a user's binding outlives their last connection here, so
         that a client reconnecting (a network blip, a reconnect storm after a restart of
@@ -295,6 +305,10 @@ class FanOut:
         self._lingering: dict[int, asyncio.TimerHandle] = {}
         self._unbinds: set[asyncio.Task[None]] = set()
         self.presence = presence
+        self._presence_window = presence_window
+        #: Presence changes not told yet, by user: the latest state of each wins.
+        self._presence_pending: dict[int, PresenceChange] = {}
+        self._presence_timer: asyncio.TimerHandle | asyncio.Handle | None = None
         #: Fed by the worker's StoreStatus events; give the same object to every session.
         self.store = store or StoreAvailability(SystemClock())
         self.queue_name = routing.gateway_queue(presence.gateway_id)
@@ -358,6 +372,10 @@ class FanOut:
         for timer in self._lingering.values():
             timer.cancel()
         self._lingering.clear()
+        if self._presence_timer is not None:
+            self._presence_timer.cancel()
+            self._presence_timer = None
+        self._presence_pending.clear()
         for task in list(self._unbinds):
             task.cancel()
         await asyncio.gather(*self._unbinds, return_exceptions=True)
@@ -420,8 +438,12 @@ class FanOut:
         return True
 
     async def _load_rooms_later(self, user_id: int) -> None:
+        # Backing off, each user at their own moment: when the history service is slow because
+        # thousands just connected, every user asking again every 2 s at once kept it slow.
+        delay = ROOM_LOAD_RETRY_SECONDS
         while user_id in self._by_user or self.rooms.is_local(user_id):
-            await asyncio.sleep(ROOM_LOAD_RETRY_SECONDS)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - spreading, not secrecy
+            delay = min(delay * 2, ROOM_LOAD_RETRY_MAX_SECONDS)
             if user_id not in self._by_user:
                 self.rooms.forget(user_id)
                 return
@@ -530,11 +552,38 @@ class FanOut:
 
     async def beat(self) -> None:
         """One heartbeat: expire silent gateways and tell the others we are alive."""
-        self.broadcast(self.presence.expire())
+        self.tell_presence(self.presence.expire())
         try:
             await self._bus.publish(routing.presence(self.presence.gateway_id), self.presence.heartbeat())
         except BusUnavailable as exc:
             log.warning("presence heartbeat not published", error=str(exc))
+
+    def tell_presence(self, changes: list[PresenceChange]) -> None:
+        """Tell every local connection about ``changes``, together with every other change of
+        the same window, in one ``presence`` frame.
+
+        Every connect and disconnect changes presence, and every connection must hear of it:
+        one frame per change would cost N x N frames when N clients reconnect at once (the
+        time of a reconnect storm went to writing them). Gathered per window it costs one frame
+        per connection per window. A client connecting meanwhile already has the latest state
+        in its hello; the frame repeats it, which is harmless (presence is a set)."""
+        if not changes:
+            return
+        for change in changes:
+            self._presence_pending[change.user.id] = change
+        if self._presence_timer is None:
+            loop = asyncio.get_running_loop()
+            if self._presence_window > 0:
+                self._presence_timer = loop.call_later(self._presence_window, self._flush_presence)
+            else:
+                self._presence_timer = loop.call_soon(self._flush_presence)
+
+    def _flush_presence(self) -> None:
+        self._presence_timer = None
+        pending, self._presence_pending = self._presence_pending, {}
+        changes = sorted(pending.values(), key=lambda c: c.user.id)
+        self.broadcast([PresenceFrame(online=[c.user for c in changes if c.online],
+                                      offline=[c.user for c in changes if not c.online])])
 
     def broadcast(self, frames: list[PresenceFrame] | list[ResyncFrame]) -> None:
         """Send ``frames`` to every local connection, each serialised once for all of them."""
@@ -549,7 +598,7 @@ class FanOut:
     def dispatch(self, event: Event) -> None:
         """Route one bus event to the connections that may see it."""
         if isinstance(event, PresenceChanged | GatewayHeartbeat):
-            self.broadcast(self.presence.on_event(event))
+            self.tell_presence(self.presence.on_event(event))
             return
         if isinstance(event, StoreStatus):
             if self.store.update(event):
@@ -624,7 +673,7 @@ class FanOut:
         await delivery.ack()
 
     async def _announce(self, update: PresenceUpdate) -> None:
-        self.broadcast(update.frames)
+        self.tell_presence(update.changes)
         if update.publish is None:
             return
         try:

@@ -26,7 +26,8 @@ async def run(
     the port listens; ``draining`` is set the moment the shutdown begins (readiness turns
     503 then, so a balancer sends no new connections while the clients are closed with 1001).
     """
-    ensure_open_file_limit()
+    # Every client is a socket: the limit must allow max_connections of them (warned if not).
+    ensure_open_file_limit(settings.max_connections)
     own_auth = None
     if auth is None:
         own_auth = auth = AuthClient(settings.auth_url, ca_path=settings.ca_path)

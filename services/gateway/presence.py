@@ -8,9 +8,10 @@ A user is online when at least one gateway holds a connection of theirs. Each ga
 - listens to every other gateway's events and forgets a gateway whose heartbeat is older than
   its ttl (it died without saying goodbye): its users go offline unless online elsewhere.
 
-Every method returns the :class:`PresenceFrame` s the server must send to all its local
-clients: exactly the users whose global state changed. A gateway that just started learns the
-others' users from their next heartbeat, so its view may lag one heartbeat interval.
+Every method returns the :class:`PresenceChange` s the server must tell all its local clients:
+exactly the users whose global state changed (the fan-out gathers them into one ``presence``
+frame per short window). A gateway that just started learns the others' users from their next
+heartbeat, so its view may lag one heartbeat interval.
 """
 
 from __future__ import annotations
@@ -18,15 +19,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chase.clock import Clock
-from chase.schemas import Event, GatewayHeartbeat, PresenceChanged, PresenceFrame, UserRef
+from chase.schemas import Event, GatewayHeartbeat, PresenceChanged, UserRef
+
+
+@dataclass(frozen=True)
+class PresenceChange:
+    """``user`` came online (``online``) or went offline, as far as every gateway is concerned."""
+
+    user: UserRef
+    online: bool
 
 
 @dataclass(frozen=True)
 class PresenceUpdate:
     #: Publish on ``routing.presence(gateway_id)``.
     publish: PresenceChanged | None
-    #: Send to every local connection.
-    frames: list[PresenceFrame]
+    #: Tell every local connection.
+    changes: list[PresenceChange]
 
 
 @dataclass
@@ -87,11 +96,11 @@ class PresenceTracker:
 
     # --- other gateways -----------------------------------------------------------------------
 
-    def on_event(self, event: Event) -> list[PresenceFrame]:
+    def on_event(self, event: Event) -> list[PresenceChange]:
         """Another gateway's presence event (our own come back too and are ignored)."""
         if not isinstance(event, PresenceChanged | GatewayHeartbeat) or event.gateway_id == self.gateway_id:
             return []
-        frames: list[PresenceFrame] = []
+        frames: list[PresenceChange] = []
         remote = self._remote.setdefault(event.gateway_id, _Remote(ttl=self._ttl))
         remote.last_seen = self._clock.monotonic()
         if isinstance(event, GatewayHeartbeat):
@@ -114,10 +123,10 @@ class PresenceTracker:
             del self._remote[event.gateway_id]
         return frames
 
-    def expire(self) -> list[PresenceFrame]:
+    def expire(self) -> list[PresenceChange]:
         """Forget gateways silent for longer than their ttl; call it every heartbeat."""
         now = self._clock.monotonic()
-        frames: list[PresenceFrame] = []
+        frames: list[PresenceChange] = []
         for gateway_id in [g for g, r in self._remote.items() if now - r.last_seen > r.ttl]:
             for uid in self._remote.pop(gateway_id).users:
                 self._lose(frames, uid)
@@ -128,20 +137,20 @@ class PresenceTracker:
     def online_user_ids(self) -> set[int]:
         return set(self._online)
 
-    def _gain(self, frames: list[PresenceFrame], ref: UserRef) -> list[PresenceFrame]:
+    def _gain(self, frames: list[PresenceChange], ref: UserRef) -> list[PresenceChange]:
         """One more source holds ``ref``; a frame when that makes them online."""
         known, sources = self._online.get(ref.id, (ref, 0))
         self._online[ref.id] = (known, sources + 1)
         if not sources:
-            frames.append(PresenceFrame(user=ref, online=True))
+            frames.append(PresenceChange(user=ref, online=True))
         return frames
 
-    def _lose(self, frames: list[PresenceFrame], user_id: int) -> list[PresenceFrame]:
+    def _lose(self, frames: list[PresenceChange], user_id: int) -> list[PresenceChange]:
         """One source fewer holds ``user_id``; a frame when none is left."""
         ref, sources = self._online[user_id]
         if sources > 1:
             self._online[user_id] = (ref, sources - 1)
         else:
             del self._online[user_id]
-            frames.append(PresenceFrame(user=ref, online=False))
+            frames.append(PresenceChange(user=ref, online=False))
         return frames

@@ -6,7 +6,8 @@ Connection life cycle:
 1. TLS, then the WebSocket opening handshake carrying ``Authorization: Bearer <token>``.
 2. The handshake is always accepted; the token is checked with the auth service right after.
    Missing, invalid, expired or revoked token: closed with **4401** "invalid or expired token".
-   Auth service unreachable: closed with **1013** (try again later). Clients read the close
+   Auth service unreachable, or the gateway already holding CHASE_GATEWAY_MAX_CONNECTIONS
+   connections: closed with **1013** (try again later). Clients read the close
    code and reason, which every WebSocket library exposes (an HTTP 401 body would not be).
 3. The first frame is ``hello``; from then on client frames are served in order. Frames are
    UTF-8 JSON text; a binary frame is read as UTF-8 text, and refused (``invalid_frame``) if
@@ -38,6 +39,7 @@ from services.auth.client import AuthClientError, AuthRejected, SessionInfo
 from services.gateway.availability import StoreAvailability
 from services.gateway.errors import (
     REASON_AUTH_UNAVAILABLE,
+    REASON_GATEWAY_FULL,
     REASON_INVALID_TOKEN,
     REASON_SHUTDOWN,
     REASON_TOO_MANY_CONNECTIONS,
@@ -60,9 +62,18 @@ SEND_SWEEP_SECONDS = 0.5
 #: in progress (503) and the client's connection pool, and refuse clients (1013) that a short
 #: wait in line would have let in. Well below both.
 AUTH_CHECKS_IN_FLIGHT = 32
+#: How long a connection may wait for one of those: in a storm of thousands, the line moves at
+#: the auth service's pace. Refusing sooner only brings the client back (1013) for a second TLS
+#: handshake and a second place in the same line.
+AUTH_QUEUE_SECONDS = 30.0
 #: How long a user's broker binding outlives their last connection (see FanOut): clients
 #: reconnect within seconds after a blip, and then cost the broker nothing.
 UNBIND_AFTER_SECONDS = 30.0
+#: Connections the kernel queues for accept() (capped by net.core.somaxconn). asyncio's
+#: default of 100 drops SYNs in a reconnect storm: those clients wait for TCP's retransmission
+#: (1 s, 3 s, 7 s...) or give up. Accepting costs little; the handshake time-out and
+#: max_connections bound what follows.
+LISTEN_BACKLOG = 4096
 
 
 class TokenChecker(Protocol):
@@ -146,6 +157,7 @@ class GatewayServer:
             max_connections_per_user=settings.max_connections_per_user,
             room_loader=self._rooms_of,
             unbind_after=UNBIND_AFTER_SECONDS,
+            presence_window=settings.presence_window_seconds,
         )
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
@@ -153,6 +165,8 @@ class GatewayServer:
         # Queries run beside the read loop, so a slow history page never holds up sends.
         self._queries: set[asyncio.Task[None]] = set()
         self._auth_slots = asyncio.Semaphore(AUTH_CHECKS_IN_FLIGHT)
+        #: Connections past the opening handshake and not finished (authenticating included).
+        self._open = 0
 
     @property
     def port(self) -> int:
@@ -176,6 +190,7 @@ class GatewayServer:
             max_size=4 * s.max_frame_bytes,
             close_timeout=CLOSE_TIMEOUT,
             server_header=None,
+            backlog=LISTEN_BACKLOG,
         )
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat_forever())
         self._sweeper = asyncio.get_running_loop().create_task(self._expire_sends_forever())
@@ -224,6 +239,17 @@ class GatewayServer:
     async def _handle(self, ws: ServerConnection) -> None:
         # Every log line of this connection's task (and its children) names it.
         bind(connection_id=ws.id.hex)
+        if self._open >= self.settings.max_connections:
+            metrics.GATEWAY_CONNECTIONS.labels("gateway_full").inc()
+            await ws.close(CloseCode.TRY_AGAIN_LATER, REASON_GATEWAY_FULL)
+            return
+        self._open += 1
+        try:
+            await self._serve(ws)
+        finally:
+            self._open -= 1
+
+    async def _serve(self, ws: ServerConnection) -> None:
         info = await self._authenticate(ws)
         if info is None:
             return
@@ -275,8 +301,9 @@ class GatewayServer:
             await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
             return None
         try:
-            # The wait in line is bounded like the handshake; the check itself by the client.
-            async with asyncio.timeout(self.settings.handshake_timeout_seconds):
+            # The line is bounded by max_connections (each one waiting holds a place); the
+            # wait by AUTH_QUEUE_SECONDS; the check itself by the client's time-out.
+            async with asyncio.timeout(AUTH_QUEUE_SECONDS):
                 await self._auth_slots.acquire()
             try:
                 return await self._auth.check_token(token)
@@ -286,9 +313,17 @@ class GatewayServer:
             log.warning("token check not started in time: too many connections arriving at once")
             metrics.GATEWAY_CONNECTIONS.labels("auth_unavailable").inc()
             await ws.close(CloseCode.TRY_AGAIN_LATER, REASON_AUTH_UNAVAILABLE)
-        except AuthRejected:
-            metrics.GATEWAY_CONNECTIONS.labels("refused_token").inc()
-            await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
+        except AuthRejected as exc:
+            if exc.status in (401, 403):
+                metrics.GATEWAY_CONNECTIONS.labels("refused_token").inc()
+                await ws.close(CloseCode.UNAUTHORIZED, REASON_INVALID_TOKEN)
+                return None
+            # Any other refusal (408 when the request crawled in, 429, 413) says nothing about
+            # the token: "invalid token" would make the client log out. Under a reconnect
+            # storm the auth service answered some checks 4xx this way.
+            log.warning("token check refused", status=exc.status, code=exc.code)
+            metrics.GATEWAY_CONNECTIONS.labels("auth_unavailable").inc()
+            await ws.close(CloseCode.TRY_AGAIN_LATER, REASON_AUTH_UNAVAILABLE)
         except AuthClientError as exc:
             log.warning("token check failed", error=str(exc))
             metrics.GATEWAY_CONNECTIONS.labels("auth_unavailable").inc()

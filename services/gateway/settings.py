@@ -46,6 +46,15 @@ class GatewaySettings(CommonSettings):
         10.0, gt=0, description="How long the TLS and WebSocket opening handshakes may take before the socket is dropped"
     )
     heartbeat_seconds: float = Field(5.0, gt=0, description="How often presence heartbeats go out")
+    presence_window_seconds: float = Field(
+        0.5, ge=0, le=10,
+        description="Presence changes of this long are told to clients in one frame (0: those of one event-loop turn)",
+    )
+    max_connections: int = Field(
+        10_000, ge=1,
+        description="WebSocket connections this gateway serves at once (more: close 1013, try again later); "
+        "the open-file limit must allow it",
+    )
     query_timeout_seconds: float = Field(5.0, gt=0, description="How long a history/sync query may take")
     send_timeout_seconds: float = Field(
         8.0,

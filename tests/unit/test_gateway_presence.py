@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from chase.clock import FakeClock
-from chase.schemas import GatewayHeartbeat, PresenceChanged, PresenceFrame, UserRef
-from services.gateway.presence import PresenceTracker
+from chase.schemas import GatewayHeartbeat, PresenceChanged, UserRef
+from services.gateway.presence import PresenceChange, PresenceTracker
 
 ALICE = UserRef(id=1, username="alice")
 BOB = UserRef(id=2, username="bob")
@@ -18,13 +18,13 @@ def test_first_connect_and_last_disconnect_are_published() -> None:
     t = tracker(FakeClock())
     first = t.connected(ALICE)
     assert first.publish == PresenceChanged(gateway_id="gw-a", user=ALICE, online=True)
-    assert first.frames == [PresenceFrame(user=ALICE, online=True)]
+    assert first.changes == [PresenceChange(user=ALICE, online=True)]
     second = t.connected(ALICE)
-    assert second.publish is None and second.frames == []
+    assert second.publish is None and second.changes == []
     assert t.disconnected(ALICE).publish is None
     last = t.disconnected(ALICE)
     assert last.publish == PresenceChanged(gateway_id="gw-a", user=ALICE, online=False)
-    assert last.frames == [PresenceFrame(user=ALICE, online=False)]
+    assert last.changes == [PresenceChange(user=ALICE, online=False)]
     assert t.online_user_ids() == set()
 
 
@@ -38,7 +38,7 @@ def test_remote_user_goes_offline_when_its_gateway_stops_beating() -> None:
     clock = FakeClock()
     t = tracker(clock)
     beat = GatewayHeartbeat(gateway_id="gw-b", users=[BOB], sent_at=clock.now(), ttl_seconds=10)
-    assert t.on_event(beat) == [PresenceFrame(user=BOB, online=True)]
+    assert t.on_event(beat) == [PresenceChange(user=BOB, online=True)]
     clock.advance(9)
     assert t.expire() == []
     assert t.on_event(beat) == []  # a fresh heartbeat restarts the ttl
@@ -46,7 +46,7 @@ def test_remote_user_goes_offline_when_its_gateway_stops_beating() -> None:
     assert t.expire() == []
     assert t.online_user_ids() == {2}
     clock.advance(2)
-    assert t.expire() == [PresenceFrame(user=BOB, online=False)]
+    assert t.expire() == [PresenceChange(user=BOB, online=False)]
     assert t.online_user_ids() == set()
 
 
@@ -57,7 +57,7 @@ def test_user_online_elsewhere_stays_online() -> None:
     t.on_event(PresenceChanged(gateway_id="gw-b", user=BOB, online=True))
     clock.advance(60)
     assert t.expire() == []  # gw-b is gone, but bob is still here
-    assert t.disconnected(BOB).frames == [PresenceFrame(user=BOB, online=False)]
+    assert t.disconnected(BOB).changes == [PresenceChange(user=BOB, online=False)]
 
 
 def test_remote_disconnect_and_heartbeat_lists() -> None:
@@ -67,7 +67,7 @@ def test_remote_disconnect_and_heartbeat_lists() -> None:
     t.on_event(PresenceChanged(gateway_id="gw-c", user=ALICE, online=True))
     assert t.on_event(PresenceChanged(gateway_id="gw-b", user=ALICE, online=False)) == []
     assert t.on_event(PresenceChanged(gateway_id="gw-c", user=ALICE, online=False)) == [
-        PresenceFrame(user=ALICE, online=False)
+        PresenceChange(user=ALICE, online=False)
     ]
     t.connected(BOB)
     beat = t.heartbeat()
@@ -93,10 +93,10 @@ def test_counted_presence_agrees_with_recomputing_it_after_every_change() -> Non
         user = rng.choice(users)
         gw = rng.choice(["gw-b", "gw-c"])
         if op == 0:
-            frames = t.connected(user).frames
+            frames = t.connected(user).changes
             local[user.id] = local.get(user.id, 0) + 1
         elif op == 1:
-            frames = t.disconnected(user).frames
+            frames = t.disconnected(user).changes
             if local.get(user.id):
                 local[user.id] -= 1
         elif op in (2, 3):

@@ -11,7 +11,7 @@ import pytest
 from chase.bus.memory import MemoryBus
 from chase.clock import FakeClock
 from chase.logging import REDACTED, RateLimitFilter, redact_secrets
-from chase.rlimit import ENOUGH_OPEN_FILES, raise_open_file_limit
+from chase.rlimit import raise_open_file_limit
 from chase.schemas import ChatMessage, HistoryPageFrame, Limits, UserRef
 from services.gateway.fanout import Connection, FanOut, TooManyConnections
 from services.gateway.presence import PresenceTracker
@@ -110,18 +110,47 @@ def test_fields_named_like_secrets_are_redacted() -> None:
     assert event == {"event": "x", "password": REDACTED, "token": REDACTED, "body": REDACTED, "user_id": 3}
 
 
-def test_the_open_file_limit_is_raised_towards_what_a_server_needs() -> None:
+def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
-        limit, advice = raise_open_file_limit(wanted=min(4096, hard))
-        assert limit == min(4096, hard) and advice is None
-        limit, advice = raise_open_file_limit(wanted=hard + 1 if hard != resource.RLIM_INFINITY else 2**62)
+        limit = raise_open_file_limit(needed=min(200, hard))
         if hard != resource.RLIM_INFINITY:
-            # Never above the hard limit; a warning with the fix only when that is low.
-            assert limit == hard
-            assert (advice is not None) == (hard < ENOUGH_OPEN_FILES)
+            assert limit.soft == hard == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        assert limit.advice is None
+        if hard != resource.RLIM_INFINITY:
+            # Never above the hard limit; the advice says how to raise that one.
+            limit = raise_open_file_limit(needed=hard + 1)
+            assert limit.soft == hard
+            assert limit.advice is not None and f"ulimit -Hn {hard + 1}" in limit.advice
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_gateway_start_raises_the_limit_and_warns_when_max_connections_does_not_fit() -> None:
+    """In a process of its own: its hard limit is lowered, which cannot be undone."""
+    import resource
+    import subprocess
+    import sys
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 600:
+        pytest.skip("the hard open-file limit here is below the test's")
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 600))
+
+    script = (
+        "import resource; from chase.logging import configure; from chase.rlimit import ensure_open_file_limit\n"
+        "configure('info')\n"
+        "fits = ensure_open_file_limit(100)\n"
+        "short = ensure_open_file_limit(1000)\n"
+        "print('RESULT', fits.soft, fits.advice is None, short.soft, resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], preexec_fn=limited, capture_output=True, text=True,  # noqa: PLW1509
+                          timeout=60, check=True)
+    output = done.stdout + done.stderr
+    assert "RESULT 600 True 600 600" in output
+    assert "open-file limit too low" in output and "ulimit -Hn 1256" in output
