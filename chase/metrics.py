@@ -52,7 +52,7 @@ GATEWAY_PUBLISH_FAILURES = Counter(
 
 BUS_PUBLISHER_RENEWALS = Counter(
     "chase_bus_publisher_renewals",
-    "Publishing channels replaced because a publish went unconfirmed while the broker connection was up",
+    "Publishing channels replaced because a publish was nacked or went unconfirmed while the broker connection was up",
 )
 
 # --- persistence ------------------------------------------------------------------------------

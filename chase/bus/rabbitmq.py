@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError, PublishError
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError, DeliveryError, PublishError
 from aiormq.abc import DeliveredMessage
 from pydantic import ValidationError
 from yarl import URL
@@ -271,14 +271,17 @@ class RabbitBus(Bus):
         return channel, exchange
 
     def _publish_stalled(self, channel: AbstractChannel | None) -> None:
-        """A publish on ``channel`` went unconfirmed for ``publish_timeout`` while the
-        connection is up: publish on a new channel from now on.
+        """A publish on ``channel`` was refused (nack) or went unconfirmed for
+        ``publish_timeout`` while the connection is up: publish on a new channel from now on.
 
-        A channel can stay stuck for good while its connection is fine: a RabbitMQ before 4.2
-        whose quorum queue lost its leader with a publish in flight can leave the channel's
-        queue client waiting for a message that never comes, and later publishes on that
-        channel waiting with it. A new channel starts afresh. At most one renewal per
-        ``publish_timeout``: one bad spell makes many publishes time out."""
+        A channel can go bad for good while its connection is fine. Seen in the three-node
+        cluster test on RabbitMQ 3.10: after the node leading the persistence queue stopped, a
+        gateway connected to a surviving node had every later publish to that queue nacked,
+        for minutes, while a new channel's publishes were taken (RabbitMQ before 4.2 can leave
+        a channel's quorum-queue client stuck after a leader change; it can also leave
+        publishes waiting). A new channel starts afresh. At most one renewal per
+        ``publish_timeout``: one bad spell makes many publishes fail.
+        """
         now = asyncio.get_running_loop().time()
         if (channel is None or channel is not self._channel or self._renewal is not None
                 or now - self._renewed_at < self.publish_timeout):
@@ -446,6 +449,11 @@ class RabbitBus(Bus):
         except TimeoutError:
             self._publish_stalled(channel)
             raise BusUnavailable(f"the broker did not confirm {routing_key} in {self.publish_timeout} s") from None
+        except DeliveryError as exc:
+            # A nack: the queue could not take it. Usually a moment (a quorum queue electing a
+            # leader); but a channel RabbitMQ left stuck nacks every publish for good.
+            self._publish_stalled(channel)
+            raise BusUnavailable(f"the broker refused {routing_key}: {exc!r}") from None
         except _BROKER_ERRORS as exc:
             raise BusUnavailable(f"the broker did not confirm {routing_key}: {exc!r}") from None
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aio_pika
 import pytest
 import sqlalchemy as sa
 from yarl import URL
@@ -222,6 +223,31 @@ async def test_a_publish_left_unconfirmed_moves_publishing_to_a_new_channel(
     assert received.count("unconfirmed") <= 1 and received.count("before") == 1
     # Replies come to the new channel's direct reply-to consumer.
     assert tag(await bus.request("rpc.stall", ev("after"), timeout=RECOVERY)) == "reply-to-after"
+
+
+async def test_a_publish_the_broker_refuses_moves_publishing_to_a_new_channel(
+    bus: RabbitBus, amqp_url: str
+) -> None:
+    """A nack (here: a full queue that rejects publishes; in a cluster, a channel RabbitMQ left
+    stuck after a quorum queue's leader went down, nacking every publish for good) is refused
+    at once, and publishing moves to a new channel, at most once per publish timeout."""
+    full = f"{bus.namespace}.stall.full"
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(
+            full, auto_delete=True, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+        await queue.bind(bus.exchange_name, routing_key="stall.full")
+        await bus.publish("stall.full", ev("fits"))
+        for _ in range(3):  # one bad spell: many refusals, one renewal
+            with pytest.raises(BusUnavailable, match="refused"):
+                await bus.publish("stall.full", ev("rejected"))
+        await wait_until(lambda: bus.publisher_renewals == 1, timeout=RECOVERY)
+        await bus.publish("stall.other", ev("after"))  # the new channel publishes
+        assert bus.publisher_renewals == 1
+        await queue.delete(if_unused=False, if_empty=False)
+    finally:
+        await connection.close()
 
 
 async def send(client: TestClient, body: str, client_msg_id: str | None = None) -> str:
