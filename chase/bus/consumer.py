@@ -13,6 +13,9 @@ every delivery is acked. When it raises:
   has already put them back, and whoever consumes now gets them again);
 - a failure :meth:`BatchConsumer.steps_down` recognises (another worker took over) gives up
   the batch and everything prefetched, and consumes again, behind the new active consumer;
+- a failure :meth:`BatchConsumer.is_outage` finds to come from an outage after all (the
+  database does not answer right after an error its driver did not name) is retried in place
+  the same way: splitting then would put one event back in the queue behind later ones;
 - any other failure splits the batch in halves, recursively, so one poison event cannot
   block the others. An event that fails alone goes back to the broker, which counts its
   deliveries (the queue's ``delivery_limit``, RabbitMQ's ``x-delivery-limit``): on its last
@@ -85,6 +88,17 @@ class BatchConsumer:
 
         Transient failures are retried without limit and without splitting; nothing is
         dead-lettered because of them.
+        """
+        return False
+
+    async def is_outage(self, exc: Exception) -> bool:
+        """Override: asked about a failure :meth:`is_transient` does not recognise, before the
+        batch is split; True when it came from an outage after all (say, the database does not
+        answer now). Then it is retried in place like a transient one.
+
+        Splitting is only for events that fail on their own: an event that fails alone goes
+        back to the broker and comes again after the events behind it, which are handled
+        meanwhile. An outage must never get that far, or it reorders what it holds up.
         """
         return False
 
@@ -193,7 +207,7 @@ class BatchConsumer:
                 if self.steps_down(exc):
                     self._deposed = True
                     return
-                if self.is_transient(exc):
+                if self.is_transient(exc) or await self.is_outage(exc):
                     if any(d.stale for d in part):
                         # Lost with its channel: the broker has it again, for whoever consumes.
                         log.warning("consumer.batch_abandoned", queue=self.queue.name, size=len(part),

@@ -27,6 +27,7 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -150,14 +151,15 @@ async def kill_worker_after_commit(fleet: Fleet) -> None:
     try:
         await wait_until(lambda: worker.popen.poll() is not None, timeout=30)
         assert worker.popen.returncode == -signal.SIGKILL, worker.tail()
-        loop = asyncio.get_running_loop()
-        died_at, before = loop.time(), await lease_epoch(engine)
+        before = await lease_epoch(engine)
 
         async def taken_over() -> bool:
             return await lease_epoch(engine) > before
 
         await wait_until(taken_over, timeout=40, interval=0.2)
-        fleet.notes["takeover"] = f"{loop.time() - died_at:.1f}s"
+        died_at = logged_at(worker.log.read_text(), "fault_hook_kill_after_commit")
+        assert died_at is not None, worker.tail()
+        await note_takeover(fleet, died_at)
     finally:
         await engine.dispose()
 
@@ -198,8 +200,7 @@ async def stop_worker(fleet: Fleet) -> None:
     engine = create_engine(fleet.db_url)
     try:
         before = await lease_epoch(engine)
-        loop = asyncio.get_running_loop()
-        stopped_at = loop.time()
+        stopped_at = datetime.now(UTC)
         worker.signal(signal.SIGSTOP)
         try:
             # Past the broker's heartbeat (the standby gets the queue) and the lease (the
@@ -208,12 +209,39 @@ async def stop_worker(fleet: Fleet) -> None:
                 return await lease_epoch(engine) > before
 
             await wait_until(taken_over, timeout=40, interval=0.2)
-            fleet.notes["takeover"] = f"{loop.time() - stopped_at:.1f}s"
+            await note_takeover(fleet, stopped_at)
             await asyncio.sleep(1)
         finally:
             worker.signal(signal.SIGCONT)
     finally:
         await engine.dispose()
+
+
+def logged_at(log: str, event: str, after: datetime | None = None) -> datetime | None:
+    """When a process's log first says ``event`` (after ``after``); None if it does not."""
+    for line in log.splitlines():
+        stamp, _, rest = line.partition(" ")
+        if f" {event} " not in f" {rest} ":
+            continue
+        try:
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if after is None or when > after:
+            return when
+    return None
+
+
+async def note_takeover(fleet: Fleet, lost_at: datetime) -> None:
+    """Note how long after ``lost_at`` (the active worker died or hung) the standby committed
+    under its new lease, by the standby's own log, so a busy test process does not add its lag."""
+    standby = fleet.proc("persistence-2")
+
+    def taken() -> datetime | None:
+        return logged_at(standby.log.read_text(), "writer_lease_taken", after=lost_at)
+
+    await wait_until(lambda: taken() is not None, timeout=10)
+    fleet.notes["takeover"] = f"{(taken() - lost_at).total_seconds():.1f}s"  # type: ignore[operator]
 
 
 async def lease_epoch(engine) -> int:  # noqa: ANN001
