@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from chase.bus.consumer import BatchConsumer, Consumer
 from chase.bus.memory import MemoryBus
 from chase.bus.port import Delivery, QueueSpec
