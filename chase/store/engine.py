@@ -49,16 +49,35 @@ def create_engine(
             parsed,
             echo=echo,
             hide_parameters=True,
-            pool_pre_ping=True,
+            # Pinged on every checkout by _ping_on_checkout instead (see there).
+            pool_pre_ping=False,
             pool_recycle=3600,
             pool_timeout=connect_timeout,
             connect_args={"connect_timeout": max(1, round(connect_timeout))},
         )
+        event.listen(engine.sync_engine, "checkout", _ping_on_checkout)
         if statement_timeout is not None:
             idle = idle_transaction_timeout if idle_transaction_timeout is not None else 2 * statement_timeout
             event.listen(engine.sync_engine, "connect", _mysql_session(statement_timeout, idle))
         return engine
     raise ConfigError(f"CHASE_DATABASE_URL: unsupported database {parsed.get_backend_name()!r}")
+
+
+def _ping_on_checkout(dbapi_connection, _record, _proxy) -> None:  # noqa: ANN001 - a pool event
+    """Hand out only a connection that answers; one that does not is replaced by a new one.
+
+    SQLAlchemy's own ``pool_pre_ping`` replaces a connection only when the ping fails with a
+    driver error it knows as a disconnect. On uvloop, a pooled connection whose link was cut
+    (the database restarted, a network blip) fails its ping with the event loop's own
+    ``RuntimeError`` ("unable to perform operation on <TCPTransport closed=True>"), which
+    ``pool_pre_ping`` passes on to the caller: every such connection failed one request or
+    batch after the database came back. Raising ``DisconnectionError`` here makes the pool
+    drop it and connect afresh (whose failure, with the database still down, is the caller's).
+    """
+    try:
+        dbapi_connection.ping(False)
+    except Exception as exc:  # noqa: BLE001 - whatever the reason, this connection is not usable
+        raise sa.exc.DisconnectionError(f"a pooled connection did not answer: {exc!r}") from exc
 
 
 def _mysql_session(statement_timeout: float, idle_transaction_timeout: float):  # noqa: ANN202 - an event listener
