@@ -28,10 +28,11 @@ def create_engine(
     (``max_statement_time``), a lock wait by the same (``innodb_lock_wait_timeout``, whole
     seconds), and a transaction left idle (its client paused or frozen, holding locks) is
     ended by the server after ``idle_transaction_timeout`` (default: twice the statement
-    timeout; whole seconds, at least 1); on SQLite a busy
-    database is waited for ``statement_timeout`` (the busy timeout). A link that freezes
-    without closing is the caller's to bound (the persistence worker bounds each batch).
-    ``statement_timeout`` None sets no statement, lock or idle limit (migrations).
+    timeout; whole seconds, at least 1); on SQLite a busy database is waited for
+    ``statement_timeout`` (the busy timeout). A link that freezes without closing is the
+    caller's to bound (the persistence worker bounds each batch). ``statement_timeout`` None
+    sets no statement, lock or idle limit (migrations). On MariaDB every connection the pool
+    hands out answers a ping first, or is replaced by a new one.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
