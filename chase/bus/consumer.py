@@ -9,8 +9,9 @@ every delivery is acked. When it raises:
 
 - a failure :meth:`BatchConsumer.is_transient` calls transient (database or broker down) is
   retried in place with back-off for as long as it takes, and never dead-letters anything;
-  but a batch whose deliveries came on a channel that is gone is dropped instead (the broker
-  has already put them back, and whoever consumes now gets them again);
+  but a batch whose deliveries came on a channel that is gone is dropped instead, whatever
+  the failure (the broker has already put them back, and whoever consumes now gets them
+  again);
 - a failure :meth:`BatchConsumer.steps_down` recognises (another worker took over) gives up
   the batch and everything prefetched, and consumes again, behind the new active consumer;
 - a failure :meth:`BatchConsumer.is_outage` finds to come from an outage after all (the
@@ -207,12 +208,14 @@ class BatchConsumer:
                 if self.steps_down(exc):
                     self._deposed = True
                     return
+                if any(d.stale for d in part):
+                    # Lost with its channel: the broker has it again, for whoever consumes. Whatever
+                    # failed here, it is no longer ours to retry, split or dead-letter (a sender
+                    # told "rejected" for a message the active consumer stores, say).
+                    log.warning("consumer.batch_abandoned", queue=self.queue.name, size=len(part),
+                                error=repr(exc))
+                    return
                 if self.is_transient(exc) or await self.is_outage(exc):
-                    if any(d.stale for d in part):
-                        # Lost with its channel: the broker has it again, for whoever consumes.
-                        log.warning("consumer.batch_abandoned", queue=self.queue.name, size=len(part),
-                                    error=repr(exc))
-                        return
                     transient += 1
                     log.warning("consumer.transient_failure", queue=self.queue.name, error=repr(exc), attempt=transient)
                     await self._pause(transient, self.transient_pause(exc, transient))

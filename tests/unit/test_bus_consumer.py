@@ -300,3 +300,42 @@ async def test_a_batch_lost_with_its_channel_is_dropped_not_retried() -> None:
     await asyncio.wait_for(consumer.stop(), 1)
     assert consumer.handled == []
     await bus.close()
+
+
+class PausedThenFailing(BatchConsumer):
+    """Stands for a worker paused while it held a batch (the broker gave the batch to another
+    meanwhile) whose attempt then fails for a reason that is not transient."""
+
+    def __init__(self, bus: MemoryBus) -> None:
+        super().__init__(bus, QueueSpec("work", bindings=("work",), delivery_limit=0), max_batch=10,
+                         max_wait=0.05, retry_delay=0)
+        self.holding = asyncio.Event()
+        self.resume = asyncio.Event()
+        self.poisoned: list[str] = []
+
+    async def consume_batch(self, events: list[Event]) -> None:
+        self.holding.set()
+        await self.resume.wait()
+        raise ValueError("the connection under it is gone")
+
+    async def on_poison(self, delivery: Delivery, exc: Exception) -> None:
+        self.poisoned.append(tag(delivery.event))
+
+
+async def test_a_batch_lost_with_its_channel_is_never_split_or_dead_lettered() -> None:
+    bus = await started_bus()
+    consumer = PausedThenFailing(bus)  # no returns allowed: any failure alone would be its last
+    await consumer.start()
+    for name in ("y", "z"):
+        await bus.publish("work", ev(name))
+    await consumer.holding.wait()
+    subscription = consumer._subscription
+    assert subscription is not None
+    await subscription.cancel()  # the broker dropped it: both events are back with the broker
+    consumer.resume.set()
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(consumer.stop(), 1)
+    # Its senders are told nothing: what becomes of the events is the broker's and the next
+    # consumer's business now (before, it split the batch and told both "rejected").
+    assert consumer.poisoned == []
+    await bus.close()
