@@ -70,8 +70,8 @@ class CommonSettings(BaseSettings):
         default=3,
         ge=1,
         le=60,
-        description="RabbitMQ heartbeat timeout: the broker drops a connection silent for about twice this "
-        "long (a hung process, a frozen link), which hands the persistence queue to the standby worker",
+        description="RabbitMQ heartbeat timeout: the broker drops a connection silent for two to three times "
+        "this long (a hung process, a frozen link)",
     )
     amqp_reconnect_seconds: float = Field(
         validation_alias=shared("amqp_reconnect_seconds"),

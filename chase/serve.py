@@ -37,9 +37,12 @@ log = get_logger("chase.serve")
 
 
 @asynccontextmanager
-async def open_engine(settings: CommonSettings, *, upgrade: bool) -> AsyncIterator[AsyncEngine]:
+async def open_engine(
+    settings: CommonSettings, *, upgrade: bool, idle_transaction_timeout: float | None = None
+) -> AsyncIterator[AsyncEngine]:
     """An engine that answers (else :class:`ConfigError`), migrated to head when ``upgrade``
-    (a missing MySQL database is then created first)."""
+    (a missing MySQL database is then created first). ``idle_transaction_timeout``: see
+    :func:`chase.store.engine.create_engine`."""
     if upgrade:
         created = await ensure_database(settings.database_url)
         if created:
@@ -48,6 +51,7 @@ async def open_engine(settings: CommonSettings, *, upgrade: bool) -> AsyncIterat
         settings.database_url,
         connect_timeout=settings.database_connect_timeout_seconds,
         statement_timeout=settings.database_statement_timeout_seconds,
+        idle_transaction_timeout=idle_transaction_timeout,
     )
     try:
         await check_reachable(engine)
@@ -184,7 +188,11 @@ async def serve_persistence() -> None:
 
     settings = load(PersistenceSettings)
     require_broker(settings, "persistence")
-    async with open_metrics(settings), open_engine(settings, upgrade=False) as engine, open_bus(settings) as bus:
+    # A worker frozen inside a batch's transaction holds the writer lease's row lock: the
+    # server ends that transaction once its lease has run out, so the standby is not kept
+    # waiting longer for the lock than for the lease.
+    engine_ready = open_engine(settings, upgrade=False, idle_transaction_timeout=settings.lease_seconds)
+    async with open_metrics(settings), engine_ready as engine, open_bus(settings) as bus:
         async with open_probes(settings, {"broker": bus_check(bus), "database": database_check(engine)}):
             await _run_persistence(settings, engine, bus)
 

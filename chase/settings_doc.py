@@ -27,8 +27,9 @@ def _default(field: FieldInfo) -> str:
 def _rows(settings_cls: type[CommonSettings], *, own_only: bool) -> list[str]:
     rows = []
     for name, field in settings_cls.model_fields.items():
-        if own_only and name in CommonSettings.model_fields:
-            continue
+        common = CommonSettings.model_fields.get(name)
+        if own_only and common is not None and (common.default, common.description) == (field.default, field.description):
+            continue  # shared, and not given another default by this service
         rows.append(f"| `{env_name(settings_cls, name, field)}` | {_default(field)} | {field.description or ''} |")
     return rows
 

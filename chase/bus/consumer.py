@@ -9,10 +9,14 @@ every delivery is acked. When it raises:
 
 - a failure :meth:`BatchConsumer.is_transient` calls transient (database or broker down) is
   retried in place with back-off for as long as it takes, and never dead-letters anything;
-  but deliveries that came on a channel that is gone are dropped from it instead (the broker
-  has already put them back, and whoever consumes now gets them again);
+  but deliveries that came on a channel that is gone are dropped from a failed batch instead,
+  whatever the failure (the broker has already put them back, and whoever consumes now gets
+  them again); the rest is tried again;
 - a failure :meth:`BatchConsumer.steps_down` recognises (another worker took over) gives up
   the batch and everything prefetched, and consumes again, behind the new active consumer;
+- a failure :meth:`BatchConsumer.is_outage` finds to come from an outage after all (the
+  database does not answer right after an error its driver did not name) is retried in place
+  the same way: splitting then would put one event back in the queue behind later ones;
 - any other failure splits the batch in halves, recursively, so one poison event cannot
   block the others. An event that fails alone goes back to the broker, which counts its
   deliveries (the queue's ``delivery_limit``, RabbitMQ's ``x-delivery-limit``): on its last
@@ -87,6 +91,17 @@ class BatchConsumer:
 
         Transient failures are retried without limit and without splitting; nothing is
         dead-lettered because of them.
+        """
+        return False
+
+    async def is_outage(self, exc: Exception) -> bool:
+        """Override: asked about a failure :meth:`is_transient` does not recognise, before the
+        batch is split; True when it came from an outage after all (say, the database does not
+        answer now). Then it is retried in place like a transient one.
+
+        Splitting is only for events that fail on their own: an event that fails alone goes
+        back to the broker and comes again after the events behind it, which are handled
+        meanwhile. An outage must never get that far, or it reorders what it holds up.
         """
         return False
 
@@ -195,17 +210,20 @@ class BatchConsumer:
                 if self.steps_down(exc):
                     self._deposed = True
                     return
-                if self.is_transient(exc):
-                    fresh = [d for d in part if not d.stale]
-                    if len(fresh) < len(part):
-                        # Lost with its channel: the broker has those again, for whoever consumes.
-                        # Deliveries that came on the channel since (the connection came back
-                        # meanwhile) are still ours, and are retried.
-                        log.warning("consumer.batch_abandoned", queue=self.queue.name,
-                                    size=len(part) - len(fresh), error=repr(exc))
-                        if not fresh:
-                            return
-                        part = fresh
+                fresh = [d for d in part if not d.stale]
+                if len(fresh) < len(part):
+                    # Lost with its channel: the broker has those again, for whoever consumes.
+                    # Whatever failed here, they are no longer ours to retry, split or
+                    # dead-letter (a sender told "rejected" for a message the active consumer
+                    # stores, say). Deliveries that came on the channel since (the connection
+                    # came back meanwhile) are still ours: tried again, as they were.
+                    log.warning("consumer.batch_abandoned", queue=self.queue.name,
+                                size=len(part) - len(fresh), error=repr(exc))
+                    if not fresh:
+                        return
+                    part = fresh
+                    continue
+                if self.is_transient(exc) or await self.is_outage(exc):
                     transient += 1
                     log.warning("consumer.transient_failure", queue=self.queue.name, error=repr(exc), attempt=transient)
                     await self._pause(transient, self.transient_pause(exc, transient))

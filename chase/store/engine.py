@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -13,7 +14,12 @@ from chase.config import ConfigError
 
 
 def create_engine(
-    url: str, *, echo: bool = False, connect_timeout: float = 5.0, statement_timeout: float | None = 5.0
+    url: str,
+    *,
+    echo: bool = False,
+    connect_timeout: float = 5.0,
+    statement_timeout: float | None = 5.0,
+    idle_transaction_timeout: float | None = None,
 ) -> AsyncEngine:
     """An ``AsyncEngine`` for ``url``; the caller disposes it (``await engine.dispose()``).
 
@@ -21,10 +27,12 @@ def create_engine(
     by ``connect_timeout``; on MariaDB each statement by ``statement_timeout``
     (``max_statement_time``), a lock wait by the same (``innodb_lock_wait_timeout``, whole
     seconds), and a transaction left idle (its client paused or frozen, holding locks) is
-    ended by the server after twice that (``idle_transaction_timeout``); on SQLite a busy
-    database is waited for ``statement_timeout`` (the busy timeout). A link that freezes
-    without closing is the caller's to bound (the persistence worker bounds each batch).
-    ``statement_timeout`` None sets no statement, lock or idle limit (migrations).
+    ended by the server after ``idle_transaction_timeout`` (default: twice the statement
+    timeout; whole seconds, at least 1); on SQLite a busy database is waited for
+    ``statement_timeout`` (the busy timeout). A link that freezes without closing is the
+    caller's to bound (the persistence worker bounds each batch). ``statement_timeout`` None
+    sets no statement, lock or idle limit (migrations). On MariaDB every connection the pool
+    hands out answers a ping first, or is replaced by a new one.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -42,20 +50,40 @@ def create_engine(
             parsed,
             echo=echo,
             hide_parameters=True,
-            pool_pre_ping=True,
+            # Pinged on every checkout by _ping_on_checkout instead (see there).
+            pool_pre_ping=False,
             pool_recycle=3600,
             pool_timeout=connect_timeout,
             connect_args={"connect_timeout": max(1, round(connect_timeout))},
         )
+        event.listen(engine.sync_engine, "checkout", _ping_on_checkout)
         if statement_timeout is not None:
-            event.listen(engine.sync_engine, "connect", _mysql_session(statement_timeout))
+            idle = idle_transaction_timeout if idle_transaction_timeout is not None else 2 * statement_timeout
+            event.listen(engine.sync_engine, "connect", _mysql_session(statement_timeout, idle))
         return engine
     raise ConfigError(f"CHASE_DATABASE_URL: unsupported database {parsed.get_backend_name()!r}")
 
 
-def _mysql_session(statement_timeout: float):  # noqa: ANN202 - an event listener
+def _ping_on_checkout(dbapi_connection, _record, _proxy) -> None:  # noqa: ANN001 - a pool event
+    """Hand out only a connection that answers; one that does not is replaced by a new one.
+
+    SQLAlchemy's own ``pool_pre_ping`` replaces a connection only when the ping fails with a
+    driver error it knows as a disconnect. On uvloop, a pooled connection whose link was cut
+    (the database restarted, a network blip) fails its ping with the event loop's own
+    ``RuntimeError`` ("unable to perform operation on <TCPTransport closed=True>"), which
+    ``pool_pre_ping`` passes on to the caller: every such connection failed one request or
+    batch after the database came back. Raising ``DisconnectionError`` here makes the pool
+    drop it and connect afresh (whose failure, with the database still down, is the caller's).
+    """
+    try:
+        dbapi_connection.ping(False)
+    except Exception as exc:  # noqa: BLE001 - whatever the reason, this connection is not usable
+        raise sa.exc.DisconnectionError(f"a pooled connection did not answer: {exc!r}") from exc
+
+
+def _mysql_session(statement_timeout: float, idle_transaction_timeout: float):  # noqa: ANN202 - an event listener
     lock_wait = max(1, round(statement_timeout))
-    idle = max(1, round(2 * statement_timeout))
+    idle = max(1, math.ceil(idle_transaction_timeout))
 
     def on_connect(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects
         cursor = dbapi_connection.cursor()

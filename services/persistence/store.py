@@ -184,7 +184,7 @@ class MessageStore:
                         conn, WRITER_LEASE, self.writer_id, self.epoch, created_at, self._lease_seconds
                     )
                     results = await store_unique_txn(conn, candidates, created_at)
-                self.epoch = epoch
+                self._held(epoch)
                 return results
             except FencedOut:
                 self.epoch = None
@@ -211,8 +211,14 @@ class MessageStore:
         except FencedOut:
             self.epoch = None
             raise
-        self.epoch = epoch
+        self._held(epoch)
         return result
+
+    def _held(self, epoch: int) -> None:
+        """A transaction holding the lease ``epoch`` committed; a new epoch is a takeover."""
+        if epoch != self.epoch:
+            log.info("writer_lease_taken", epoch=epoch, writer=self.writer_id)
+        self.epoch = epoch
 
     async def probe(self) -> None:
         """Return when the database answers a trivial query; raise its error when it does not."""

@@ -244,6 +244,21 @@ class PersistenceWorker(BatchConsumer):
         still running: retry until it passes, never dead-letter for it."""
         return isinstance(exc, BusUnavailable | ConnectionError | TimeoutError | LeaseHeld) or _database_down(exc)
 
+    async def is_outage(self, exc: Exception) -> bool:
+        """A failure :meth:`is_transient` cannot name is an outage when the database does not
+        answer right after it. A link cut inside a transaction can surface as the driver's own
+        error (``RuntimeError: unable to perform operation on <TCPTransport closed=True>``), not
+        as a MySQL code; splitting the batch for it would send a message back to the queue
+        while the ones its sender made after it are stored first."""
+        if self._probe is None or isinstance(exc, FencedOut):
+            return False
+        try:
+            await asyncio.wait_for(self._probe(), self._store_timeout)
+        except Exception as unanswered:  # noqa: BLE001 - whatever it is, the database did not answer
+            log.warning("store_failure_is_an_outage", error=repr(exc), probe=repr(unanswered))
+            return True
+        return False
+
     def transient_pause(self, exc: Exception, attempt: int) -> float | None:
         """While another worker's lease runs, try again right when it runs out."""
         if isinstance(exc, LeaseHeld):

@@ -13,6 +13,11 @@ acknowledged. One fault per test:
 - ``stop-worker``: the active worker is SIGSTOPped past the standby's takeover, then SIGCONTed:
   its late commit must be refused (the writer lease), not land behind anyone's cursor.
 
+Every fault starts its own fleet (its own database, broker namespace and processes), so one
+fault's leftovers cannot hide or cause another's. Starting Python processes is most of each
+fault's time on a busy machine (each report line ends with ``start=``, ``run=``, ``stop=``), so
+the two workers start together wherever it does not matter which one is active.
+
 Each run prints its counts (see ``Counts``) and asserts: nothing lost, doubled, unexpected or
 out of its sender's order; every send acked in the end; every client's transcript after a final
 sync equals what the database says it may see. The longest wait for an answer and the standby's
@@ -27,6 +32,7 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -72,6 +78,18 @@ class Fleet:
     def proc(self, name: str):  # noqa: ANN201
         return next(p for p in self.procs.procs if p.name == name)
 
+    async def workers(self):  # noqa: ANN201
+        """(active, standby) persistence workers: the active one is the one that took the
+        writer lease (its log says so at its first commit). Call it once messages flow."""
+        both = [self.proc("persistence-1"), self.proc("persistence-2")]
+
+        def holders() -> list:
+            return [w for w in both if "writer_lease_taken" in w.log.read_text()]
+
+        await wait_until(lambda: holders(), timeout=30)
+        [active] = holders()
+        return active, next(w for w in both if w is not active)
+
 
 @asynccontextmanager
 async def fleet(tmp_path: Path, db_url: str, amqp_url: str, namespace: str, certs: Path,
@@ -105,10 +123,14 @@ async def fleet(tmp_path: Path, db_url: str, amqp_url: str, namespace: str, cert
             procs.start("gateway-1", "gateway", CHASE_GATEWAY_PORT=str(gw1), CHASE_GATEWAY_ID="gw1",
                         CHASE_AMQP_URL=str(broker_target.with_port(gateway1_broker.port)))
             procs.start("gateway-2", "gateway", CHASE_GATEWAY_PORT=str(gw2), CHASE_GATEWAY_ID="gw2")
-            # The first to consume is the active worker; the second waits as the hot standby.
-            await wait_until(lambda: "persistence_started" in first.log.read_text(), timeout=60)
+            # The first to consume is the active worker; the other waits as the hot standby. A
+            # fault hook must be in the active one, so then the standby starts only once the
+            # first consumes; otherwise both start at once (Fleet.workers says which is which).
+            if worker1_env:
+                await wait_until(lambda: "persistence_started" in first.log.read_text(), timeout=60)
             second = procs.start("persistence-2", "persistence")
-            await wait_until(lambda: "persistence_started" in second.log.read_text(), timeout=60)
+            for worker in (first, second):
+                await wait_until(lambda w=worker: "persistence_started" in w.log.read_text(), timeout=60)
             await wait_for_ports(procs, auth_port, gw1, gw2, timeout=60)
             auth = AuthClient(f"https://127.0.0.1:{auth_port}", ca_path=certs / "ca.pem")
             try:
@@ -150,14 +172,15 @@ async def kill_worker_after_commit(fleet: Fleet) -> None:
     try:
         await wait_until(lambda: worker.popen.poll() is not None, timeout=30)
         assert worker.popen.returncode == -signal.SIGKILL, worker.tail()
-        loop = asyncio.get_running_loop()
-        died_at, before = loop.time(), await lease_epoch(engine)
+        before = await lease_epoch(engine)
 
         async def taken_over() -> bool:
             return await lease_epoch(engine) > before
 
         await wait_until(taken_over, timeout=40, interval=0.2)
-        fleet.notes["takeover"] = f"{loop.time() - died_at:.1f}s"
+        died_at = logged_at(worker.log.read_text(), "fault_hook_kill_after_commit")
+        assert died_at is not None, worker.tail()
+        await note_takeover(fleet, fleet.proc("persistence-2"), died_at)
     finally:
         await engine.dispose()
 
@@ -194,12 +217,11 @@ async def freeze_database(fleet: Fleet) -> None:
 
 
 async def stop_worker(fleet: Fleet) -> None:
-    worker = fleet.proc("persistence-1")
+    worker, standby = await fleet.workers()
     engine = create_engine(fleet.db_url)
     try:
         before = await lease_epoch(engine)
-        loop = asyncio.get_running_loop()
-        stopped_at = loop.time()
+        stopped_at = datetime.now(UTC)
         worker.signal(signal.SIGSTOP)
         try:
             # Past the broker's heartbeat (the standby gets the queue) and the lease (the
@@ -208,12 +230,38 @@ async def stop_worker(fleet: Fleet) -> None:
                 return await lease_epoch(engine) > before
 
             await wait_until(taken_over, timeout=40, interval=0.2)
-            fleet.notes["takeover"] = f"{loop.time() - stopped_at:.1f}s"
+            await note_takeover(fleet, standby, stopped_at)
             await asyncio.sleep(1)
         finally:
             worker.signal(signal.SIGCONT)
     finally:
         await engine.dispose()
+
+
+def logged_at(log: str, event: str, after: datetime | None = None) -> datetime | None:
+    """When a process's log first says ``event`` (after ``after``); None if it does not."""
+    for line in log.splitlines():
+        stamp, _, rest = line.partition(" ")
+        if f" {event} " not in f" {rest} ":
+            continue
+        try:
+            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if after is None or when > after:
+            return when
+    return None
+
+
+async def note_takeover(fleet: Fleet, standby, lost_at: datetime) -> None:  # noqa: ANN001
+    """Note how long after ``lost_at`` (the active worker died or hung) the standby committed
+    under its new lease, by the standby's own log, so a busy test process does not add its lag."""
+
+    def taken() -> datetime | None:
+        return logged_at(standby.log.read_text(), "writer_lease_taken", after=lost_at)
+
+    await wait_until(lambda: taken() is not None, timeout=10)
+    fleet.notes["takeover"] = f"{(taken() - lost_at).total_seconds():.1f}s"  # type: ignore[operator]
 
 
 async def lease_epoch(engine) -> int:  # noqa: ANN001
@@ -263,12 +311,14 @@ async def test_a_fault_under_load_loses_doubles_and_reorders_nothing(
     fault: str, tmp_path: Path, mariadb_url: str, amqp_url: str, bus_namespace: str, dev_certs: Path
 ) -> None:
     inject, worker_env = FAULTS[fault]
+    loop = asyncio.get_running_loop()
+    began = loop.time()
     async with fleet(tmp_path, mariadb_url, amqp_url, bus_namespace, dev_certs, **worker_env) as running:
         clients = await make_clients(running)
-        loop = asyncio.get_running_loop()
         tasks = [loop.create_task(c.run()) for c in clients]
         # Everyone connected to their own gateway and caught up before the load starts.
         await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in clients)), 30)
+        loaded = loop.time()
         producing = True
 
         async def produce() -> None:
@@ -294,8 +344,11 @@ async def test_a_fault_under_load_loses_doubles_and_reorders_nothing(
             client.close_out()
         await asyncio.wait_for(asyncio.gather(*tasks), DRAIN + 15)
         counts = await count(running, clients)
+        ran = loop.time()
         notes = " ".join(f"{key}={value}" for key, value in running.notes.items())
-    report = f"{counts.line(fault)} {notes}".rstrip()
+    # Where the time goes: starting the fleet, the run itself (load, fault, drain), stopping.
+    phases = f"start={loaded - began:.0f}s run={ran - loaded:.0f}s stop={loop.time() - ran:.0f}s"
+    report = " ".join(part for part in (counts.line(fault), notes, phases) if part)
     REPORTS.append(report)
     print(report)
     unanswered = sum(len(c.outbox) for c in clients)

@@ -212,3 +212,41 @@ async def test_stop_then_restart_loses_nothing(stack: Stack):
     await wait_until(lambda: len(stack.seen) == 5)
     assert await count_rows(stack.engine) == 5
     assert [seen.event.message.body for seen in stack.seen] == [f"while stopped {i}" for i in range(5)]
+
+
+async def test_a_link_cut_under_the_store_is_an_outage_until_the_database_answers(mariadb_url: str):
+    """A failure of the store is judged by whether the database answers right after (the
+    worker's real probe, through the cut link): while the link is cut it is an outage, whatever
+    the error says (the batch is retried whole, in order; the driver under uvloop can fail with
+    its own ``RuntimeError`` for a link cut inside a transaction); once the database answers,
+    a failure is the batch's own."""
+    from chase.bus.memory import MemoryBus
+    from services.persistence.store import MessageStore
+    from services.persistence.worker import PersistenceWorker
+    from tests.faults import TcpForwarder
+
+    target = sa.engine.make_url(mariadb_url)
+    setup = create_engine(mariadb_url)
+    try:
+        await migrate.upgrade(setup)
+        (alice,) = await make_users(setup, "alice")
+    finally:
+        await setup.dispose()
+    async with TcpForwarder(target.host or "127.0.0.1", target.port or 3306) as link:
+        engine = create_engine(target.set(port=link.port).render_as_string(hide_password=False))
+        bus = MemoryBus("cut")
+        store = MessageStore(engine, FakeClock(NOW))
+        worker = PersistenceWorker(bus, store, probe=store.probe)
+        try:
+            await store.probe()  # a pooled connection, open through the link
+            await link.cut()
+            batch = [MessageSubmitted(sender=alice, recipient_id=None, body="hi", client_msg_id="c1", submitted_at=NOW)]
+            with pytest.raises(Exception) as failed:
+                await store.store_batch(batch)
+            assert await worker.is_outage(failed.value)
+            await link.restore()
+            assert not await worker.is_outage(ValueError("a value the database refuses"))
+            [result] = await store.store_batch(batch)
+            assert result.message.client_msg_id == "c1"  # type: ignore[union-attr]
+        finally:
+            await engine.dispose()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from chase.bus.consumer import BatchConsumer, Consumer
 from chase.bus.memory import MemoryBus
 from chase.bus.port import Delivery, QueueSpec
@@ -179,6 +181,59 @@ async def test_poison_is_isolated_by_halving_and_tried_alone_up_to_the_delivery_
     await bus.close()
 
 
+class CutMidBatch(BatchConsumer):
+    """Stands for a worker whose database link is cut while it holds a batch: the driver fails
+    with an error nobody named as transient (its transport is closed), then every attempt
+    fails until the link is back (after ``down_for`` attempts)."""
+
+    def __init__(self, bus: MemoryBus, *, down_for: int, recognised: bool) -> None:
+        super().__init__(bus, QueueSpec("work", bindings=("work",), delivery_limit=5), max_batch=10,
+                         max_wait=0.5, retry_delay=0)
+        self.down_for = down_for
+        self.recognised = recognised
+        self.calls = 0
+        self.handled: list[str] = []
+
+    @property
+    def down(self) -> bool:
+        return self.calls <= self.down_for
+
+    async def is_outage(self, exc: Exception) -> bool:
+        return self.recognised and self.down  # as a probe of the database would find
+
+    async def consume_batch(self, events: list[Event]) -> None:
+        self.calls += 1
+        if self.down:
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+        self.handled.extend(tag(e) for e in events)
+
+
+@pytest.mark.parametrize("recognised", [True, False])
+async def test_an_outage_the_driver_does_not_name_keeps_the_order_only_when_recognised(recognised: bool) -> None:
+    bus = await started_bus()
+    dead = await dead_letters(bus)
+
+    async def ignore(delivery: Delivery) -> None:
+        pass
+
+    await (await bus.consume(QueueSpec("work", bindings=("work",), delivery_limit=5), ignore)).cancel()
+    for i in range(4):
+        await bus.publish("work", ev(f"o{i}"))
+    consumer = CutMidBatch(bus, down_for=3, recognised=recognised)
+    await consumer.start()
+    await wait_until(lambda: len(consumer.handled) == 4)
+    await consumer.stop()
+    assert dead == []
+    if recognised:
+        # Retried in place as a whole until the database is back: stored in the order sent.
+        assert consumer.handled == ["o0", "o1", "o2", "o3"]
+    else:
+        # The mechanism is_outage exists for: split, o0 fails alone and goes back to the
+        # queue, o1 (then the rest) are stored before it comes again.
+        assert consumer.handled == ["o1", "o2", "o3", "o0"]
+    await bus.close()
+
+
 class Fenced(BatchConsumer):
     """Stands for a worker whose writer lease was taken over while it held a batch."""
 
@@ -278,4 +333,43 @@ async def test_after_a_reconnect_only_the_deliveries_of_the_lost_channel_are_dro
     await consumer._handle([old, new])
     assert consumer.handled == ["new"]
     assert (old.settled, new.settled) == (None, "ack")
+    await bus.close()
+
+
+class PausedThenFailing(BatchConsumer):
+    """Stands for a worker paused while it held a batch (the broker gave the batch to another
+    meanwhile) whose attempt then fails for a reason that is not transient."""
+
+    def __init__(self, bus: MemoryBus) -> None:
+        super().__init__(bus, QueueSpec("work", bindings=("work",), delivery_limit=0), max_batch=10,
+                         max_wait=0.05, retry_delay=0)
+        self.holding = asyncio.Event()
+        self.resume = asyncio.Event()
+        self.poisoned: list[str] = []
+
+    async def consume_batch(self, events: list[Event]) -> None:
+        self.holding.set()
+        await self.resume.wait()
+        raise ValueError("the connection under it is gone")
+
+    async def on_poison(self, delivery: Delivery, exc: Exception) -> None:
+        self.poisoned.append(tag(delivery.event))
+
+
+async def test_a_batch_lost_with_its_channel_is_never_split_or_dead_lettered() -> None:
+    bus = await started_bus()
+    consumer = PausedThenFailing(bus)  # no returns allowed: any failure alone would be its last
+    await consumer.start()
+    for name in ("y", "z"):
+        await bus.publish("work", ev(name))
+    await consumer.holding.wait()
+    subscription = consumer._subscription
+    assert subscription is not None
+    await subscription.cancel()  # the broker dropped it: both events are back with the broker
+    consumer.resume.set()
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(consumer.stop(), 1)
+    # Its senders are told nothing: what becomes of the events is the broker's and the next
+    # consumer's business now (before, it split the batch and told both "rejected").
+    assert consumer.poisoned == []
     await bus.close()

@@ -258,7 +258,9 @@ def statuses(seen: list[Event]) -> list[bool]:
 
 
 def stored_ids(seen: list[Event]) -> list[str]:
-    return [e.message.client_msg_id for e in seen if isinstance(e, MessageStored)]
+    """The client ids of every stored message seen, in order (a run's MessagesStored unpacked)."""
+    items = [i for e in seen for i in (e.items if isinstance(e, MessagesStored) else [e])]
+    return [e.message.client_msg_id for e in items if isinstance(e, MessageStored)]
 
 
 async def store_one(bus: MemoryBus, seen: list[Event], cmid: str) -> None:
@@ -433,3 +435,52 @@ def test_while_another_lease_runs_the_worker_retries_when_it_runs_out():
     assert worker.transient_pause(held, 1) == pytest.approx(2.51)
     assert worker.transient_pause(LeaseHeld("other", NOW.replace(tzinfo=None)), 1) == 0.05
     assert worker.transient_pause(ConnectionError(), 1) is None
+
+
+class CutStore(FakeStore):
+    """The database link is cut inside a transaction: the driver says so with its own error
+    (not a MySQL code), and the database does not answer a probe until the link is back."""
+
+    def __init__(self, down_for: int) -> None:
+        super().__init__()
+        self.down_for = down_for
+
+    async def probe(self) -> None:
+        if self.calls <= self.down_for:
+            raise db_error(2003)
+
+    async def store_batch(self, batch: Sequence[MessageSubmitted]) -> list[StoreResult]:
+        if self.calls < self.down_for:
+            self.calls += 1
+            raise RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed")
+        return await super().store_batch(batch)
+
+
+async def test_a_link_cut_inside_a_batch_is_an_outage_and_keeps_the_senders_order(bus):
+    seen = await observe(bus)
+
+    async def ignore(delivery: Delivery) -> None:
+        pass
+
+    # The queue exists before the messages come, so they reach the worker as one batch.
+    await (await bus.consume(PERSISTENCE_QUEUE_SPEC, ignore)).cancel()
+    for cmid in ("a", "b", "c", "d"):
+        await bus.publish(routing.MESSAGE_SUBMITTED, submitted(cmid))
+    store = CutStore(down_for=3)
+    worker = worker_for(bus, store)
+    await worker.start()
+    try:
+        await wait_until(lambda: len(stored_ids(seen)) == 4)
+    finally:
+        await worker.stop()
+    # Retried whole, not split: nothing went back to the queue behind the messages after it.
+    assert stored_ids(seen) == ["a", "b", "c", "d"]
+    assert [m.id for m in store.rows.values()] == [1, 2, 3, 4]
+
+
+async def test_a_failure_the_database_answers_after_is_the_batchs_own(bus):
+    store = FakeStore()
+    worker = worker_for(bus, store)
+    assert not await worker.is_outage(ValueError("a value the database refuses"))
+    store.probe_failure = db_error(2003)
+    assert await worker.is_outage(RuntimeError("the handler is closed"))
