@@ -11,19 +11,6 @@ packages=(
   libxcb-render-util0 libxcb-image0
 )
 
-missing=()
-for pkg in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "installing system libraries for the Qt client: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
-  echo "The desktop client needs these system packages: ${missing[*]}" >&2
-  echo "Install them with: sudo apt-get install ${missing[*]}" >&2
-  exit 1
-fi
+# shellcheck source=deploy/apt-packages.sh
+. "$(dirname "$0")/apt-packages.sh"
+ensure_packages "system libraries for the Qt client" "" "${packages[@]}"
