@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import os
 import ssl
@@ -88,6 +89,9 @@ class Tally:
     synced: int = 0
     closes: dict[str, int] = field(default_factory=dict)
     sync_after_hello: bool = False
+    #: Receivers told 1013 ("try again later") while being seated and seated on a later try,
+    #: by try: they are not in ``closes`` (which counts only those never seated, or closed since).
+    retried: dict[str, int] = field(default_factory=dict)
 
     def on_text(self, payload: bytes, now_ns: int) -> None:
         if payload.startswith(b'{"type":"sync_page"'):  # first: a page holds message bodies too
@@ -113,6 +117,8 @@ class Receiver(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.upgraded = False
+        #: Why it was closed, as counted in ``tally.closes`` (None: open, or dropped by us).
+        self.close_reason: str | None = None
         self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -175,6 +181,7 @@ class Receiver(asyncio.Protocol):
         del buf[:pos]
 
     def _closed_with(self, why: str) -> None:
+        self.close_reason = why
         self.tally.closes[why] = self.tally.closes.get(why, 0) + 1
         if self.transport is not None:
             self.transport.abort()
@@ -196,17 +203,29 @@ def _request(url: str, token: str | None) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+#: Tries a receiver told 1013 ("try again later") while being seated gets, as a client would.
+SEAT_TRIES = 3
+SEAT_RETRY_SECONDS = 1.0
+_TRY_AGAIN = "1013"
+
+
 async def open_receivers(url: str, context: ssl.SSLContext, tokens: list[str | None], tally: Tally,
-                         *, concurrency: int = 10, timeout: float = 120.0) -> list[Receiver]:
+                         *, concurrency: int = 10, timeout: float = 120.0,
+                         tries: int = 1) -> list[Receiver]:
     """Open one receiver per token (``concurrency`` handshakes at a time) and wait until each one
-    has its hello or was closed (``tally.closes`` says why)."""
+    has its hello or was closed (``tally.closes`` says why).
+
+    A receiver closed with 1013 ("try again later": a connect that waited too long in one of
+    the gateway's bounded lines) tries again after a second, up to ``tries`` times in all, as a
+    client does; seated on a later try it counts in ``tally.retried``, not in ``tally.closes``.
+    The fan-out seats its receivers with ``SEAT_TRIES``; the reconnect storm keeps one try: how
+    many are refused is what it measures."""
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
     gate = asyncio.Semaphore(concurrency)
     receivers: list[Receiver] = []
-    target = tally.hellos + len(tokens)
 
-    async def one(token: str | None) -> None:
+    async def one(token: str | None) -> Receiver | None:
         async with gate:
             try:
                 _, proto = await loop.create_connection(lambda: Receiver(tally, _request(url, token)),
@@ -216,13 +235,30 @@ async def open_receivers(url: str, context: ssl.SSLContext, tokens: list[str | N
                 # Refused before the WebSocket opened (a full listen backlog, a TLS time-out).
                 why = f"connect: {type(exc).__name__}"
                 tally.closes[why] = tally.closes.get(why, 0) + 1
-                return
+                return None
             receivers.append(proto)
+            return proto
 
     async with asyncio.timeout(timeout):
-        await asyncio.gather(*(one(t) for t in tokens))
-        while tally.hellos + sum(tally.closes.values()) < target:  # noqa: ASYNC110 - polled, not signalled per frame
-            await asyncio.sleep(0.05)
+        todo = list(tokens)
+        for attempt in range(1, tries + 1):
+            target = tally.hellos + sum(tally.closes.values()) + len(todo)
+            opened = await asyncio.gather(*(one(t) for t in todo))
+            while tally.hellos + sum(tally.closes.values()) < target:  # noqa: ASYNC110 - polled, not signalled per frame
+                await asyncio.sleep(0.05)
+            again = [t for t, r in zip(todo, opened, strict=True) if r is not None and r.close_reason == _TRY_AGAIN]
+            if not again or attempt == tries:
+                break
+            for r in opened:
+                if r is not None and r.close_reason == _TRY_AGAIN:
+                    receivers.remove(r)
+            tally.closes[_TRY_AGAIN] -= len(again)
+            if not tally.closes[_TRY_AGAIN]:
+                del tally.closes[_TRY_AGAIN]
+            key = f"try {attempt + 1}"
+            tally.retried[key] = tally.retried.get(key, 0) + len(again)
+            todo = again
+            await asyncio.sleep(SEAT_RETRY_SECONDS)
     return receivers
 
 
@@ -272,8 +308,9 @@ class WebSocketDriver:
         self.context = context
 
     async def open_receivers(self, tokens: list[Any], tally: Tally, *, concurrency: int = 10,
-                             timeout: float = 120.0) -> list[Receiver]:
-        return await open_receivers(self.url, self.context, tokens, tally, concurrency=concurrency, timeout=timeout)
+                             timeout: float = 120.0, tries: int = 1) -> list[Receiver]:
+        return await open_receivers(self.url, self.context, tokens, tally, concurrency=concurrency, timeout=timeout,
+                                    tries=tries)
 
     def close(self, receivers: list[Any]) -> None:
         close_receivers(receivers)
@@ -385,13 +422,18 @@ async def measure_system(name: str, url: str, context: ssl.SSLContext, tokens: l
             receivers = []
             try:
                 started = time.perf_counter()
-                receivers = await driver.open_receivers(tokens[:n], tally)
+                # Seated as clients seat themselves: told 1013, a WebSocket client tries again
+                # (Prosody's driver seats its own way, see bench.prosody).
+                seat = (functools.partial(driver.open_receivers, tries=SEAT_TRIES)
+                        if isinstance(driver, WebSocketDriver) else driver.open_receivers)
+                receivers = await seat(tokens[:n], tally)
                 connect_seconds = time.perf_counter() - started
                 await asyncio.sleep(1.0)  # let the presence news of the last connects settle
                 after = {p: rss_kib(p) for p in server_pids}
                 grown = sum((after[p] or 0) - (before[p] or 0) for p in server_pids)
                 entry: dict[str, Any] = {
                     "connect_seconds": round(connect_seconds, 2),
+                    "seated_on_a_later_try": dict(tally.retried),
                     "idle_kib_per_connection": round(grown / n, 1),
                     "rss_kib_after_connect": sum(v or 0 for v in after.values()),
                     "steps": await run_steps(senders, tally, n, plan, server_pids, step),

@@ -106,6 +106,8 @@ class Flusher:
     whatever else became ready for that connection meanwhile.
     """
 
+    __slots__ = ("_dirty",)
+
     def __init__(self) -> None:
         self._dirty: list[Connection] = []
 
@@ -129,6 +131,12 @@ class Connection:
     Call :meth:`start` once (frames delivered before it wait), :meth:`apply` for actions that
     need no I/O of their own, and :meth:`finish` when the connection is over.
     """
+
+    # One per connection, most of them idle: slots, no instance dict.
+    __slots__ = (
+        "session", "_sink", "_outbox_size", "_outbox_bytes", "_flusher", "_pending", "_pending_bytes",
+        "_unsent_frames", "_backlog", "_scheduled", "_started", "_flushed", "_closer", "close_code",
+    )
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ from chase.clock import Clock
 from chase.schemas import Event, GatewayHeartbeat, PresenceChanged, UserRef
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PresenceChange:
     """``user`` came online (``online``) or went offline, as far as every gateway is concerned."""
 
@@ -30,7 +30,7 @@ class PresenceChange:
     online: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PresenceUpdate:
     #: Publish on ``routing.presence(gateway_id)``.
     publish: PresenceChanged | None
@@ -38,7 +38,7 @@ class PresenceUpdate:
     changes: list[PresenceChange]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Remote:
     users: dict[int, UserRef] = field(default_factory=dict)
     last_seen: float = 0.0

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 
 class TokenBucket:
+    # One per connection: slots, no instance dict.
+    __slots__ = ("rate", "burst", "_tokens", "_updated")
+
     def __init__(self, rate: float, burst: int, now: float) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")

@@ -90,25 +90,25 @@ OUT_OF_ORDER_MESSAGE = "an earlier message was refused: send it again first, the
 ROOM_NOT_FOUND_MESSAGE = "no such room, or you are not a member of it"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Send:
     frame: ServerFrame
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Publish:
     routing_key: str
     event: Event
     client_msg_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Query:
     request: HistoryQuery | SyncQuery | RoomsQuery | RoomMembersQuery
     request_id: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Close:
     code: int
     reason: str
@@ -125,8 +125,32 @@ def may_see(user_id: int, message: ChatMessage, rooms: RoomDirectory | None = No
     return message.recipient_id is None or user_id in (message.sender.id, message.recipient_id)
 
 
+#: Membership commands are named by this unless a session is given its own token source.
+_SECURE_TOKENS = SecureTokens()
+
+
+class _NothingPending(OrderedDict):  # type: ignore[type-arg]
+    """The table an idle session reads until it has something pending: always empty (a
+    session writes only to a table of its own, made on first use)."""
+
+    def __setitem__(self, key: object, value: object) -> None:
+        raise TypeError("write to the session's own table (ConnectionSession._pending_for_write)")
+
+
+_NOTHING_PENDING = _NothingPending()
+
+
 class ConnectionSession:
-    """The state of one authenticated connection. Not thread-safe; one event loop feeds it."""
+    """The state of one authenticated connection. Not thread-safe; one event loop feeds it.
+
+    A gateway holds one per connection, most of them idle for hours: slots instead of an
+    instance dict, and the tables of pending sends and commands made on first use (an idle
+    session holds none), keep each one small (``docs/benchmarks.md``, idle connections)."""
+
+    __slots__ = (
+        "user", "session_id", "limits", "_clock", "_bucket", "_flood_strikes", "_strikes", "_pending_sends",
+        "_max_pending", "_store", "_send_timeout", "_resend_first", "_rooms", "_tokens", "_room_commands",
+    )
 
     def __init__(
         self,
@@ -157,8 +181,8 @@ class ConnectionSession:
         # rate_limited errors would otherwise have us write an error for every frame it sends.
         self._flood_strikes = flood_strikes if flood_strikes is not None else 2 * limits.rate_burst
         self._strikes = 0
-        #: client_msg_id -> when it was published (monotonic), oldest first.
-        self._pending: OrderedDict[str, float] = OrderedDict()
+        #: client_msg_id -> when it was published (monotonic), oldest first; made on first send.
+        self._pending_sends: OrderedDict[str, float] | None = None
         self._max_pending = max_pending
         self._store = store
         self._send_timeout = send_timeout
@@ -166,9 +190,30 @@ class ConnectionSession:
         #: is, later sends are refused too, so none of them can be stored before it.
         self._resend_first: str | None = None
         self._rooms = rooms
-        self._tokens = tokens or SecureTokens()
-        #: Membership commands published and not answered yet: command_id -> (request_id, when).
-        self._room_pending: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
+        self._tokens = tokens or _SECURE_TOKENS
+        #: Membership commands published and not answered yet: command_id -> (request_id, when);
+        #: made on first command.
+        self._room_commands: OrderedDict[str, tuple[str | None, float]] | None = None
+
+    @property
+    def _pending(self) -> OrderedDict[str, float]:
+        """Sends waiting for their ack, to read and delete from (adding: ``_pending_for_write``)."""
+        return self._pending_sends if self._pending_sends is not None else _NOTHING_PENDING
+
+    def _pending_for_write(self) -> OrderedDict[str, float]:
+        if self._pending_sends is None:
+            self._pending_sends = OrderedDict()
+        return self._pending_sends
+
+    @property
+    def _room_pending(self) -> OrderedDict[str, tuple[str | None, float]]:
+        """Commands waiting for their result, to read and delete from (adding: ``_room_pending_for_write``)."""
+        return self._room_commands if self._room_commands is not None else _NOTHING_PENDING
+
+    def _room_pending_for_write(self) -> OrderedDict[str, tuple[str | None, float]]:
+        if self._room_commands is None:
+            self._room_commands = OrderedDict()
+        return self._room_commands
 
     # --- connection life cycle ----------------------------------------------------------------
 
@@ -315,10 +360,11 @@ class ConnectionSession:
             submitted_at=self._clock.now(),
             ciphertext=frame.ciphertext,
         )
-        self._pending[cid] = self._clock.monotonic()
-        self._pending.move_to_end(cid)
-        while len(self._pending) > self._max_pending:
-            self._pending.popitem(last=False)
+        pending = self._pending_for_write()
+        pending[cid] = self._clock.monotonic()
+        pending.move_to_end(cid)
+        while len(pending) > self._max_pending:
+            pending.popitem(last=False)
         return [Publish(routing.MESSAGE_SUBMITTED, event, cid)]
 
     def _on_room_request(self, frame: RoomRequestFrame) -> list[Action]:
@@ -331,9 +377,10 @@ class ConnectionSession:
             return [self._error(ErrorCode.UNAVAILABLE, STORE_UNAVAILABLE_MESSAGE, request_id=frame.request_id)]
         command_id = f"room.{self._tokens.token(12)}"
         command = room_command(frame, self.user, command_id, self._clock.now())
-        self._room_pending[command_id] = (frame.request_id, self._clock.monotonic())
-        while len(self._room_pending) > self._max_pending:
-            self._room_pending.popitem(last=False)
+        commands = self._room_pending_for_write()
+        commands[command_id] = (frame.request_id, self._clock.monotonic())
+        while len(commands) > self._max_pending:
+            commands.popitem(last=False)
         return [Publish(routing.ROOM_COMMAND, command, command_id)]
 
     def _on_room_result(self, result: RoomCommandResult) -> list[Action]:
@@ -370,7 +417,7 @@ class ConnectionSession:
         A late ack for such a send is not passed on (its message frame is); the client's
         resend of the same frame is then acked as a duplicate.
         """
-        if self._send_timeout is None:
+        if self._send_timeout is None or not (self._pending or self._room_pending):
             return []
         cutoff = self._clock.monotonic() - self._send_timeout
         expired = [cid for cid, published in self._pending.items() if published <= cutoff]
