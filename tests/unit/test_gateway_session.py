@@ -465,3 +465,21 @@ def test_someone_elses_message_with_the_same_client_id_does_not_release_the_hold
     s.on_event(stored(BOB, "c1"))
     error = only_error(s.receive_text(frame(type="send", client_msg_id="c2", body="two")))
     assert (error.code, error.client_msg_id) == (ErrorCode.UNAVAILABLE, "c2")
+
+
+def test_an_idle_session_is_small_and_its_tables_come_with_the_first_send() -> None:
+    # A gateway holds one session per connection, most of them idle: no instance dict, and no
+    # table of pending sends or commands until there is something to keep in it.
+    clock = FakeClock()
+    s = session(clock=clock, send_timeout=5.0)
+    assert not hasattr(s, "__dict__")
+    assert not hasattr(s._bucket, "__dict__")
+    assert s.pending == frozenset() and s.expire_pending() == []
+    assert s.on_event(stored(ALICE, "c1")) == [Send(MessageFrame(message=stored(ALICE, "c1").message))]
+    assert isinstance(s.receive_text(frame(type="send", client_msg_id="c1", body="hi"))[0], Publish)
+    assert s.pending == {"c1"}
+    clock.advance(6)
+    assert only_error(s.expire_pending()).client_msg_id == "c1"
+    assert s.pending == frozenset()
+    # The next session starts empty again: nothing leaked into a shared table.
+    assert session().pending == frozenset()
