@@ -280,3 +280,16 @@ async def test_gateway_shutdown_closes_clients_with_going_away(dev_certs: Path, 
 
 def seen_id(client, body: str) -> int:  # noqa: ANN001
     return next(f.message.id for f in client.seen if isinstance(f, MessageFrame) and f.message.body == body)
+
+
+async def test_the_gateway_declines_compression_a_client_offers(system: System) -> None:
+    # websockets' clients (ChaSe's own among them) offer permessage-deflate; accepted, it would
+    # give every connection zlib streams of its own and deflate each fanned-out frame once per
+    # connection. Declined, the client goes on uncompressed.
+    alice = await system.login("alice")
+    async with system.client(alice.token) as ws:
+        await ws.expect("hello")
+        assert "permessage-deflate" in (ws.ws.request.headers.get("Sec-WebSocket-Extensions") or "")
+        assert ws.ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        await ws.send_frame(type="ping", request_id="uncompressed")
+        await ws.expect("pong")
