@@ -140,6 +140,19 @@ class _NothingPending(OrderedDict):  # type: ignore[type-arg]
 _NOTHING_PENDING = _NothingPending()
 
 
+class _SharedLimits:
+    """Sessions with equal limits share one ``Limits`` (the server builds one per connection
+    from its settings; an idle session would otherwise keep its own copy for hours)."""
+
+    last: Limits | None = None
+
+    @classmethod
+    def of(cls, limits: Limits) -> Limits:
+        if cls.last != limits:  # compared field by field
+            cls.last = limits
+        return cls.last
+
+
 class ConnectionSession:
     """The state of one authenticated connection. Not thread-safe; one event loop feeds it.
 
@@ -174,7 +187,7 @@ class ConnectionSession:
         ``tokens`` names membership commands (default: random)."""
         self.user = user
         self.session_id = session_id
-        self.limits = limits
+        self.limits = _SharedLimits.of(limits)
         self._clock = clock
         self._bucket = TokenBucket(limits.rate_per_second, limits.rate_burst, clock.monotonic())
         # Refused frames in a row before we stop answering and hang up: a client that ignores

@@ -483,3 +483,14 @@ def test_an_idle_session_is_small_and_its_tables_come_with_the_first_send() -> N
     assert s.pending == frozenset()
     # The next session starts empty again: nothing leaked into a shared table.
     assert session().pending == frozenset()
+
+
+def test_sessions_with_equal_limits_share_one_limits_object() -> None:
+    a = ConnectionSession(ALICE, "s-a", LIMITS.model_copy(), FakeClock())
+    b = ConnectionSession(BOB, "s-b", LIMITS.model_copy(), FakeClock())
+    assert a.limits is b.limits and a.limits == LIMITS
+    tighter = LIMITS.model_copy(update={"rate_burst": 1})
+    c = ConnectionSession(CAROL, "s-c", tighter, FakeClock())
+    assert c.limits == tighter and a.limits == LIMITS  # different limits are kept apart
+    hello = c.start([])[0].frame
+    assert isinstance(hello, HelloFrame) and hello.limits == tighter
