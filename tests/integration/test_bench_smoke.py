@@ -79,3 +79,36 @@ def test_the_report_says_why_prosody_was_skipped() -> None:
     side = {"prosody": {"system": "prosody", "skipped": "prosody is not installed", "sizes": {}}}
     report = render_fanout({"date": "smoke", "plan": {"fanout": {}}, "fanout": side})
     assert "| Prosody |  | skipped: prosody is not installed |" in report
+
+
+async def test_fan_out_receivers_told_to_try_again_while_seated_try_again(dev_certs: Path) -> None:
+    """A receiver closed 1013 ("try again later") while being seated comes back, as a client
+    does, and is counted as seated on a later try; with one try (the storm) it stays refused."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from chase.tls import server_context
+
+    seen: set[str] = set()
+
+    async def handler(ws: ServerConnection) -> None:
+        token = ws.request.headers.get("Authorization", "") if ws.request else ""
+        if token not in seen:
+            seen.add(token)
+            await ws.close(1013, "try again later")
+            return
+        await ws.send('{"type":"hello"}')
+        await ws.wait_closed()
+
+    context = server_context(dev_certs / "server.pem", dev_certs / "server-key.pem")
+    async with serve(handler, "127.0.0.1", 0, ssl=context, compression=None) as server:
+        url = f"wss://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        tally = fanout.Tally()
+        seated = await fanout.open_receivers(url, client_context(dev_certs / "ca.pem"), ["a", "b"], tally,
+                                             tries=fanout.SEAT_TRIES)
+        assert tally.hellos == 2 and tally.closes == {} and tally.retried == {"try 2": 2}
+        assert len(seated) == 2 and all(r.upgraded and not r.closed.done() for r in seated)
+        fanout.close_receivers(seated)
+        once = fanout.Tally()
+        refused = await fanout.open_receivers(url, client_context(dev_certs / "ca.pem"), ["c"], once)
+        assert once.hellos == 0 and once.closes == {"1013": 1} and once.retried == {}
+        fanout.close_receivers(refused)
