@@ -30,12 +30,15 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -255,8 +258,9 @@ async def measure(name: str, running: systems.Running, idle_tokens: list[str | N
                               args.in_flight, sync, directory)
         cpu0 = sum(cpu_seconds(p) or 0.0 for p in pids)
         start_at = time.monotonic() + 0.5
-        storm = _merge(await gens.ask({"do": "open", "seconds": args.phase_seconds, "start_at": start_at}),
-                       start_at)
+        with sampled(args.py_spy, name, running.pids):
+            storm = _merge(await gens.ask({"do": "open", "seconds": args.phase_seconds, "start_at": start_at}),
+                           start_at)
         result["storm"] = {"clients": storm_count, **storm,
                            "server_cpu_seconds": round(sum(cpu_seconds(p) or 0.0 for p in pids) - cpu0, 2),
                            "load_average_after": os.getloadavg()}
@@ -264,6 +268,34 @@ async def measure(name: str, running: systems.Running, idle_tokens: list[str | N
     finally:
         gens.stop()
     return result
+
+
+@contextmanager
+def sampled(directory: Path | None, system: str, pids: dict[str, int]) -> Iterator[None]:
+    """With ``--py-spy DIR``: every server process sampled while the block runs, its collapsed
+    stacks in ``DIR/<system>-<process>.txt`` (the samplers cost CPU: compare CPU per connect
+    from runs without them)."""
+    if directory is None:
+        yield
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    spies = [
+        subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", "100",
+                          "--format", "raw", "--nonblocking", "--output", str(directory.resolve() / f"{system}-{name}.txt")],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for name, pid in pids.items()
+    ]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
 
 
 def _save(args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -278,7 +310,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     certs = workdir / "certs"
     ensure_dev_certs(certs)
     users = min(args.users, max(args.idle, args.storm))
-    results: dict[str, Any] = {"plan": {k: v for k, v in vars(args).items() if k not in ("command", "output", "keep_logs")},
+    plan = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()
+            if k not in ("command", "output", "keep_logs")}
+    results: dict[str, Any] = {"plan": plan,
                                "cores": os.cpu_count(), "systems": {}}
     run_id = uuid.uuid4().hex[:8]
     overrides = {"CHASE_GATEWAY_MAX_CONNECTIONS_PER_USER": str(max(20, -(-args.idle // users))),
@@ -358,6 +392,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--mariadb", default=DEFAULT_MARIADB)
     parser.add_argument("--amqp", default=DEFAULT_AMQP)
     parser.add_argument("--keep-logs", type=Path, help="copy the systems' logs into this folder")
+    parser.add_argument("--py-spy", type=Path, default=None, metavar="DIR", dest="py_spy",
+                        help="sample every server process with py-spy during the storm, collapsed stacks here")
+    parser.add_argument("--system-root", type=Path, default=None, metavar="DIR",
+                        help="run the systems from this source tree (e.g. `git archive` of an older commit)")
     parser.add_argument("--output", type=Path, default=Path("bench/results/storm.json"))
     return parser
 
@@ -375,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
             runner.run(_worker_main(args))
         return 0
     args.storm = min(args.storm, args.idle)
+    if args.system_root is not None:
+        systems.ROOT = args.system_root.resolve()
     with tempfile.TemporaryDirectory(prefix="chase-storm-") as tmp:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             results = runner.run(run(args, Path(tmp)))

@@ -147,7 +147,6 @@ def _base_env(certs_dir: Path, auth_port: int, gateway_port: int, overrides: dic
         # before its password is checked, so concurrent ones would look like failures.
         "CHASE_AUTH_LOGIN_FREE_FAILURES_PER_ADDRESS": "1000000",
         "CHASE_GATEWAY_PORT": str(gateway_port),
-        "CHASE_GATEWAY_AUTH_URL": f"https://127.0.0.1:{auth_port}",
         **UNLIMITED_RATE,
     })
     env.update(overrides)
@@ -162,7 +161,7 @@ async def fleet(directory: Path, certs_dir: Path, *, database_url: str, amqp_url
     auth_port, gateway_port = unused_port(), unused_port()
     env = _base_env(certs_dir, auth_port, gateway_port, overrides or {})
     env.update({"CHASE_DATABASE_URL": database_url, "CHASE_AMQP_URL": amqp_url, "CHASE_BUS_NAMESPACE": namespace,
-                "CHASE_GATEWAY_ID": "bench-gw"})
+                "CHASE_GATEWAY_ID": "bench-gw", "CHASE_GATEWAY_AUTH_URL": f"https://127.0.0.1:{auth_port}"})
     group = Group(directory, env, profile_dir)
     running = None
     try:
@@ -189,7 +188,8 @@ async def fleet(directory: Path, certs_dir: Path, *, database_url: str, amqp_url
 @asynccontextmanager
 async def embedded(directory: Path, certs_dir: Path, *, overrides: dict[str, str] | None = None,
                    profile_dir: Path | None = None) -> AsyncIterator[Running]:
-    """``chase serve``: the whole system in one process, SQLite in ``directory``, in-process bus."""
+    """``chase serve``: the whole system in one process, SQLite in ``directory``, in-process bus
+    (its gateway checks tokens with its own auth service, as `chase serve` does unless told a URL)."""
     auth_port, gateway_port = unused_port(), unused_port()
     env = _base_env(certs_dir, auth_port, gateway_port, overrides or {})
     env["CHASE_DATABASE_URL"] = f"sqlite+aiosqlite:///{directory / 'chase.db'}"

@@ -30,7 +30,8 @@ from chase.store.engine import check_reachable, create_engine, ensure_database
 from chase.tls import ensure_dev_certs, require_readable
 
 if TYPE_CHECKING:
-    from services.auth.settings import AuthSettings
+    from services.auth.service import AuthService
+    from services.gateway.server import TokenChecker
     from services.gateway.settings import GatewaySettings
 
 log = get_logger("chase.serve")
@@ -127,12 +128,13 @@ def require_broker(settings: CommonSettings, service: str) -> None:
 async def serve_all() -> None:
     """Auth, persistence and gateway in one process, until cancelled."""
     from chase.config import load
+    from services.auth.app import create_service
     from services.auth.settings import AuthSettings
     from services.gateway.settings import GatewaySettings
     from services.persistence.settings import PersistenceSettings
 
     auth_settings = load(AuthSettings)
-    gateway_settings = beside(load(GatewaySettings), auth_settings)
+    gateway_settings = load(GatewaySettings)
     persistence_settings = load(PersistenceSettings)
     ensure_certs(auth_settings)
     async with AsyncExitStack() as stack:
@@ -142,33 +144,23 @@ async def serve_all() -> None:
         await stack.enter_async_context(
             open_probes(auth_settings, {"broker": bus_check(bus), "database": database_check(engine)})
         )
+        auth = create_service(auth_settings, engine=engine, bus=bus)
         await _run_together(
             lambda: _run_persistence(persistence_settings, engine, bus),
-            lambda: _run_auth(auth_settings, engine, bus),
-            lambda: _run_gateway(gateway_settings, bus),
+            lambda: _run_auth(auth_settings, engine, bus, auth),
+            lambda: _run_gateway(gateway_settings, bus, tokens=token_checker(gateway_settings, auth)),
         )
 
 
-def beside(gateway_settings: GatewaySettings, auth_settings: AuthSettings) -> GatewaySettings:
-    """The gateway settings of ``chase serve``: its gateway checks tokens with the auth service
-    of the same process (``CHASE_AUTH_HOST`` / ``CHASE_AUTH_PORT``), unless
-    ``CHASE_GATEWAY_AUTH_URL`` is set. Never a default URL, where another system may listen.
+def token_checker(gateway_settings: GatewaySettings, auth: AuthService) -> TokenChecker | None:
+    """How ``chase serve``'s gateway checks tokens: with the auth service of the same process,
+    called in-process (no HTTPS request to itself per connect), unless
+    ``CHASE_GATEWAY_AUTH_URL`` is set (None: the gateway asks that URL)."""
+    from services.auth.inprocess import InProcessTokenChecker
 
-    Raises :class:`ConfigError` when the auth port is 0 (no address known in advance).
-    """
     if "auth_url" in gateway_settings.model_fields_set:
-        return gateway_settings
-    if auth_settings.port == 0:
-        raise ConfigError(
-            "CHASE_AUTH_PORT: `chase serve` needs a fixed auth port (its gateway must know where "
-            "to check tokens), or set CHASE_GATEWAY_AUTH_URL"
-        )
-    host = auth_settings.host
-    if host in ("", "0.0.0.0", "::"):  # listening everywhere: reach it on this machine
-        host = "::1" if host == "::" else "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return gateway_settings.model_copy(update={"auth_url": f"https://{host}:{auth_settings.port}"})
+        return None
+    return InProcessTokenChecker(auth)
 
 
 async def serve_auth() -> None:
@@ -212,10 +204,10 @@ async def serve_gateway() -> None:
         await _run_gateway(settings, bus, draining)
 
 
-async def _run_auth(settings, engine: AsyncEngine, bus: Bus) -> None:  # noqa: ANN001
+async def _run_auth(settings, engine: AsyncEngine, bus: Bus, service: AuthService | None = None) -> None:  # noqa: ANN001
     from services.auth import main
 
-    await main.run(settings, engine=engine, bus=bus)
+    await main.run(settings, engine=engine, bus=bus, service=service)
 
 
 async def _run_persistence(settings, engine: AsyncEngine, bus: Bus) -> None:  # noqa: ANN001
@@ -224,10 +216,12 @@ async def _run_persistence(settings, engine: AsyncEngine, bus: Bus) -> None:  # 
     await main.run(settings, engine=engine, bus=bus)
 
 
-async def _run_gateway(settings, bus: Bus, draining: asyncio.Event | None = None) -> None:  # noqa: ANN001
+async def _run_gateway(
+    settings, bus: Bus, draining: asyncio.Event | None = None, *, tokens: TokenChecker | None = None  # noqa: ANN001
+) -> None:
     from services.gateway import main
 
-    await main.run(settings, bus=bus, draining=draining)
+    await main.run(settings, bus=bus, auth=tokens, draining=draining)
 
 
 async def _run_together(*starters: Callable[[], Awaitable[None]]) -> None:

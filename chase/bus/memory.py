@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -55,6 +56,9 @@ class _Message:
     correlation_id: str | None = None
     #: Returns so far (RabbitMQ's x-delivery-count on quorum queues).
     delivery_count: int = 0
+    #: ``time.monotonic()`` after which nobody wants it (RabbitMQ's per-message expiration):
+    #: dropped instead of delivered.
+    expires_at: float | None = None
 
 
 class MemoryBroker:
@@ -69,7 +73,8 @@ class MemoryBroker:
         routed = 0
         for queue in list(self.queues.values()):
             if queue.namespace == namespace and queue.bindings.match(message.routing_key):
-                queue.put(_Message(message.body, message.routing_key, False, message.reply_to, message.correlation_id))
+                queue.put(_Message(message.body, message.routing_key, False, message.reply_to, message.correlation_id,
+                                   expires_at=message.expires_at))
                 routed += 1
         return routed
 
@@ -190,6 +195,8 @@ class _Queue:
                 return
             message = self.ready.popleft()
             self.ready_bytes -= len(message.body)
+            if message.expires_at is not None and message.expires_at <= time.monotonic():
+                continue  # its requester gave up: answering it would only delay the others
             chosen.give(message)
 
 
@@ -380,7 +387,9 @@ class MemoryBus(Bus):
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:
-            message = _Message(encode(event).encode(), routing_key, reply_to=self._address, correlation_id=correlation_id)
+            # Expires with the wait: in a storm the responder skips what nobody waits for.
+            message = _Message(encode(event).encode(), routing_key, reply_to=self._address,
+                               correlation_id=correlation_id, expires_at=time.monotonic() + timeout)
             if self.broker.route(self.namespace, message) == 0:
                 raise RequestTimeout(f"no responder is bound for {routing_key}")
             try:

@@ -558,7 +558,10 @@ class RabbitBus(Bus):
         correlation_id = uuid.uuid4().hex
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
-        message = self._message(event, correlation_id=correlation_id, reply_to=DIRECT_REPLY_TO)
+        # Expires with the wait: the broker drops a request nobody waits for any more instead
+        # of handing it to the responder (in a storm, answering those made the rest late too).
+        message = self._message(event, correlation_id=correlation_id, reply_to=DIRECT_REPLY_TO,
+                                expiration=timeout)
         message.delivery_mode = aio_pika.DeliveryMode.NOT_PERSISTENT
         try:
             try:

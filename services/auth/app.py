@@ -32,23 +32,16 @@ def create_app(
     bus: Bus | None = None,
     clock: Clock | None = None,
     tokens: TokenSource | None = None,
+    service: AuthService | None = None,
 ) -> FastAPI:
     """The auth API as an ASGI app.
 
     The caller owns ``engine`` and ``bus`` (started, migrated) and closes them after the app
-    stops; with ``bus=None`` logouts are not broadcast to gateways.
+    stops; with ``bus=None`` logouts are not broadcast to gateways. ``service``: the use cases,
+    when the caller shares them (made with :func:`create_service` otherwise).
     """
     clock = clock or SystemClock()
-    service = AuthService(
-        engine=engine,
-        hasher=PasswordHasher(settings.bcrypt_rounds),
-        clock=clock,
-        tokens=tokens or SecureTokens(),
-        throttle=LoginThrottle(engine, throttle_policy(settings)),
-        session_ttl=timedelta(seconds=settings.session_ttl_seconds),
-        checks_per_address=settings.login_checks_per_address,
-        bus=bus,
-    )
+    service = service or create_service(settings, engine=engine, bus=bus, clock=clock, tokens=tokens)
     app = FastAPI(
         title="ChaSe auth",
         version="1",
@@ -83,6 +76,27 @@ def create_app(
     app.include_router(probes)
     install_docs(app)
     return app
+
+
+def create_service(
+    settings: AuthSettings,
+    *,
+    engine: AsyncEngine,
+    bus: Bus | None = None,
+    clock: Clock | None = None,
+    tokens: TokenSource | None = None,
+) -> AuthService:
+    """The auth use cases from the settings (see :func:`create_app` for ``engine`` and ``bus``)."""
+    return AuthService(
+        engine=engine,
+        hasher=PasswordHasher(settings.bcrypt_rounds),
+        clock=clock or SystemClock(),
+        tokens=tokens or SecureTokens(),
+        throttle=LoginThrottle(engine, throttle_policy(settings)),
+        session_ttl=timedelta(seconds=settings.session_ttl_seconds),
+        checks_per_address=settings.login_checks_per_address,
+        bus=bus,
+    )
 
 
 def throttle_policy(settings: AuthSettings) -> Policy:

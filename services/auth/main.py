@@ -54,15 +54,18 @@ class _Server(uvicorn.Server):
                      docs=f"https://{config.host}:{config.port}/docs")
 
 
-async def run(settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None) -> None:
+async def run(
+    settings: AuthSettings, *, engine: AsyncEngine, bus: Bus | None, service: AuthService | None = None
+) -> None:
     """Serve until cancelled, then stop cleanly (open requests finish first).
 
-    The caller owns ``engine`` and ``bus``. Raises :class:`ConfigError` when a TLS file is
+    The caller owns ``engine`` and ``bus``; ``service`` is given when the caller shares the use
+    cases (``chase serve``'s gateway checks tokens with them). Raises :class:`ConfigError` when a TLS file is
     missing and ``SystemExit`` from uvicorn when the port cannot be bound.
     """
     ensure_open_file_limit()
     require_readable(settings.server_cert_path, settings.server_key_path)
-    api = create_app(settings, engine=engine, bus=bus)
+    api = create_app(settings, engine=engine, bus=bus, service=service)
     app = RequestLimits(
         api,
         max_body_bytes=settings.max_body_bytes,

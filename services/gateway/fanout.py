@@ -295,8 +295,10 @@ class FanOut:
         ``unbind_after``: seconds a user's binding outlives their last connection here, so
         that a client reconnecting (a network blip, a reconnect storm after a restart of
         something in between) costs the broker nothing; meanwhile their events reach this
-        gateway and are dropped (nobody here to see them). 0 unbinds at once. Room bindings
-        follow the members actually connected, at once."""
+        gateway and are dropped (nobody here to see them). 0 unbinds at once. Their room
+        memberships (and so the bindings of those rooms) are kept as long as their binding:
+        their membership events keep them current, and a user back in time connects without
+        asking the history service for their rooms."""
         self._bus = bus
         #: Group room memberships of local users; give the same object to every session.
         self.rooms = RoomDirectory()
@@ -349,7 +351,13 @@ class FanOut:
         """The broker connection came back and with it a new queue: whatever was published
         meanwhile never reached this gateway. Bind every local user again (the adapter has
         restored the bindings it knew; binding twice is harmless), then tell every connection
-        to sync, so nobody is left with a silent gap."""
+        to sync, so nobody is left with a silent gap. Users who are away keep their binding but
+        not their rooms: membership events of theirs may have been lost with the queue, so their
+        rooms are asked for again when they come back."""
+        away: set[int] = set()
+        for user_id in self._lingering:
+            if user_id not in self._by_user:
+                away |= self.rooms.forget(user_id)
         for user_id in list(self._by_user):
             async with self._lock_for(user_id):
                 if user_id not in self._by_user:
@@ -369,6 +377,7 @@ class FanOut:
                     log.warning("re-binding rooms after reconnect failed", error=str(exc))
                     return
                 self._bound_rooms.add(room_id)
+        await self.settle_rooms(away)
         connections = self.connections()
         self.broadcast([ResyncFrame(reason=RESYNC_REASON)])
         log.warning("fan-out queue re-established, clients told to sync", connections=len(connections))
@@ -411,8 +420,10 @@ class FanOut:
                     timer.cancel()  # still bound: back within the grace period
                 else:
                     await self._bind_user(conn.user_id)
-                # After the user's binding: membership events from now on reach us.
-                await self._load_rooms(conn.user_id)
+                # After the user's binding: membership events from now on reach us. A user
+                # back within the grace period still has a list those events kept current.
+                if not self.rooms.knows(conn.user_id):
+                    await self._load_rooms(conn.user_id)
             update = self.presence.connected(conn.session.user)
             # No await from here on: the hello is the first frame, events follow it, and
             # whoever connects next already sees this user online.
@@ -428,13 +439,13 @@ class FanOut:
         again in the background (their connections are told to sync once they are known)."""
         if self._room_loader is None:
             return
-        self.rooms.begin_load(user_id)
-        if not await self._try_load_rooms(user_id):
-            task = asyncio.get_running_loop().create_task(self._load_rooms_later(user_id))
+        load = self.rooms.begin_load(user_id)
+        if not await self._try_load_rooms(user_id, load):
+            task = asyncio.get_running_loop().create_task(self._load_rooms_later(user_id, load))
             self._room_loads.add(task)
             task.add_done_callback(self._room_loads.discard)
 
-    async def _try_load_rooms(self, user_id: int) -> bool:
+    async def _try_load_rooms(self, user_id: int, load: int) -> bool:
         assert self._room_loader is not None
         try:
             listed = await self._room_loader(user_id)
@@ -442,20 +453,20 @@ class FanOut:
             log.warning("rooms of a connecting user unavailable", user_id=user_id, error=str(exc))
             return False
         joined = [room.id for room in listed.rooms if room.role not in (None, "invited")]
-        await self.settle_rooms(self.rooms.finish_load(user_id, joined, listed.as_of))
+        await self.settle_rooms(self.rooms.finish_load(user_id, load, joined, listed.as_of))
         return True
 
-    async def _load_rooms_later(self, user_id: int) -> None:
+    async def _load_rooms_later(self, user_id: int, load: int) -> None:
         # Backing off, each user at their own moment: when the history service is slow because
         # thousands just connected, every user asking again every 2 s at once kept it slow.
         delay = ROOM_LOAD_RETRY_SECONDS
-        while user_id in self._by_user or self.rooms.is_local(user_id):
+        while self.rooms.is_loading(user_id, load):
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - spreading, not secrecy
             delay = min(delay * 2, ROOM_LOAD_RETRY_MAX_SECONDS)
-            if user_id not in self._by_user:
-                self.rooms.forget(user_id)
+            if user_id not in self._by_user or not self.rooms.is_loading(user_id, load):
+                # Gone (a connect asks again; the unbind forgets them), or loaded meanwhile.
                 return
-            if await self._try_load_rooms(user_id):
+            if await self._try_load_rooms(user_id, load):
                 for conn in self._by_user.get(user_id, ()):
                     conn.deliver(ResyncFrame(reason=ROOM_JOINED_REASON))
                 return
@@ -527,11 +538,12 @@ class FanOut:
             if not conns:
                 del self._by_user[conn.user_id]
                 if self._unbind_after > 0:
+                    # Their rooms stay with their binding (see __init__).
                     self._lingering[conn.user_id] = asyncio.get_running_loop().call_later(
                         self._unbind_after, self._unbind_soon, conn.user_id)
                 else:
                     await self._unbind_user(conn.user_id)
-                await self.settle_rooms(self.rooms.forget(conn.user_id))
+                    await self.settle_rooms(self.rooms.forget(conn.user_id))
             update = self.presence.disconnected(conn.session.user)
         await self._announce(update)
 
@@ -547,7 +559,10 @@ class FanOut:
             if user_id in self._by_user or timer is None or timer.when() > asyncio.get_running_loop().time():
                 return
             del self._lingering[user_id]
+            # No events reach us about them from here on: their rooms go with the binding.
+            rooms = self.rooms.forget(user_id)
             await self._unbind_user(user_id)
+            await self.settle_rooms(rooms)
 
     async def _unbind_user(self, user_id: int) -> None:
         async with self._bind_slots:

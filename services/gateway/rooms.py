@@ -21,6 +21,10 @@ How it stays right:
 - A join that makes the gateway bind a new room may race messages stored right after it
   (published before the binding existed): the joining user's connections are told to sync
   (``resync``) once the binding is made.
+- A user's list is kept as long as their user binding (``FanOut``'s ``unbind_after``): their
+  membership events keep arriving through it after their last connection closed, so a user
+  back within that time needs no new list (:meth:`RoomDirectory.knows`). It is forgotten with
+  the binding, and when the gateway's queue is re-established (events may have been lost).
 """
 
 from __future__ import annotations
@@ -83,8 +87,12 @@ class RoomDirectory:
     def __init__(self) -> None:
         self._rooms_of: dict[int, set[int]] = {}
         self._members: dict[int, set[int]] = {}
-        #: Users whose room list is being fetched: their membership events (id, room, joined?).
-        self._loading: dict[int, list[tuple[int, int, bool]]] = {}
+        #: Users whose room list is known and kept current by their events (maybe no rooms).
+        self._known: set[int] = set()
+        #: Users whose room list is being fetched: the load's number, and their membership
+        #: events meanwhile (id, room, joined?).
+        self._loading: dict[int, tuple[int, list[tuple[int, int, bool]]]] = {}
+        self._loads = 0
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -101,6 +109,15 @@ class RoomDirectory:
     def rooms_of(self, user_id: int) -> frozenset[int]:
         return frozenset(self._rooms_of.get(user_id, ()))
 
+    def knows(self, user_id: int) -> bool:
+        """The user's room list is here and current: no need to ask for it."""
+        return user_id in self._known
+
+    def is_loading(self, user_id: int, load: int) -> bool:
+        """Load number ``load`` of the user's list is still awaited."""
+        current = self._loading.get(user_id)
+        return current is not None and current[0] == load
+
     def may_see(self, user_id: int, message: ChatMessage) -> bool:
         """A room message goes to its members; a membership event also to the user it is
         about (the invited, the removed), who may not be a member."""
@@ -109,14 +126,25 @@ class RoomDirectory:
 
     # --- changes ------------------------------------------------------------------------------
 
-    def begin_load(self, user_id: int) -> None:
-        """The user's room list is being fetched: keep their membership events until it comes."""
-        self._loading.setdefault(user_id, [])
+    def begin_load(self, user_id: int) -> int:
+        """The user's room list is being fetched: keep their membership events until it comes.
+        Returns the load's number for :meth:`finish_load`; while one is awaited, asking again
+        joins it (the first list to come back is used)."""
+        current = self._loading.get(user_id)
+        if current is None:
+            self._loads += 1
+            current = self._loading[user_id] = (self._loads, [])
+        return current[0]
 
-    def finish_load(self, user_id: int, room_ids: Iterable[int], as_of: int) -> frozenset[int]:
+    def finish_load(self, user_id: int, load: int, room_ids: Iterable[int], as_of: int) -> frozenset[int]:
         """The user's rooms as of message id ``as_of``, plus the events kept since; returns the
-        rooms whose local membership changed (their bindings may need to change)."""
-        kept = self._loading.pop(user_id, [])
+        rooms whose local membership changed (their bindings may need to change).
+
+        A list for a load that is no longer awaited (another list came first, or the user was
+        forgotten meanwhile) changes nothing: it may be older than what is known."""
+        if not self.is_loading(user_id, load):
+            return frozenset()
+        _, kept = self._loading.pop(user_id)
         before = self.rooms_of(user_id)
         rooms = set(room_ids)
         for event_id, room_id, joined in kept:
@@ -126,24 +154,23 @@ class RoomDirectory:
             self._leave(user_id, room_id)
         for room_id in rooms - before:
             self._join(user_id, room_id)
+        self._known.add(user_id)
         return frozenset(before ^ rooms)
 
     def forget(self, user_id: int) -> frozenset[int]:
-        """The user's last connection here closed; returns the rooms they were in."""
+        """Stop tracking the user (their binding is gone); returns the rooms they were in."""
         self._loading.pop(user_id, None)
+        self._known.discard(user_id)
         rooms = self.rooms_of(user_id)
         for room_id in rooms:
             self._leave(user_id, room_id)
         return rooms
 
-    def is_local(self, user_id: int) -> bool:
-        return user_id in self._rooms_of or user_id in self._loading
-
     def on_event(self, message: ChatMessage, local_users: Container[int] = ()) -> frozenset[int]:
         """Apply a membership event; returns the rooms whose local membership changed.
 
-        Only users connected here are tracked (``local_users``, plus anyone loading or already
-        in a room); events about others change nothing.
+        Only users tracked here are (``local_users``, plus anyone whose list is known or being
+        loaded); events about others change nothing.
         """
         user_id = concerned_user(message)
         room_id = message.room_id
@@ -154,9 +181,9 @@ class RoomDirectory:
             return frozenset()
         joined = action in _JOINS
         if user_id in self._loading:
-            self._loading[user_id].append((message.id, room_id, joined))
+            self._loading[user_id][1].append((message.id, room_id, joined))
             return frozenset()
-        if user_id not in self._rooms_of and user_id not in local_users:
+        if user_id not in self._known and user_id not in self._rooms_of and user_id not in local_users:
             return frozenset()
         if joined and not self.is_member(user_id, room_id):
             self._join(user_id, room_id)

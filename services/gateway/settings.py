@@ -23,7 +23,7 @@ class GatewaySettings(CommonSettings):
     auth_url: str = Field(
         "https://127.0.0.1:8443",
         description="Base URL of the auth service; under `chase serve`, unset means the auth service "
-        "of the same process (CHASE_AUTH_HOST, CHASE_AUTH_PORT)",
+        "of the same process, called in-process",
     )
     # One word of a routing key: it names this gateway's queue and presence events.
     gateway_id: str = Field(

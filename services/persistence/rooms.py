@@ -63,11 +63,15 @@ class Window:
     high: int | None
 
 
+# Made once: building an alias's columns is most of what building these queries costs, and
+# a reconnect storm asks for thousands of users' rooms at once.
 _owner = users.alias("owner")
+_mine = room_members.alias("mine")
+_member = room_members.alias("m")
 
 
-def _info_query(viewer_id: int) -> sa.Select:
-    mine = room_members.alias("mine")
+def _info_query(viewer_id: int | sa.BindParameter[int]) -> sa.Select:
+    mine = _mine
     return (
         sa.select(
             rooms.c.id,
@@ -120,13 +124,23 @@ async def rooms_of_txn(conn: AsyncConnection, viewer_id: int) -> list[RoomInfo]:
 
 
 def rooms_of_query(viewer_id: int) -> sa.Select:
-    member = room_members.alias("m")
+    return _ROOMS_OF.params(viewer_id=viewer_id)
+
+
+def _rooms_of_statement() -> sa.Select:
+    viewer_id = sa.bindparam("viewer_id")
+    member = _member
     return (
         _info_query(viewer_id)
         .join(member, member.c.room_id == rooms.c.id)
         .where(member.c.user_id == viewer_id, member.c.state.in_((INVITED, JOINED)))
         .order_by(rooms.c.id)
     )
+
+
+#: Built once (building it cost about 2.7 ms of CPU, asking it a fraction of that): the
+#: statement every connecting user's room list runs, with the viewer as its one parameter.
+_ROOMS_OF = _rooms_of_statement()
 
 
 async def membership_txn(conn: AsyncConnection, room_id: int, user_id: int) -> sa.Row | None:

@@ -1,8 +1,9 @@
 """`chase serve` as a real process: the whole system on the embedded default, as `make run`
 starts it, reached over verified TLS, and stopped cleanly by Ctrl-C (SIGINT).
 
-Every port is moved off its default and nothing else is said: the gateway must find the auth
-service it runs beside on its own (a default URL would reach whatever listens on 8443)."""
+Every port is moved off its default and nothing else is said: the gateway must check tokens
+with the auth service it runs beside (in-process), not at a default URL where whatever listens
+on 8443 would answer."""
 
 from __future__ import annotations
 
@@ -74,6 +75,13 @@ async def test_serve_is_the_whole_system_over_verified_tls(served) -> None:  # n
         room_ack = await bob_ws.expect("ack")
         frame = await alice_ws.expect("message", lambda f: f.message.id == room_ack.message_id)
         assert frame.message.recipient_id is None and frame.message.sender.username == "bob"
+
+    # The gateway checks tokens with the auth service of its own process: a logged-out
+    # session is refused at once.
+    async with AuthClient(f"https://127.0.0.1:{auth_port}", ca_path=ca) as auth:
+        await auth.logout(bob.token)
+    async with dial(bob.token) as b:
+        assert await TestClient(b).closed() == (4401, "invalid or expired token")
 
     async with httpx.AsyncClient(verify=client_context(ca)) as http:
         scrape = await http.get(f"https://127.0.0.1:{metrics_port}/metrics")

@@ -510,3 +510,31 @@ async def test_the_broker_counts_returns_and_dead_letters_past_the_delivery_limi
     await wait_until(lambda: dead.tags == ["doomed"])
     # Three attempts: the first, then two returns the limit allows; the count is the broker's.
     assert counts == [0, 1, 2]
+
+
+async def test_a_request_nobody_waits_for_any_more_is_not_answered(bus: Bus) -> None:
+    """A request expires with its requester's wait: a responder that was busy meanwhile is
+    not handed the ones already given up on (in a storm, answering them made the rest late)."""
+    release = asyncio.Event()
+    asked: list[int] = []
+
+    async def busy(event: Event) -> Event:
+        assert isinstance(event, HistoryQuery)
+        asked.append(event.viewer_id)
+        if event.viewer_id == 1:
+            await release.wait()
+        return MessagePage(messages=[], has_more=False)
+
+    def query(viewer: int) -> HistoryQuery:
+        return HistoryQuery(viewer_id=viewer, with_user_id=None, before_id=None, limit=1)
+
+    # One request at a time: the second waits in the queue behind the first.
+    await bus.serve(QueueSpec("busy", bindings=("rpc.busy",), durable=False), busy, prefetch=1)
+    first = asyncio.ensure_future(bus.request("rpc.busy", query(1), timeout=30))
+    await wait_until(lambda: asked == [1])
+    with pytest.raises(RequestTimeout):
+        await bus.request("rpc.busy", query(2), timeout=0.3)
+    release.set()
+    assert await first == MessagePage(messages=[], has_more=False)
+    assert await bus.request("rpc.busy", query(3), timeout=10) == MessagePage(messages=[], has_more=False)
+    assert asked == [1, 3]

@@ -19,6 +19,9 @@ from chase.schemas import (
     MessageStored,
     PongFrame,
     PresenceChanged,
+    RoomEvent,
+    RoomInfo,
+    RoomList,
     SessionRevoked,
     StoreStatus,
     UserRef,
@@ -85,7 +88,8 @@ async def connect(
     fanout: FanOut, user: UserRef, session_id: str = "s", *, stuck: bool = False, outbox_size: int = 50
 ) -> tuple[Connection, ListSink]:
     sink = ListSink(stuck=stuck)
-    session = ConnectionSession(user, f"{session_id}-{user.id}", LIMITS, FakeClock(), store=fanout.store)
+    session = ConnectionSession(user, f"{session_id}-{user.id}", LIMITS, FakeClock(), store=fanout.store,
+                                rooms=fanout.rooms)
     conn = Connection(session, sink, outbox_size=outbox_size)
     conn.start()
     await fanout.add(conn)
@@ -273,4 +277,88 @@ async def test_a_binding_outlives_the_last_connection_for_the_grace_period() -> 
         await wait_until(lambda: not set(routing.user_bindings(CAROL.id)) & set(queue.bindings))
         await brief.stop()
     finally:
+        await bus.close()
+
+
+class RoomLister:
+    """The history service's answer to "which rooms is this user in", from a table kept here,
+    counting the questions."""
+
+    def __init__(self, rooms: dict[int, list[int]]) -> None:
+        self.rooms = rooms
+        self.asked: list[int] = []
+        self.as_of = 0
+
+    async def __call__(self, user_id: int) -> RoomList:
+        self.asked.append(user_id)
+        return RoomList(as_of=self.as_of, rooms=[
+            RoomInfo(id=room_id, name=f"r{room_id}", owner=ALICE, open=True, history="all", member_count=2,
+                     role="member")
+            for room_id in self.rooms.get(user_id, [])
+        ])
+
+
+def in_room(mid: int, room_id: int, sender: UserRef = ALICE, action: str | None = None,
+            user: UserRef | None = None) -> MessageStored:
+    """A room message, or a membership event of ``user`` when ``action`` is given."""
+    event = RoomEvent(action=action, user=user) if action is not None else None
+    message = ChatMessage(id=mid, sender=sender, recipient_id=None, body=f"m{mid}", room_id=room_id, event=event,
+                          created_at=datetime(2026, 1, 1, tzinfo=UTC), client_msg_id=f"c{mid}")
+    return MessageStored(message=message)
+
+
+async def test_a_user_back_within_the_grace_period_keeps_their_rooms_without_asking() -> None:
+    """While a user's binding lingers their membership events still arrive and keep their rooms
+    current: back in time, they connect without a room list and get the rooms they are in
+    now; once the binding goes, so do their rooms."""
+    bus = MemoryBus("unit-rooms")
+    await bus.start()
+    lister = RoomLister({BOB.id: [5]})
+    fanout = FanOut(bus, PresenceTracker("gw-1", FakeClock(), ttl_seconds=15), room_loader=lister,
+                    unbind_after=3600)
+    await fanout.start()
+    queue = bus.broker.queues[f"unit-rooms.{fanout.queue_name}"]
+    try:
+        first, _ = await connect(fanout, BOB)
+        assert lister.asked == [BOB.id] and fanout.rooms.rooms_of(BOB.id) == {5}
+        await fanout.remove(first)
+        await first.finish()
+        # Away: removed from room 5 and added to room 6, by events through his binding only
+        # (this gateway holds no other member of either room).
+        await bus.publish(routing.room_event(5, BOB.id), in_room(10, 5, action="removed", user=BOB))
+        await bus.publish(routing.room_event(6, BOB.id), in_room(11, 6, sender=BOB, action="joined", user=BOB))
+        await wait_until(lambda: fanout.rooms.rooms_of(BOB.id) == {6})
+        await wait_until(lambda: routing.room_binding(6) in queue.bindings
+                         and routing.room_binding(5) not in queue.bindings)
+
+        second, sink = await connect(fanout, BOB, session_id="b")
+        assert lister.asked == [BOB.id]  # not asked again
+        await bus.publish(routing.message_stored(ALICE.id, None, 6), in_room(12, 6))
+        await bus.publish(routing.message_stored(ALICE.id, None, 5), in_room(13, 5))
+        await bus.publish(routing.MESSAGE_STORED_PUBLIC, stored(ALICE, "marker", mid=14))
+        await wait_until(lambda: "marker" in sink.bodies())
+        assert sink.bodies() == ["m12", "marker"]
+        await fanout.remove(second)
+        await second.finish()
+    finally:
+        await fanout.stop()
+
+    # Once the binding goes, the rooms go with it, and a user connecting after that is asked.
+    brief = FanOut(bus, PresenceTracker("gw-2", FakeClock(), ttl_seconds=15), room_loader=lister,
+                   unbind_after=0.01)
+    await brief.start()
+    queue = bus.broker.queues[f"unit-rooms.{brief.queue_name}"]
+    try:
+        lister.asked.clear()
+        conn, _ = await connect(brief, BOB)
+        await wait_until(lambda: routing.room_binding(5) in queue.bindings)
+        await brief.remove(conn)
+        await conn.finish()
+        await wait_until(lambda: not brief.rooms.knows(BOB.id) and routing.room_binding(5) not in queue.bindings)
+        conn, _ = await connect(brief, BOB, session_id="b")
+        assert lister.asked == [BOB.id, BOB.id]
+        await brief.remove(conn)
+        await conn.finish()
+    finally:
+        await brief.stop()
         await bus.close()

@@ -68,8 +68,8 @@ def frames(actions: list) -> list:
 
 def test_membership_follows_events_and_reports_rooms_to_bind() -> None:
     rooms = RoomDirectory()
-    rooms.begin_load(BOB.id)
-    assert rooms.finish_load(BOB.id, [], as_of=0) == frozenset()
+    load = rooms.begin_load(BOB.id)
+    assert rooms.finish_load(BOB.id, load, [], as_of=0) == frozenset()
     assert rooms.on_event(joined(10, BOB), {BOB.id}) == {ROOM}
     assert rooms.is_member(BOB.id, ROOM) and rooms.rooms() == {ROOM}
     assert rooms.on_event(joined(10, BOB), {BOB.id}) == frozenset()  # a redelivery changes nothing
@@ -80,15 +80,37 @@ def test_membership_follows_events_and_reports_rooms_to_bind() -> None:
 
 def test_events_during_the_room_list_fetch_are_not_lost() -> None:
     rooms = RoomDirectory()
-    rooms.begin_load(BOB.id)
+    load = rooms.begin_load(BOB.id)
     # Removed from room 5 (id 20) and added to room 6 (id 21) while his list was read at id 19.
     rooms.on_event(removed(20, BOB), {BOB.id})
     rooms.on_event(message(21, BOB, room=6, event=RoomEvent(action="joined", user=BOB)), {BOB.id})
     # An event older than the list is in the list already, and not applied twice.
     rooms.on_event(message(15, BOB, room=7, event=RoomEvent(action="left", user=BOB)), {BOB.id})
-    changed = rooms.finish_load(BOB.id, [ROOM, 7], as_of=19)
+    changed = rooms.finish_load(BOB.id, load, [ROOM, 7], as_of=19)
     assert rooms.rooms_of(BOB.id) == {6, 7} and changed == {6, 7}
     assert rooms.forget(BOB.id) == {6, 7} and rooms.rooms() == frozenset()
+
+
+def test_a_known_list_is_kept_current_until_forgotten_and_late_lists_change_nothing() -> None:
+    rooms = RoomDirectory()
+    first = rooms.begin_load(BOB.id)
+    assert rooms.begin_load(BOB.id) == first  # asking again joins the load awaited
+    assert rooms.finish_load(BOB.id, first, [], as_of=10) == frozenset()
+    assert rooms.knows(BOB.id) and rooms.rooms_of(BOB.id) == frozenset()
+    # Known with no rooms, and not connected: his events are still followed (he lingers).
+    assert rooms.on_event(joined(11, BOB)) == {ROOM}
+    assert rooms.is_member(BOB.id, ROOM)
+    # A second answer to the finished load is older than what is known: ignored.
+    assert rooms.finish_load(BOB.id, first, [], as_of=5) == frozenset()
+    assert rooms.is_member(BOB.id, ROOM)
+    assert rooms.forget(BOB.id) == {ROOM} and not rooms.knows(BOB.id)
+    assert rooms.on_event(joined(12, BOB)) == frozenset()  # forgotten: no longer followed
+    # A list asked for before the forget, answered after a new load began: not the new load's.
+    second = rooms.begin_load(BOB.id)
+    assert second != first
+    assert rooms.finish_load(BOB.id, first, [ROOM], as_of=12) == frozenset()
+    assert rooms.is_loading(BOB.id, second) and not rooms.knows(BOB.id)
+    assert rooms.finish_load(BOB.id, second, [ROOM], as_of=12) == {ROOM}
 
 
 def test_room_messages_reach_members_and_the_user_an_event_is_about() -> None:
