@@ -559,8 +559,14 @@ def messages_by_key_query(dialect: str, keys: set[MessageKey]) -> tuple[sa.Selec
 
 
 _BY_KEY = sa.select(*_MESSAGE_COLUMNS).select_from(_WITH_SENDER)
-_BY_KEY_PAIRS = _BY_KEY.where(
-    sa.tuple_(messages.c.sender_id, messages.c.client_msg_id).in_(sa.bindparam("keys", expanding=True))
+# Messages first, by the unique key, whatever the statistics say: a table that grew since they
+# were taken looks small, and MariaDB then reads the senders first and each one's messages
+# by (sender_id, id), all of them (10,000 rows for a batch of 200 new ones, 60 ms).
+_BY_KEY_PAIRS = _by_index(
+    _BY_KEY.prefix_with("STRAIGHT_JOIN", dialect="mysql").where(
+        sa.tuple_(messages.c.sender_id, messages.c.client_msg_id).in_(sa.bindparam("keys", expanding=True))
+    ),
+    "uq_messages_sender_id_client_msg_id",
 )
 _BY_KEY_LISTS = _BY_KEY.where(
     messages.c.sender_id.in_(sa.bindparam("senders", expanding=True)),
