@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import time
@@ -29,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bench import infra
@@ -137,14 +139,19 @@ async def measure(case: Case, samples: int, seconds: float, seed: int = 1) -> di
     times: list[float] = []
     returned: list[int] = []
     deadline = time.monotonic() + seconds
+    cpu_started = time.process_time()
     while len(times) < samples and time.monotonic() < deadline:
         start = time.perf_counter()
         returned.append(await case(rnd))
         times.append(time.perf_counter() - start)
+    # This process's CPU (driver, SQLAlchemy, messages) per page: unlike the latencies, it
+    # hardly moves when other processes share the machine.
+    cpu = time.process_time() - cpu_started
     return {
         "samples": len(times),
         "p50_ms": round(percentile(times, 50) * 1000, 2),
         "p99_ms": round(percentile(times, 99) * 1000, 2),
+        "cpu_ms": round(cpu / len(times) * 1000, 2),
         "rows_mean": round(statistics.fmean(returned), 1),
     }
 
@@ -189,9 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     results = asyncio.run(run(args.mariadb, args.rows, args.samples, args.seconds))
     print(f"\n{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}, {args.rows:,} messages, MariaDB "
           f"{infra.mariadb_version(args.mariadb)}\n")
-    print("| page | samples | p50 ms | p99 ms | messages per page |\n|---|---|---|---|---|")
-    for label, figures in results.items():
-        print(f"| {label} | {figures['samples']} | {figures['p50_ms']} | {figures['p99_ms']} | {figures['rows_mean']} |")
+    print(f"load average {' / '.join(f'{x:.2f}' for x in os.getloadavg())}, driver {make_url(args.mariadb).drivername}\n")
+    print("| page | samples | p50 ms | p99 ms | client CPU ms per page | messages per page |\n|---|---|---|---|---|---|")
+    for label, f in results.items():
+        print(f"| {label} | {f['samples']} | {f['p50_ms']} | {f['p99_ms']} | {f['cpu_ms']} | {f['rows_mean']} |")
     return 0
 
 
