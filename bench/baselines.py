@@ -7,7 +7,13 @@
 - :func:`insert_baseline`: SQLAlchemy Core ``executemany`` of rows shaped like
   ``chase.store.tables.messages``, one transaction per batch, as the persistence worker's INSERT.
 - :func:`store_batch_baseline`: ChaSe's own ``MessageStore.store_batch`` called in-process (the
-  worker's whole transaction: dedupe look-up, user check, INSERT, read-back), no bus at all.
+  worker's whole transaction: lease renewal, resend look-up, one read of names, largest id and
+  last ids, INSERT), no bus at all.
+
+The two database ones side by side, alone (a minute; ``--mariadb`` takes ``mysql+aiomysql://``
+too)::
+
+    .venv/bin/python -m bench.baselines --rows 20000
 """
 
 from __future__ import annotations
@@ -212,9 +218,10 @@ async def store_batch_baseline(url: str, *, rows: int, batch: int = 200, body_si
 
 
 async def _timed_batches(rows: int, batch: int, run_batch: Callable[[int], Awaitable[None]]) -> dict[str, Any]:
-    """Time ``run_batch(offset)`` for each batch of ``rows``: the rate and per-batch latency."""
+    """Time ``run_batch(offset)`` for each batch of ``rows``: the rate, per-batch latency, and
+    this process's CPU per row (which, unlike the rate, hardly moves with the neighbours)."""
     batches: list[float] = []
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for offset in range(0, rows, batch):
         t0 = time.perf_counter()
         await run_batch(offset)
@@ -225,5 +232,44 @@ async def _timed_batches(rows: int, batch: int, run_batch: Callable[[int], Await
         "batch": batch,
         "seconds": round(elapsed, 3),
         "rows_per_s": rate(rows, elapsed),
+        "cpu_us_per_row": round((time.process_time() - cpu_started) / rows * 1e6, 1),
         "batch_commit": latency_summary(batches),
     }
+
+
+async def _database_baselines(server_url: str, rows: int, batch: int) -> dict[str, dict[str, Any]]:
+    from bench import infra
+
+    out = {}
+    for purpose, measure in (("raw", insert_baseline), ("store", store_batch_baseline)):
+        name = f"chase_bench_{uuid.uuid4().hex[:8]}_{purpose}"
+        url = infra.create_database(server_url, name)
+        try:
+            out[purpose] = await measure(url, rows=rows, batch=batch)
+        finally:
+            infra.drop_database(server_url, name)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import os
+
+    parser = argparse.ArgumentParser(prog="python -m bench.baselines",
+                                     description="MariaDB bulk INSERT against ChaSe's store_batch, in one run")
+    parser.add_argument("--rows", type=int, default=20_000, help="rows for each (default 20,000)")
+    parser.add_argument("--batch", type=int, default=200, help="rows per transaction (default 200)")
+    parser.add_argument("--mariadb", default="mysql+asyncmy://root@127.0.0.1:3306", help="server URL, no database")
+    args = parser.parse_args(argv)
+    results = asyncio.run(_database_baselines(args.mariadb, args.rows, args.batch))
+    print(f"load average {' / '.join(f'{x:.2f}' for x in os.getloadavg())}, {args.mariadb.split(':')[0]}")
+    for purpose, figures in results.items():
+        latency = figures["batch_commit"]
+        print(f"{purpose}: {figures['rows_per_s']:,.0f} rows/s, {figures['cpu_us_per_row']} CPU us/row, "
+              f"batch p50 {latency['p50_ms']} ms, p99 {latency['p99_ms']} ms")
+    print(f"store_batch / INSERT: {results['store']['rows_per_s'] / results['raw']['rows_per_s']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,7 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
     structlog.configure(processors=processors)
 
 
-MARIADB_URL = os.environ.get("CHASE_TEST_MARIADB_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
+MARIADB_URL = os.environ.get("CHASE_TEST_MARIADB_URL", "mysql+asyncmy://root@127.0.0.1:3306/test")
 AMQP_URL = os.environ.get("CHASE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -74,6 +74,8 @@ def _ping_on_checkout(dbapi_connection, _record, _proxy) -> None:  # noqa: ANN00
     ``pool_pre_ping`` passes on to the caller: every such connection failed one request or
     batch after the database came back. Raising ``DisconnectionError`` here makes the pool
     drop it and connect afresh (whose failure, with the database still down, is the caller's).
+    asyncmy names the same failure itself (MySQL error 2006) and is dropped the same way; both
+    drivers are tested on uvloop (``tests/integration/on_uvloop``).
     """
     try:
         dbapi_connection.ping(False)

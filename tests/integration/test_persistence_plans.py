@@ -25,11 +25,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, sqlite
 
-from bench.history import SPARSE_VIEWER, id_bounds, load_messages
+from bench.history import SPARSE_VIEWER, USERS, id_bounds, load_messages
 from chase.store import migrate
 from chase.store.engine import create_engine
 from chase.store.tables import PUBLIC_CONVERSATION, messages
-from services.persistence.store import history_query, sync_query
+from services.persistence.store import batch_facts_query, history_query, messages_by_key_query, sync_query
 
 ROWS = 30_000
 HISTORY_LIMIT = 51  # a page of 50, and one more to know whether there are more
@@ -37,6 +37,7 @@ SYNC_LIMIT = 201
 CONVERSATION = "ix_messages_conversation_id"
 SENDER = "ix_messages_sender_id_id"
 RECIPIENT = "ix_messages_recipient_id_id"
+UNIQUE_KEY = "uq_messages_sender_id_client_msg_id"
 
 
 @dataclass(frozen=True)
@@ -233,3 +234,64 @@ def _expected(rows: list, query: sa.Select, limit: int, label: str, data: Loaded
     }[label]
     visible = [r.id for r in rows if r.id > after and (r.recipient_id is None or viewer in (r.sender_id, r.recipient_id))]
     return visible[:limit]
+
+
+# --- the writer's look-ups ---------------------------------------------------------------------
+
+
+def _batch_keys(data: Loaded) -> list[tuple[int, str]]:
+    """A batch of 200 keys as the writer looks them up: 100 stored public messages (their
+    senders have hundreds more each) and 100 new keys of the same senders."""
+    stored = [(1 + seq % USERS, f"b-{seq}") for seq in range(1_000, 1_100)]
+    return stored + [(sender, f"new-{n}") for n, (sender, _) in enumerate(stored)]
+
+
+async def test_the_writers_look_ups_read_only_the_batchs_rows(loaded: Loaded) -> None:
+    """A batch's resends are found by one probe of the unique key per message, not by reading
+    every message its senders ever sent; the names and the last ids are single probes too."""
+    keys = _batch_keys(loaded)
+    query, params = messages_by_key_query("mysql" if loaded.dialect == "mariadb" else "sqlite", set(keys))
+    lookup = _sql(query.params(**params), loaded.dialect)
+    senders = sorted({sender for sender, _ in keys})
+    facts = _sql(batch_facts_query(2).params(user_ids=senders, conversation_0="public", conversation_1="dm:1:2"),
+                 loaded.dialect)
+    if loaded.dialect == "mariadb":
+        returned, accesses = _mariadb_reads(loaded, lookup)
+        assert returned == 100
+        assert [a["key"] for a in accesses] == [UNIQUE_KEY], accesses
+        assert sum(a.get("r_rows") or 0 for a in accesses) <= len(keys), accesses
+        _, accesses = _mariadb_reads(loaded, facts)
+        assert all(a["access_type"] != "ALL" for a in accesses), accesses
+        assert sum((a.get("r_rows") or 0) * (a.get("r_loops") or 1) for a in accesses) <= USERS, accesses
+    else:
+        searches = [d for _, _, d in _sqlite_plan(loaded, lookup) if "messages" in d]
+        assert searches and all("(sender_id=? AND client_msg_id=?)" in d for d in searches), searches
+        returned, steps = _sqlite_steps(loaded, lookup)
+        assert returned == 100
+        # The senders times the ids (100 x 200 probes here): more than the keys, never the table.
+        assert steps <= len(keys) * 10, steps
+        plan = [d for _, _, d in _sqlite_plan(loaded, facts)]
+        assert not [d for d in plan if d.startswith("SCAN") and "CONSTANT ROW" not in d], plan
+
+
+async def test_the_resend_look_up_keeps_to_the_unique_key_when_statistics_are_stale(mariadb_url: str) -> None:
+    """A table that grew since MariaDB last sampled it looks empty to the planner: given the
+    choice, it read the senders first, then every message each of them ever sent."""
+    engine = create_engine(mariadb_url)
+    try:
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            # The statistics stay those of the empty table, as between two of InnoDB's samples.
+            await conn.execute(sa.text("ALTER TABLE messages STATS_AUTO_RECALC=0"))
+            await conn.execute(sa.text("ANALYZE TABLE messages"))
+            await load_messages(conn, 5_000)
+            first_private, last = await id_bounds(conn)
+    finally:
+        await engine.dispose()
+    data = Loaded("mariadb", mariadb_url, first_private, last)
+    keys = _batch_keys(data)
+    query, params = messages_by_key_query("mysql", set(keys))
+    returned, accesses = _mariadb_reads(data, _sql(query.params(**params), "mariadb"))
+    assert returned == 100
+    assert [(a["key"], a["access_type"]) for a in accesses] == [(UNIQUE_KEY, "range")], accesses
+    assert sum(a.get("r_rows") or 0 for a in accesses) <= len(keys), accesses

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 import sqlalchemy as sa
 
 from chase.store.engine import create_engine
@@ -13,8 +14,9 @@ from tests.helpers import wait_until
 POOLED = 3
 
 
-async def test_connections_pooled_before_a_cut_are_replaced_not_handed_out(mariadb_url: str):
-    target = sa.engine.make_url(mariadb_url)
+@pytest.mark.parametrize("driver", ["aiomysql", "asyncmy"])
+async def test_connections_pooled_before_a_cut_are_replaced_not_handed_out(mariadb_url: str, driver: str):
+    target = sa.engine.make_url(mariadb_url).set(drivername=f"mysql+{driver}")
     async with TcpForwarder(target.host or "127.0.0.1", target.port or 3306) as link:
         engine = create_engine(target.set(port=link.port).render_as_string(hide_password=False))
         try:
