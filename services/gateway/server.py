@@ -223,7 +223,9 @@ class GatewayServer:
         await asyncio.gather(*self._queries, return_exceptions=True)
         await self._submissions.stop()
         await self.fanout.stop()
-        log.info("gateway stopped", gateway_id=self.settings.gateway_id)
+        log.info("gateway stopped", gateway_id=self.settings.gateway_id,
+                 submission_groups=self._submissions.groups_published,
+                 sends_published=self._submissions.sends_published)
 
     async def _rooms_of(self, user_id: int) -> RoomList:
         """The rooms of a connecting user, from the history service (raises when unanswered)."""

@@ -40,6 +40,9 @@ class SubmissionPublisher:
         self._waiting: list[_Waiting] = []
         self._flush_handle: asyncio.Handle | None = None
         self._publishing: set[asyncio.Task[None]] = set()
+        #: Events confirmed so far, and the sends they carried (logged when the gateway stops).
+        self.groups_published = 0
+        self.sends_published = 0
 
     async def publish(self, event: MessageSubmitted) -> None:
         """Return once the broker confirmed the event that carries ``event``; raise
@@ -85,6 +88,8 @@ class SubmissionPublisher:
                 if not future.done():
                     future.set_exception(BusUnavailable(f"the send was not published: {exc!r}"))
             raise
+        self.groups_published += 1
+        self.sends_published += len(events)
         for _, future in group:
             if not future.done():
                 future.set_result(None)
