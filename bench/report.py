@@ -97,7 +97,7 @@ def end_to_end_rows(e2e: dict[str, Any]) -> list[list[str]]:
             continue
         r = e2e[key]
         if not r:
-            rows.append([label] + ["failed"] + [""] * 8)
+            rows.append([label] + ["failed"] + [""] * 9)
             continue
         rows.append(_load_row(label, r))
     for key, label in (("fleet", "fleet, one message in flight"), ("embedded", "embedded, one message in flight")):
@@ -118,6 +118,7 @@ def _load_row(label: str, r: dict[str, Any]) -> list[str]:
         _ms(r["delivery_latency"], "p99_ms"),
         fmt(r["deliveries_per_s"]),
         fmt(_get(r, "stored_batches", "mean"), 1),
+        fmt(_get(r, "submission_groups", "mean"), 1),
         f"{r['acked']:,}/{r['messages']:,}" + ("" if r["complete"] else " (incomplete)"),
     ]
 
@@ -152,7 +153,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         markdown_table(
             ["system", "acked msgs/s", "ack p50 ms", "ack p95 ms", "ack p99 ms", "delivery p50 ms",
-             "delivery p99 ms", "deliveries/s", "mean batch", "acked"],
+             "delivery p99 ms", "deliveries/s", "mean batch", "sends per publish", "acked"],
             end_to_end_rows(results.get("end_to_end", {})),
         ),
         "",

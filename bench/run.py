@@ -388,6 +388,7 @@ class Suite:
                 "fleet cleanup", self.namespace,
                 queues=["persistence.submitted", "persistence.history", "dead-letter", "gateway.bench-gw"])
         result["stored_batches"] = await _stored_batches(url)
+        result["submission_groups"] = _submission_groups(directory / "gateway.log")
         result["topology"] = "chase auth + 1 chase persistence + 1 chase gateway (processes), RabbitMQ, MariaDB"
         return result
 
@@ -399,6 +400,7 @@ class Suite:
             result = await self._measure(running, load, {name: [pid] for name, pid in running.pids.items()})
         result["process_problems"] = running.problems
         result["stored_batches"] = await _stored_batches(f"sqlite+aiosqlite:///{directory / 'chase.db'}")
+        result["submission_groups"] = _submission_groups(directory / "serve.log")
         result["topology"] = "chase serve (one process), SQLite, in-process bus"
         return result
 
@@ -415,6 +417,25 @@ class Suite:
                 infra.drop_database(self.args.mariadb, name)
             except Exception as exc:  # noqa: BLE001 - say so; the next one may still go
                 self.errors[f"drop {name}"] = repr(exc)
+
+
+def _submission_groups(log: Path) -> dict[str, Any] | None:
+    """How many events the gateway published the sends in, from its last log line (over the
+    process's whole life: the warm-up and the unloaded probe, one send at a time, included);
+    None when it did not say (an older tree)."""
+    import re
+
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return None
+    found = re.findall(r"submission_groups=(\d+)\s+.*?sends_published=(\d+)|sends_published=(\d+)\s+.*?"
+                       r"submission_groups=(\d+)", text)
+    if not found:
+        return None
+    a_groups, a_sends, b_sends, b_groups = found[-1]
+    groups, sends = int(a_groups or b_groups), int(a_sends or b_sends)
+    return {"groups": groups, "sends": sends, "mean": round(sends / groups, 2) if groups else None}
 
 
 async def _stored_batches(url: str) -> dict[str, Any]:

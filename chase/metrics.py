@@ -47,6 +47,11 @@ GATEWAY_SLOW_CLIENTS_DROPPED = Counter(
 GATEWAY_PUBLISH_FAILURES = Counter(
     "chase_gateway_publish_failures", "Sends refused because the broker did not confirm the publish"
 )
+GATEWAY_SUBMISSION_GROUP = Histogram(
+    "chase_gateway_submission_group_sends",
+    "Sends published together as one event (those of all connections in one turn of the event loop)",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 200),
+)
 
 # --- bus (every process on RabbitMQ) ----------------------------------------------------------
 

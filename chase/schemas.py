@@ -492,6 +492,25 @@ class MessageSubmitted(Model):
     ciphertext: Encrypted | None = None
 
 
+#: The most sends one ``MessagesSubmitted`` carries (the worker's default batch size).
+MAX_SUBMITTED_PER_EVENT = 200
+
+
+class MessagesSubmitted(Model):
+    """The sends a gateway accepted from any of its connections in one turn of its event loop,
+    published as one event on ``message.submitted``: one publish, one confirm, one entry in the
+    quorum queue and one delivery to the worker for the group instead of one per send.
+
+    The worker stores each item as if it had come alone (dedupe, its own result); an item that
+    fails on its own is published again alone (see ``chase.bus.consumer``). A gateway holds at
+    most one item per connection in a group in flight, since a connection awaits its send's
+    confirm before it reads its next frame, so the items keep each sender's order. A group of
+    one is published as a plain ``MessageSubmitted``, which every worker accepts."""
+
+    type: Literal["messages.submitted"] = "messages.submitted"
+    items: list[MessageSubmitted] = Field(min_length=1, max_length=MAX_SUBMITTED_PER_EVENT)
+
+
 #: What a ``RoomCommand`` asks for (one per membership frame).
 RoomOp = Literal["create", "invite", "join", "leave", "remove", "update", "role"]
 
@@ -675,6 +694,7 @@ class QueryFailed(Model):
 
 Event = Annotated[
     MessageSubmitted
+    | MessagesSubmitted
     | MessageStored
     | MessagesStored
     | MessageRejected

@@ -23,6 +23,16 @@ every delivery is acked. When it raises:
   allowed attempt :meth:`BatchConsumer.on_poison` is told (so the sender can be) and it is
   dead-lettered. No attempt count lives in this process, so a crash forgets nothing.
 
+A delivery may carry a *group*: several events published as one (:meth:`BatchConsumer.parts`
+names them; a gateway's ``MessagesSubmitted``). It weighs as many events as it holds against
+``max_batch``, and ``handle_batch`` sees it as one delivery. When a group fails alone, it is
+split too: its parts are handled in halves like a batch of their own, the ones that work are
+done, and a part that fails alone is **published again, alone**, on the group's routing key
+(the broker counts that event's deliveries from then on, as for any other); the group is acked
+once each part is done or published again. A group whose channel is gone meanwhile is left to
+the broker, which delivers it again whole (parts done before are then handled again, so their
+handling must be idempotent, as it is already for any redelivered batch).
+
 Only one batch is in progress at a time per consumer, which keeps the queue order, and the
 deliveries before a batch are all settled when it is acked: the bus may ack it with one message
 (``Bus.ack_all``).
@@ -32,9 +42,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 
 from chase import metrics
-from chase.bus.port import Bus, Delivery, QueueSpec, Subscription
+from chase.bus.port import Bus, BusUnavailable, Delivery, QueueSpec, Subscription
 from chase.logging import get_logger
 from chase.schemas import Event
 
@@ -66,6 +77,8 @@ class BatchConsumer:
         self.retry_delay = retry_delay
         self.stop_timeout = stop_timeout
         self._pending: deque[Delivery] = deque()
+        #: The events ``_pending`` holds, groups counted by their parts (see :meth:`weight`).
+        self._pending_weight = 0
         self._arrived = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -122,6 +135,18 @@ class BatchConsumer:
         """Override: ``delivery`` failed on its last allowed attempt and is dead-lettered next."""
         return None
 
+    def parts(self, event: Event) -> Sequence[Event] | None:
+        """Override: the events ``event`` carries when it is a group of them (published as one
+        to save the broker work), else None. :meth:`handle_batch` must handle a group exactly
+        as it would its parts delivered alone, in order: when the group fails alone, its parts
+        are handed in one by one (see the module docstring)."""
+        return None
+
+    def weight(self, delivery: Delivery) -> int:
+        """How many events ``delivery`` counts for against ``max_batch``: a group's parts."""
+        parts = self.parts(delivery.event)
+        return len(parts) if parts else 1
+
     @property
     def stopping(self) -> bool:
         """True from the moment :meth:`stop` is called."""
@@ -149,11 +174,13 @@ class BatchConsumer:
             await self._subscription.cancel()
             self._subscription = None
         self._pending.clear()
+        self._pending_weight = 0
 
     async def _on_delivery(self, delivery: Delivery) -> None:
         # Never awaits and never raises: the bus hands the next delivery at once, and the
         # ack comes later from _run, after the batch is handled.
         self._pending.append(delivery)
+        self._pending_weight += self.weight(delivery)
         self._arrived.set()
 
     async def _run(self) -> None:
@@ -166,7 +193,7 @@ class BatchConsumer:
                 self._arrived.clear()
                 continue
             deadline = loop.time() + self.max_wait
-            while len(self._pending) < self.max_batch and not self._stopping:
+            while self._pending_weight < self.max_batch and not self._stopping:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
@@ -175,18 +202,32 @@ class BatchConsumer:
                     await asyncio.wait_for(self._arrived.wait(), remaining)
                 except TimeoutError:
                     break
-            batch = [self._pending.popleft() for _ in range(min(self.max_batch, len(self._pending)))]
+            batch = self._take_batch()
             if not self._pending:
                 self._arrived.clear()
             await self._handle(batch)
             if self._deposed and not self._stopping:
                 await self._resubscribe()
 
+    def _take_batch(self) -> list[Delivery]:
+        """The oldest pending deliveries weighing at most ``max_batch`` (at least one)."""
+        batch: list[Delivery] = []
+        taken = 0
+        while self._pending:
+            weight = self.weight(self._pending[0])
+            if batch and taken + weight > self.max_batch:
+                break
+            batch.append(self._pending.popleft())
+            taken += weight
+        self._pending_weight -= taken
+        return batch
+
     async def _resubscribe(self) -> None:
         """Give back everything unacked and queue up again behind the active consumer."""
         self._deposed = False
         log.warning("consumer.stepped_down", queue=self.queue.name)
         self._pending.clear()
+        self._pending_weight = 0
         if self._subscription is not None:
             await self._subscription.cancel()
             self._subscription = None
@@ -236,6 +277,10 @@ class BatchConsumer:
                     if not self._deposed:
                         await self._handle(part[middle:])
                     return
+                events = self.parts(part[0].event)
+                if events and len(events) > 1:
+                    await self._split_group(part[0], events, exc)
+                    return
                 await self._failed_alone(part[0], exc)
                 return
             # Every delivery before this part is settled (one part at a time, in order): one
@@ -243,7 +288,42 @@ class BatchConsumer:
             await self.bus.ack_all(part)
             return
 
+    async def _split_group(self, group: Delivery, events: Sequence[Event], exc: Exception) -> None:
+        """``group`` failed alone: handle its parts in halves; publish a part that fails alone
+        again, alone; ack the group once every part is done or published again."""
+        log.warning("consumer.group_failed_splitting", queue=self.queue.name, size=len(events), error=repr(exc))
+        parts = [_Part(group, event) for event in events]
+        middle = len(parts) // 2
+        await self._handle(parts[:middle])
+        if not self._deposed:
+            await self._handle(parts[middle:])
+        if self._deposed or not all(p.settled for p in parts):
+            return  # stepped down, stopping or lost with its channel: the group comes back whole
+        attempt = 0
+        for part in (p for p in parts if p.returned):
+            while True:
+                if group.stale or self._stopping:
+                    return  # the broker has the group again; its parts are handled again
+                try:
+                    await self.bus.publish(group.routing_key, part.event)
+                    break
+                except BusUnavailable as failure:
+                    attempt += 1
+                    log.warning("consumer.part_not_published", queue=self.queue.name, error=repr(failure),
+                                attempt=attempt)
+                    await self._pause(attempt)
+            log.warning("consumer.part_published_alone", queue=self.queue.name, routing_key=group.routing_key,
+                        event_type=part.event.type)
+        await self.bus.ack_all([group])
+
     async def _failed_alone(self, delivery: Delivery, exc: Exception) -> None:
+        if isinstance(delivery, _Part):
+            # Published again alone by _split_group: from there the broker counts its
+            # deliveries, and its last allowed attempt goes to on_poison as for any event.
+            log.warning("consumer.part_failed", queue=self.queue.name, routing_key=delivery.routing_key,
+                        error=repr(exc))
+            await delivery.reject(requeue=True)
+            return
         limit = self.queue.delivery_limit
         if limit is not None and delivery.delivery_count < limit:
             # Back to the broker, which counts it: the count survives this process.
@@ -298,3 +378,29 @@ class Consumer(BatchConsumer):
     async def consume_batch(self, events: list[Event]) -> None:
         for event in events:
             await self.consume(event)
+
+
+class _Part(Delivery):
+    """One event of a group delivery, handled as if it had come alone. Settling it only marks
+    it: the group is settled for all its parts, by :meth:`BatchConsumer._split_group`."""
+
+    def __init__(self, group: Delivery, event: Event) -> None:
+        self.event = event
+        self.routing_key = group.routing_key
+        self.redelivered = group.redelivered
+        self.delivery_count = group.delivery_count
+        self._group = group
+        self.settled = False
+        #: Failed alone: to be published again on its own.
+        self.returned = False
+
+    @property
+    def stale(self) -> bool:
+        return self._group.stale
+
+    async def ack(self) -> None:
+        self.settled = True
+
+    async def reject(self, *, requeue: bool) -> None:
+        self.settled = True
+        self.returned = requeue

@@ -33,7 +33,15 @@ from chase import metrics, routing
 from chase.bus.port import Bus, BusUnavailable, RequestTimeout
 from chase.clock import Clock, SystemClock
 from chase.logging import bind, get_logger
-from chase.schemas import HistoryQuery, PongFrame, RoomCommand, RoomList, RoomMembersQuery, RoomsQuery
+from chase.schemas import (
+    HistoryQuery,
+    MessageSubmitted,
+    PongFrame,
+    RoomCommand,
+    RoomList,
+    RoomMembersQuery,
+    RoomsQuery,
+)
 from chase.tls import server_context
 from services.auth.client import AuthClientError, AuthRejected, SessionInfo
 from services.gateway.availability import StoreAvailability
@@ -50,6 +58,7 @@ from services.gateway.fanout import Connection, FanOut, TooManyConnections
 from services.gateway.presence import PresenceTracker
 from services.gateway.session import Action, Close, ConnectionSession, Publish, Query, Send
 from services.gateway.settings import GatewaySettings
+from services.gateway.submissions import SubmissionPublisher
 
 log = get_logger("chase.gateway")
 
@@ -159,6 +168,8 @@ class GatewayServer:
             unbind_after=UNBIND_AFTER_SECONDS,
             presence_window=settings.presence_window_seconds,
         )
+        #: Sends of all connections go out in groups, one per turn of the event loop.
+        self._submissions = SubmissionPublisher(bus)
         self._server: Server | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -215,8 +226,11 @@ class GatewayServer:
         for task in list(self._queries):
             task.cancel()
         await asyncio.gather(*self._queries, return_exceptions=True)
+        await self._submissions.stop()
         await self.fanout.stop()
-        log.info("gateway stopped", gateway_id=self.settings.gateway_id)
+        log.info("gateway stopped", gateway_id=self.settings.gateway_id,
+                 submission_groups=self._submissions.groups_published,
+                 sends_published=self._submissions.sends_published)
 
     async def _rooms_of(self, user_id: int) -> RoomList:
         """The rooms of a connecting user, from the history service (raises when unanswered)."""
@@ -358,7 +372,12 @@ class GatewayServer:
     async def _execute(self, conn: Connection, action: Send | Publish | Query | Close) -> None:
         if isinstance(action, Publish):
             try:
-                await self._bus.publish(action.routing_key, action.event)
+                if isinstance(action.event, MessageSubmitted) and action.routing_key == routing.MESSAGE_SUBMITTED:
+                    # Awaits this send's own confirm (with the others of its group): the read
+                    # loop reads the connection's next frame only after it.
+                    await self._submissions.publish(action.event)
+                else:
+                    await self._bus.publish(action.routing_key, action.event)
             except BusUnavailable as exc:
                 log.warning("send refused, bus unavailable", user_id=conn.user_id, error=str(exc))
                 metrics.GATEWAY_PUBLISH_FAILURES.inc()

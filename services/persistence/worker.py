@@ -23,6 +23,15 @@ its sender (its first copy was or will be published from its own delivery): only
 connections hear it (``MessageStored.resend``), so a resend never shows anything again to
 anyone else.
 
+Groups: a gateway publishes the sends that reach it in one turn of its event loop as one
+``MessagesSubmitted`` (one publish, one confirm, one delivery for all of them); a gateway of an
+older version publishes each as a ``MessageSubmitted``. Both are handled alike: each item is
+stored as if it had come alone, with its own result. The base class weighs a group by its items
+against the batch size and, when a group fails on its own, splits it: the items that can be
+stored are, and one that fails alone is published again alone, so the broker counts its
+deliveries and its last attempt is rejected to its sender like any other (see
+``chase.bus.consumer``).
+
 Fencing: the store renews the writer lease in every batch's transaction. When another worker
 took it over (this one was paused past its lease), the commit fails with ``FencedOut`` and the
 worker steps down (see the base class) instead of committing behind the new one.
@@ -49,6 +58,7 @@ from chase.schemas import (
     Event,
     MessageRejected,
     MessagesStored,
+    MessagesSubmitted,
     MessageStored,
     MessageSubmitted,
     RoomCommand,
@@ -101,6 +111,16 @@ def outgoing(result: StoreResult, *, redelivered: bool = False) -> tuple[str, Ev
     return routing.message_rejected(result.sender_id), MessageRejected(
         sender_id=result.sender_id, client_msg_id=result.client_msg_id, code=result.code, reason=result.reason
     )
+
+
+def submissions(event: Event) -> list[MessageSubmitted]:
+    """The submissions an event of the persistence queue carries: a group's items, or the one
+    message; none for anything else."""
+    if isinstance(event, MessagesSubmitted):
+        return list(event.items)
+    if isinstance(event, MessageSubmitted):
+        return [event]
+    return []
 
 
 def grouped(items: Sequence[tuple[str, Event]]) -> list[tuple[str, Event]]:
@@ -185,7 +205,8 @@ def outage_reason(exc: Exception) -> str | None:
 
 
 class PersistenceWorker(BatchConsumer):
-    """Consumes ``message.submitted``; call ``start()`` once the bus is started, ``stop()`` to end."""
+    """Consumes ``message.submitted`` (single sends and gateways' groups of them) and room
+    commands; call ``start()`` once the bus is started, ``stop()`` to end."""
 
     def __init__(
         self,
@@ -270,15 +291,17 @@ class PersistenceWorker(BatchConsumer):
         """Another worker holds the lease now: give everything back and wait as a standby."""
         return isinstance(exc, FencedOut)
 
+    def parts(self, event: Event) -> Sequence[Event] | None:
+        """A gateway's group of sends is split into them when it fails on its own."""
+        return event.items if isinstance(event, MessagesSubmitted) else None
+
     async def on_poison(self, delivery: Delivery, exc: Exception) -> None:
-        """Tell the sender at once that this message will never be stored."""
-        event = delivery.event
-        if not isinstance(event, MessageSubmitted):
-            return
-        rejected = Rejected(event.sender.id, event.client_msg_id, RejectCode.REJECTED,
-                            "the message could not be stored")
-        metrics.PERSISTENCE_REJECTED.labels(RejectCode.REJECTED).inc()
-        await self.bus.publish(*outgoing(rejected))
+        """Tell the sender at once that this message (each of a group's) will never be stored."""
+        for event in submissions(delivery.event):
+            rejected = Rejected(event.sender.id, event.client_msg_id, RejectCode.REJECTED,
+                                "the message could not be stored")
+            metrics.PERSISTENCE_REJECTED.labels(RejectCode.REJECTED).inc()
+            await self.bus.publish(*outgoing(rejected))
 
     async def handle_batch(self, deliveries: list[Delivery]) -> None:
         """Store the batch, then publish every result; raising sends the whole batch back.
@@ -316,12 +339,12 @@ class PersistenceWorker(BatchConsumer):
         submitted: list[MessageSubmitted] = []
         redelivered: list[bool] = []
         for delivery in deliveries:
-            if isinstance(delivery.event, MessageSubmitted):
-                submitted.append(delivery.event)
-                redelivered.append(delivery.redelivered)
-            else:
+            items = submissions(delivery.event)
+            if not items:
                 # Only a misrouted binding puts anything else here; retrying would not help.
                 log.warning("persistence_skipped_event", event_type=delivery.event.type)
+            submitted.extend(items)
+            redelivered.extend([delivery.redelivered] * len(items))
         if not submitted:
             return
         started = self._clock.monotonic()

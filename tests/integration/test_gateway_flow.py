@@ -268,6 +268,50 @@ async def test_a_stopped_bus_makes_sends_fail_and_never_ack(system: System) -> N
     assert await count_messages(system) == 0
 
 
+async def test_sends_of_many_connections_at_once_keep_each_senders_order(system: System) -> None:
+    # Every client sends its frames without waiting for acks: the gateway publishes the sends
+    # of all connections that arrive together as one event, each connection's next one only
+    # after its previous one is confirmed.
+    logins = [await system.login(name) for name in ("alice", "bob", "carol")]
+    async with (
+        system.client(logins[0].token) as a, system.client(logins[1].token) as b, system.client(logins[2].token) as c,
+    ):
+        clients = (a, b, c)
+        for ws in clients:
+            await ws.expect("hello")
+        sent: dict[int, list[str]] = {login.user.id: [] for login in logins}
+        for i in range(15):
+            for login, ws in zip(logins, clients, strict=True):
+                sent[login.user.id].append(await send(ws, f"{login.user.username} {i}"))
+        for login, ws in zip(logins, clients, strict=True):
+            for client_msg_id in sent[login.user.id]:
+                await ws.expect("ack", is_ack_of(client_msg_id))
+    async with system.engine.connect() as conn:
+        rows = (await conn.execute(sa.select(messages.c.sender_id, messages.c.client_msg_id)
+                                   .order_by(messages.c.id))).all()
+    assert len(rows) == 45
+    for sender_id, client_msg_ids in sent.items():
+        assert [cmid for sid, cmid in rows if sid == sender_id] == client_msg_ids
+
+
+async def test_a_refused_publish_answers_each_send_with_its_own_error(system: System) -> None:
+    logins = [await system.login(name) for name in ("alice", "bob", "carol")]
+    async with (
+        system.client(logins[0].token) as a, system.client(logins[1].token) as b, system.client(logins[2].token) as c,
+    ):
+        clients = (a, b, c)
+        for ws in clients:
+            await ws.expect("hello")
+        await system.bus.close()
+        sent = [await send(ws, "refused") for ws in clients]
+        for ws, client_msg_id in zip(clients, sent, strict=True):
+            error = await ws.expect("error")
+            assert isinstance(error, ErrorFrame)
+            assert (error.code, error.client_msg_id, error.retryable) == ("unavailable", client_msg_id, True)
+            assert not any(f.type == "ack" for f in ws.seen)
+    assert await count_messages(system) == 0
+
+
 async def test_gateway_shutdown_closes_clients_with_going_away(dev_certs: Path, sqlite_url: str) -> None:
     async with running_system(sqlite_url, certs_dir=dev_certs) as running:
         alice = await running.login("alice")

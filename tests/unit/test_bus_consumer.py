@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import pytest
 
 from chase.bus.consumer import BatchConsumer, Consumer
 from chase.bus.memory import MemoryBus
 from chase.bus.port import Delivery, QueueSpec
-from chase.schemas import Event, SessionRevoked
+from chase.schemas import Event, MessagesSubmitted, MessageSubmitted, SessionRevoked, UserRef
 from tests.helpers import wait_until
 
 QUEUE = QueueSpec("work", bindings=("work",))
@@ -372,4 +374,83 @@ async def test_a_batch_lost_with_its_channel_is_never_split_or_dead_lettered() -
     # Its senders are told nothing: what becomes of the events is the broker's and the next
     # consumer's business now (before, it split the batch and told both "rejected").
     assert consumer.poisoned == []
+    await bus.close()
+
+
+# --- groups: one delivery carrying several events ---------------------------------------------
+
+
+def send(name: str) -> MessageSubmitted:
+    return MessageSubmitted(sender=UserRef(id=1, username="u"), recipient_id=None, body=name, client_msg_id=name,
+                            submitted_at=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+class GroupSplitter(BatchConsumer):
+    """Fails any batch holding the event "bad"; its groups are ``MessagesSubmitted``."""
+
+    def __init__(self, bus: MemoryBus) -> None:
+        super().__init__(bus, QueueSpec("work", bindings=("work",), delivery_limit=3), max_batch=10, max_wait=0.05,
+                         retry_delay=0)
+        self.handled: list[str] = []
+        self.lose_channel_of: HeldGroup | None = None
+
+    def parts(self, event: Event) -> Sequence[Event] | None:
+        return event.items if isinstance(event, MessagesSubmitted) else None
+
+    async def consume_batch(self, events: list[Event]) -> None:
+        names = [e.body for e in events]  # type: ignore[union-attr]
+        if "bad" in names:
+            if self.lose_channel_of is not None and len(names) < len(self.lose_channel_of.event.items):
+                self.lose_channel_of.stale_now = True  # lost while the group is being split
+            raise ValueError("poison")
+        self.handled.extend(names)
+
+
+class HeldGroup(HeldDelivery):
+    def __init__(self, *names: str) -> None:
+        super().__init__("group", stale=False)
+        self.event = MessagesSubmitted(items=[send(n) for n in names])
+        self.stale_now = False
+
+    @property
+    def stale(self) -> bool:
+        return self.stale_now
+
+
+async def published_alone(bus: MemoryBus) -> list[str]:
+    seen: list[str] = []
+
+    async def record(delivery: Delivery) -> None:
+        seen.append(delivery.event.body)  # type: ignore[union-attr]
+        await delivery.ack()
+
+    await bus.consume(QueueSpec("observer", bindings=("work",), durable=False), record)
+    return seen
+
+
+async def test_a_group_that_fails_is_split_and_its_failing_part_goes_on_alone() -> None:
+    bus = await started_bus()
+    alone = await published_alone(bus)
+    consumer = GroupSplitter(bus)
+    held = HeldGroup("a", "b", "bad", "c")
+    await consumer._handle([held])
+    assert consumer.handled == ["a", "b", "c"]
+    await wait_until(lambda: alone == ["bad"])  # published again by itself, behind what is queued
+    assert held.settled == "ack"  # once its part was published again, never before
+    await bus.close()
+
+
+async def test_a_group_lost_with_its_channel_while_split_comes_back_whole() -> None:
+    bus = await started_bus()
+    alone = await published_alone(bus)
+    consumer = GroupSplitter(bus)
+    held = HeldGroup("a", "bad", "c")
+    consumer.lose_channel_of = held
+    await consumer._handle([held])
+    assert consumer.handled == ["a"]  # handled before the channel went
+    # Nothing is published again, nothing settled: the broker has the group and delivers it
+    # whole to whoever consumes next (the parts handled meanwhile are handled again then).
+    assert held.settled is None
+    await asyncio.sleep(0.05)
+    assert alone == []
     await bus.close()

@@ -17,6 +17,7 @@ from chase.schemas import (
     Event,
     MessageRejected,
     MessagesStored,
+    MessagesSubmitted,
     MessageStored,
     MessageSubmitted,
     SessionRevoked,
@@ -38,8 +39,12 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ALICE = UserRef(id=1, username="alice")
 
 
-def submitted(cmid: str, to: int | None = None) -> MessageSubmitted:
-    return MessageSubmitted(sender=ALICE, recipient_id=to, body="hi", client_msg_id=cmid, submitted_at=NOW)
+def submitted(cmid: str, to: int | None = None, sender: UserRef = ALICE) -> MessageSubmitted:
+    return MessageSubmitted(sender=sender, recipient_id=to, body="hi", client_msg_id=cmid, submitted_at=NOW)
+
+
+def group(*items: MessageSubmitted) -> MessagesSubmitted:
+    return MessagesSubmitted(items=list(items))
 
 
 class FakeStore:
@@ -484,3 +489,137 @@ async def test_a_failure_the_database_answers_after_is_the_batchs_own(bus):
     assert not await worker.is_outage(ValueError("a value the database refuses"))
     store.probe_failure = db_error(2003)
     assert await worker.is_outage(RuntimeError("the handler is closed"))
+
+
+# --- groups of sends (one MessagesSubmitted per turn of a gateway's event loop) ---------------
+
+BOB = UserRef(id=2, username="bob")
+CAROL = UserRef(id=3, username="carol")
+
+
+class RecordingStore(FakeStore):
+    """Remembers the client ids of every batch it was handed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    async def store_batch(self, batch: Sequence[MessageSubmitted]) -> list[StoreResult]:
+        self.batches.append([item.client_msg_id for item in batch])
+        return await super().store_batch(batch)
+
+
+async def queued_before_the_worker(bus: MemoryBus, events: Sequence[Event]) -> None:
+    """Publish ``events`` to the persistence queue before any worker consumes it."""
+
+    async def ignore(delivery: Delivery) -> None:
+        pass
+
+    await (await bus.consume(PERSISTENCE_QUEUE_SPEC, ignore)).cancel()
+    for event in events:
+        await bus.publish(routing.MESSAGE_SUBMITTED, event)
+
+
+async def test_a_group_is_stored_item_by_item_beside_single_sends(bus):
+    seen = await observe(bus)
+    store = RecordingStore()
+    # A gateway of this version (groups) and one of the version before (single sends) at once.
+    await queued_before_the_worker(bus, [group(submitted("a1"), submitted("b1", sender=BOB)), submitted("c1"),
+                                         group(submitted("a2"), submitted("b2", sender=BOB))])
+    # Five sends in all fill the batch: it is taken then, never after the long wait.
+    worker = PersistenceWorker(bus, store, max_batch=5, max_wait=30.0, retry_delay=0.0)
+    await worker.start()
+    try:
+        await wait_until(lambda: len(stored_ids(seen)) == 5)
+    finally:
+        await worker.stop()
+    assert stored_ids(seen) == ["a1", "b1", "c1", "a2", "b2"]
+    assert [m.id for m in store.rows.values()] == [1, 2, 3, 4, 5]
+    assert store.batches == [["a1", "b1", "c1", "a2", "b2"]]
+
+
+async def test_a_group_weighs_its_sends_against_the_batch_size(bus):
+    store = RecordingStore()
+    await queued_before_the_worker(bus, [group(submitted("a"), submitted("b")), group(submitted("c"), submitted("d")),
+                                         submitted("e")])
+    seen = await observe(bus)
+    # Never waits out max_wait: each batch is taken once the sends pending reach max_batch.
+    worker = PersistenceWorker(bus, store, max_batch=3, max_wait=30.0, retry_delay=0.0)
+    await worker.start()
+    try:
+        await wait_until(lambda: len(stored_ids(seen)) == 5)
+    finally:
+        await worker.stop()
+    # A group is never cut: the second would have made the first batch 4.
+    assert store.batches == [["a", "b"], ["c", "d", "e"]]
+
+
+async def test_a_group_with_a_poisoned_send_stores_the_others_and_isolates_that_one(bus):
+    seen: list[Delivery] = []
+
+    async def record(delivery: Delivery) -> None:
+        seen.append(delivery)
+        await delivery.ack()
+
+    await bus.consume(QueueSpec("obs", bindings=("message.stored.#", "message.rejected.#"), durable=False), record)
+    dead: list[Event] = []
+
+    async def dead_letters(delivery: Delivery) -> None:
+        dead.append(delivery.event)
+        await delivery.ack()
+
+    await bus.consume(QueueSpec("dead-letter"), dead_letters)
+    store = PoisonStore()
+    await queued_before_the_worker(bus, [
+        group(submitted("a"), submitted("poison", sender=BOB), submitted("c", sender=CAROL)),
+        submitted("d"),
+    ])
+    worker = PersistenceWorker(bus, store, max_batch=10, max_wait=0.0, retry_delay=0.0)
+    await worker.start()
+    try:
+        await wait_until(lambda: len(dead) == 1 and len(seen) == 4)
+    finally:
+        await worker.stop()
+    # The good ones of the group (and the send after it) are stored, each once.
+    assert sorted((m.sender.id, m.client_msg_id) for m in store.rows.values()) == [(1, "a"), (1, "d"), (3, "c")]
+    results = [d.event for d in seen]
+    stored = [i.message.client_msg_id for e in results
+              for i in (e.items if isinstance(e, MessagesStored) else [e]) if isinstance(i, MessageStored)]
+    assert sorted(stored) == ["a", "c", "d"]
+    # The poisoned one went on alone: published again as a single send, tried as often as the
+    # queue allows any send, then rejected to its own sender and dead-lettered by itself.
+    [rejected] = [e for e in results if isinstance(e, MessageRejected)]
+    assert (rejected.sender_id, rejected.client_msg_id, rejected.code) == (BOB.id, "poison", RejectCode.REJECTED)
+    assert dead == [submitted("poison", sender=BOB)]
+    # Once alone inside its group, then every attempt of its own.
+    assert store.poison_attempts == 1 + PERSISTENCE_QUEUE_SPEC.delivery_limit + 1
+
+
+async def test_a_group_that_fails_on_its_last_attempt_tells_each_sender(bus):
+    seen: list[Event] = []
+
+    async def record(delivery: Delivery) -> None:
+        seen.append(delivery.event)
+        await delivery.ack()
+
+    await bus.consume(QueueSpec("obs", bindings=("message.rejected.#",), durable=False), record)
+    worker = PersistenceWorker(bus, FakeStore())
+    delivery = _Held(group(submitted("a"), submitted("b", sender=BOB)))
+    await worker.on_poison(delivery, ValueError("refused"))
+    await wait_until(lambda: len(seen) == 2)
+    assert [(e.sender_id, e.client_msg_id) for e in seen] == [(1, "a"), (2, "b")]  # type: ignore[union-attr]
+
+
+class _Held(Delivery):
+    """A delivery handed to a hook directly (no queue behind it)."""
+
+    def __init__(self, event: Event) -> None:
+        self.event = event
+        self.routing_key = routing.MESSAGE_SUBMITTED
+        self.redelivered = False
+
+    async def ack(self) -> None:
+        return None
+
+    async def reject(self, *, requeue: bool) -> None:
+        return None
