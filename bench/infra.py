@@ -13,7 +13,7 @@ import pymysql
 
 
 def _admin(mysql_url: str) -> pymysql.Connection:
-    parts = urlsplit(mysql_url.replace("mysql+aiomysql://", "mysql://", 1))
+    parts = urlsplit(mysql_url)
     return pymysql.connect(
         host=parts.hostname or "127.0.0.1",
         port=parts.port or 3306,
@@ -23,7 +23,7 @@ def _admin(mysql_url: str) -> pymysql.Connection:
 
 
 def database_url(server_url: str, name: str) -> str:
-    """``server_url`` (``mysql+aiomysql://user@host:port``) pointing at database ``name``."""
+    """``server_url`` (``mysql+asyncmy://user@host:port``) pointing at database ``name``."""
     return f"{server_url.rstrip('/')}/{name}"
 
 

@@ -110,7 +110,7 @@ def describe() -> dict[str, object]:
     except (OSError, StopIteration):
         info["cpu_model"] = None
     info["libraries"] = {}
-    for package in ("aio-pika", "aiomysql", "aiosqlite", "SQLAlchemy", "websockets", "uvicorn"):
+    for package in ("aio-pika", "asyncmy", "aiomysql", "aiosqlite", "SQLAlchemy", "websockets", "uvicorn"):
         try:
             info["libraries"][package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -41,7 +41,7 @@ from chase.store.tables import room_conversation, room_members, rooms, sessions,
 from chase.tls import client_context, ensure_dev_certs
 from services.auth.security import hash_token
 
-DEFAULT_MARIADB = "mysql+aiomysql://root@127.0.0.1:3306"
+DEFAULT_MARIADB = "mysql+asyncmy://root@127.0.0.1:3306"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 ROOM_ID = 1
 

@@ -35,7 +35,7 @@ from bench.report import ratios, render
 from bench.stats import batch_sizes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-DEFAULT_MARIADB = "mysql+aiomysql://root@127.0.0.1:3306"
+DEFAULT_MARIADB = "mysql+asyncmy://root@127.0.0.1:3306"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 

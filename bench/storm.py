@@ -47,7 +47,7 @@ from bench import infra, systems
 from bench.fanout import Receiver, Tally, _request, close_receivers, register_users, rss_kib
 from bench.machine import cpu_seconds
 
-DEFAULT_MARIADB = "mysql+aiomysql://root@127.0.0.1:3306"
+DEFAULT_MARIADB = "mysql+asyncmy://root@127.0.0.1:3306"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 
