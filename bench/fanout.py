@@ -496,6 +496,10 @@ def saturation(steps: list[dict[str, Any]]) -> dict[str, Any]:
             "us_per_delivery": best["server_us_per_delivery"]}
 
 
+#: How long one user's login may be told to wait (429) before the set-up fails.
+LOGIN_SECONDS = 120.0
+
+
 async def register_users(auth_url: str, ca_path: Path, count: int, password: str, prefix: str,
                          concurrency: int = 8) -> list[str]:
     """Register and log in ``count`` users; their tokens, in order."""
@@ -508,14 +512,16 @@ async def register_users(auth_url: str, ca_path: Path, count: int, password: str
             async with gate:
                 name = f"{prefix}{i}"
                 await auth.register(name, password)
-                for _ in range(20):
+                # The auth service checks at most a few passwords per address at once and
+                # answers the rest 429 with Retry-After: wait as told, within a bound, and
+                # never hand out an empty token (it would be counted as a refused connect).
+                deadline = time.monotonic() + LOGIN_SECONDS
+                while True:
                     try:
                         tokens[i] = (await auth.login(name, password)).token
                         break
                     except AuthRejected as exc:
-                        # Concurrent logins from one address race on its throttle row; a
-                        # loser is told to wait, which is what we do.
-                        if exc.status != 429:
+                        if exc.status != 429 or time.monotonic() > deadline:
                             raise
                         await asyncio.sleep(exc.retry_after or 0.2)
 

@@ -118,8 +118,14 @@ class Group:
                 continue
             if code not in (0, -signal.SIGTERM):
                 problems.append(f"{proc.name} exited with {code}")
-            if "Traceback" in proc.log.read_text(errors="replace"):
-                problems.append(f"{proc.name} logged a traceback\n{proc.tail()}")
+            text = proc.log.read_text(errors="replace")
+            if "Traceback" in text:
+                # The first traceback itself, with the line before it (what failed): the log's
+                # last lines are usually the shutdown, and the directory is gone after the run.
+                lines = text.splitlines()
+                first = next(i for i, line in enumerate(lines) if "Traceback" in line)
+                shown = "\n".join(lines[max(0, first - 2):first + 40])
+                problems.append(f"{proc.name} logged a traceback\n--- {proc.name} (first traceback) ---\n{shown}")
         return problems
 
 
